@@ -1,0 +1,9 @@
+import { defineConfig } from "vitest/config"
+
+export default defineConfig({
+  test: {
+    projects: ["packages/*", "test"],
+    // logs of passing tests are noise (fault tests log every fallback); failing tests keep theirs
+    silent: "passed-only"
+  }
+})
