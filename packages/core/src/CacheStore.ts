@@ -1,0 +1,94 @@
+/**
+ * The cache store port: the narrow set of operations the cache-aside read path needs from a
+ * key-value store with expiry. Implementations: `MemoryCacheStore` (in this package) and
+ * `RedisCacheStore` (in `@cache-aside/redis`). Both pass the same conformance suite.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+
+/**
+ * The store could not be reached or answered with an error. `get` never fails with it: the read
+ * path falls back to the lookup, counts it and logs it.
+ *
+ * @example
+ * ```ts
+ * import { CacheStore } from "@cache-aside/core"
+ * const error = new CacheStore.CacheUnavailable({ operation: "get", cause: new Error("ECONNREFUSED") })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export class CacheUnavailable extends Schema.TaggedError<CacheUnavailable>(
+  "@cache-aside/core/CacheUnavailable"
+)("CacheUnavailable", {
+  operation: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    const cause = this.cause instanceof Error ? `: ${this.cause.message}` : ""
+    return `cache store unavailable during ${this.operation}${cause}`
+  }
+}
+
+/**
+ * A stored value: opaque bytes (the codec decides what they mean).
+ *
+ * @since 0.1.0
+ */
+export type Bytes = Uint8Array
+
+/**
+ * The port. Keys are full keys (prefix, namespace, version and user key already joined).
+ * Patterns are Redis glob patterns (`*`, `?`, `[...]`, `\` escapes) matched against full keys.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Option } from "effect"
+ * import { CacheStore, MemoryCacheStore } from "@cache-aside/core"
+ *
+ * const program = Effect.gen(function* () {
+ *   const store = yield* CacheStore.CacheStore
+ *   yield* store.set("k", new TextEncoder().encode("v"), "1 minute")
+ *   const value = yield* store.get("k")
+ *   return Option.isSome(value)
+ * }).pipe(Effect.provide(MemoryCacheStore.layer()))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export class CacheStore extends Context.Tag("@cache-aside/core/CacheStore")<CacheStore, {
+  /** Reads one key. `None` when absent or expired. */
+  readonly get: (key: string) => Effect.Effect<Option.Option<Bytes>, CacheUnavailable>
+  /** Reads many keys in one round-trip; the result is aligned with `keys`. */
+  readonly getMany: (
+    keys: ReadonlyArray<string>
+  ) => Effect.Effect<ReadonlyArray<Option.Option<Bytes>>, CacheUnavailable>
+  /** Writes one key with a time-to-live (at least one millisecond). */
+  readonly set: (key: string, value: Bytes, ttl: Duration.Duration) => Effect.Effect<void, CacheUnavailable>
+  /**
+   * Writes one key only if it is absent (`SET NX PX`); `true` when written. Leases are taken with it.
+   */
+  readonly setIfAbsent: (key: string, value: Bytes, ttl: Duration.Duration) => Effect.Effect<boolean, CacheUnavailable>
+  /**
+   * Writes one key only if it still holds exactly `expected` (atomically: a Lua script on Redis);
+   * `true` when written. A fill after a load is one, so that a load which raced an invalidation
+   * (the key was deleted, or leased again by someone else) never writes its older result.
+   */
+  readonly compareAndSet: (
+    key: string,
+    expected: Bytes,
+    value: Bytes,
+    ttl: Duration.Duration
+  ) => Effect.Effect<boolean, CacheUnavailable>
+  /** Deletes one key only if it still holds exactly `expected`; `true` when deleted. Releases a lease. */
+  readonly compareAndDelete: (key: string, expected: Bytes) => Effect.Effect<boolean, CacheUnavailable>
+  /** Deletes keys; returns how many existed. An empty list is a no-op. */
+  readonly delete: (keys: ReadonlyArray<string>) => Effect.Effect<number, CacheUnavailable>
+  /** Deletes every key matching a glob pattern (incrementally, never blocking the server); returns how many. */
+  readonly deletePattern: (pattern: string) => Effect.Effect<number, CacheUnavailable>
+}>() {}

@@ -1,0 +1,332 @@
+/**
+ * Cache metrics: counters per namespace, exported through Effect's `Metric` (so OpenTelemetry and
+ * Prometheus exporters see them) and kept per layer for a `snapshot` with the hit ratio.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricLabel from "effect/MetricLabel"
+
+/**
+ * What the read path records, per namespace, with the description each Effect `Metric` carries
+ * (exported as `cache_aside_<snake_case>_total` counters tagged with `namespace`).
+ *
+ * @since 0.1.0
+ */
+export const eventDescriptions = {
+  hits: "gets answered from the cache (a cached \"not found\" and a stale serve are hits)",
+  misses: "gets not answered from the cache",
+  loads: "lookups run",
+  loadErrors: "lookups that failed (or passed their hard timeout)",
+  cacheErrors: "store operations that failed (CacheUnavailable)",
+  fallbacks: "reads served by the lookup because the store failed",
+  coalesced: "gets that joined a read or load already in flight for the same key",
+  decodeErrors: "stored entries that failed to decode (treated as misses and evicted)",
+  writeErrors: "cache writes dropped after a successful lookup",
+  staleServes: "stale values served (stale-while-revalidate, or fail-safe after a failed or slow lookup)",
+  earlyRefreshes: "background refreshes started early by probabilistic early expiration (XFetch)",
+  lockWaits: "gets that waited for another process' fill (the lock option)",
+  lockTimeouts: "lock waits that gave up and loaded by themselves",
+  leaseRejected: "fills refused because the lease was gone: the key was invalidated or leased again meanwhile",
+  lookupTimeouts: "lookups that passed their soft or hard timeout"
+} as const
+
+/**
+ * @since 0.1.0
+ */
+export const events = Object.keys(eventDescriptions) as ReadonlyArray<keyof typeof eventDescriptions>
+
+/**
+ * @since 0.1.0
+ */
+export type Event = typeof events[number]
+
+/**
+ * @since 0.1.0
+ */
+export type Snapshot = { readonly [K in Event]: number } & {
+  /** hits / (hits + misses), 0 when there were no reads. */
+  readonly hitRatio: number
+  /**
+   * Store-wide figures of the resilient store(s) (`ResilientCacheStore`): the same in every
+   * namespace's snapshot, since one store serves all namespaces. Summed over stores when there
+   * are several; `breaker` is then the worst state of any of them.
+   */
+  readonly store: StoreSnapshot
+}
+
+/**
+ * What a resilient store (`ResilientCacheStore`) records, store-wide rather than per namespace.
+ *
+ * - `timeouts`: store operations that did not answer within their timeout
+ * - `failures`: store operations that failed (timeouts included; rejections by the open breaker not)
+ * - `rejected`: operations refused at once because the circuit breaker was open
+ * - `retries`: operations attempted again after a transient failure
+ * - `breakerOpened` / `breakerClosed`: circuit breaker transitions (a failed probe re-opens it)
+ * - `invalidationsQueued`: invalidations (keys or patterns) that could not reach the store and were queued
+ * - `invalidationsReplayed`: queued invalidations later applied to the store
+ * - `replayFailures`: replay attempts that failed (the queue is kept and replayed later)
+ * - `queueOverflows`: invalidations dropped or collapsed because the queue was full
+ * - `droppedWrites`: cache writes (`set`) not applied because the store failed, the breaker was
+ *   open, or queued invalidations could not be replayed first
+ *
+ * @since 0.1.0
+ */
+export const storeEvents = [
+  "timeouts",
+  "failures",
+  "rejected",
+  "retries",
+  "breakerOpened",
+  "breakerClosed",
+  "invalidationsQueued",
+  "invalidationsReplayed",
+  "replayFailures",
+  "queueOverflows",
+  "droppedWrites"
+] as const
+
+/**
+ * @since 0.1.0
+ */
+export type StoreEvent = typeof storeEvents[number]
+
+/**
+ * The circuit breaker of a resilient store: `closed` (calls go through), `open` (calls fail fast),
+ * `half-open` (one probe is let through after the cooldown).
+ *
+ * @since 0.1.0
+ */
+export type BreakerState = "closed" | "open" | "half-open"
+
+/**
+ * @since 0.1.0
+ */
+export type StoreSnapshot = { readonly [K in StoreEvent]: number } & {
+  readonly breaker: BreakerState
+  /** Invalidations waiting to be replayed. */
+  readonly queueSize: number
+}
+
+/**
+ * Synchronous recorders for one store (named, so that several stores, e.g. two tiers, keep
+ * apart).
+ *
+ * @since 0.1.0
+ */
+export interface StoreRecorder {
+  readonly increment: (event: StoreEvent, by?: number) => void
+  readonly setBreaker: (state: BreakerState) => void
+  readonly setQueueSize: (size: number) => void
+}
+
+/**
+ * Synchronous recorders for one namespace: cheap enough for the hit path.
+ *
+ * @since 0.1.0
+ */
+export interface Recorder {
+  readonly increment: (event: Event, by?: number) => void
+  /** Records how long a lookup took, in milliseconds. */
+  readonly observeLoad: (millis: number) => void
+}
+
+/**
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Metrics } from "@cache-aside/core"
+ *
+ * const hitRatio = Effect.gen(function* () {
+ *   const metrics = yield* Metrics.Metrics
+ *   const snapshot = yield* metrics.snapshot("user")
+ *   // snapshot.store.breaker: "closed" | "open" | "half-open" (with a ResilientCacheStore)
+ *   return snapshot.hitRatio
+ * }).pipe(Effect.provide(Metrics.layer))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export class Metrics extends Context.Tag("@cache-aside/core/Metrics")<Metrics, {
+  readonly recorder: (namespace: string) => Recorder
+  /** Counters of one namespace, or summed over all of them. */
+  readonly snapshot: (namespace?: string) => Effect.Effect<Snapshot>
+  /** The recorder of a store (by the store's name). */
+  readonly storeRecorder: (store: string) => StoreRecorder
+  /** Figures of one store, or of all of them (summed; the worst breaker state). */
+  readonly storeSnapshot: (store?: string) => Effect.Effect<StoreSnapshot>
+}>() {}
+
+const snakeCase = (name: string) => name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)
+
+const counters = Object.fromEntries(
+  events.map((event) => [
+    event,
+    Metric.counter(`cache_aside_${snakeCase(event)}_total`, { description: eventDescriptions[event] })
+  ])
+) as { readonly [K in Event]: Metric.Metric.Counter<number> }
+
+const loadDuration = Metric.histogram(
+  "cache_aside_load_duration_ms",
+  MetricBoundaries.exponential({ start: 0.5, factor: 2, count: 16 }),
+  "lookup latency in milliseconds"
+)
+
+const storeCounters: { readonly [K in StoreEvent]: Metric.Metric.Counter<number> } = {
+  timeouts: Metric.counter("cache_aside_store_timeouts_total", { description: "store operations that timed out" }),
+  failures: Metric.counter("cache_aside_store_failures_total", { description: "store operations that failed" }),
+  rejected: Metric.counter("cache_aside_store_rejected_total", {
+    description: "store operations refused by the open circuit breaker"
+  }),
+  retries: Metric.counter("cache_aside_store_retries_total", { description: "store operations retried" }),
+  breakerOpened: Metric.counter("cache_aside_breaker_opened_total", { description: "circuit breaker openings" }),
+  breakerClosed: Metric.counter("cache_aside_breaker_closed_total", { description: "circuit breaker closings" }),
+  invalidationsQueued: Metric.counter("cache_aside_invalidations_queued_total", {
+    description: "invalidations queued because the store could not be reached"
+  }),
+  invalidationsReplayed: Metric.counter("cache_aside_invalidations_replayed_total", {
+    description: "queued invalidations applied to the store"
+  }),
+  replayFailures: Metric.counter("cache_aside_invalidation_replay_failures_total", {
+    description: "invalidation replays that failed"
+  }),
+  queueOverflows: Metric.counter("cache_aside_invalidation_queue_overflows_total", {
+    description: "invalidations dropped or collapsed because the queue was full"
+  }),
+  droppedWrites: Metric.counter("cache_aside_store_dropped_writes_total", {
+    description: "cache writes not applied by the store"
+  })
+}
+
+const breakerGauge = Metric.gauge("cache_aside_breaker_state", {
+  description: "circuit breaker state: 0 closed, 1 half-open, 2 open"
+})
+
+const queueGauge = Metric.gauge("cache_aside_invalidation_queue_size", {
+  description: "invalidations waiting to be replayed"
+})
+
+const breakerLevel: { readonly [K in BreakerState]: number } = { closed: 0, "half-open": 1, open: 2 }
+
+interface StoreState {
+  readonly counts: Record<StoreEvent, number>
+  breaker: BreakerState
+  queueSize: number
+}
+
+const emptyStoreState = (): StoreState => ({
+  counts: Object.fromEntries(storeEvents.map((event) => [event, 0])) as Record<StoreEvent, number>,
+  breaker: "closed",
+  queueSize: 0
+})
+
+const toStoreSnapshot = (states: Iterable<StoreState>): StoreSnapshot => {
+  const total = emptyStoreState()
+  for (const state of states) {
+    for (const event of storeEvents) total.counts[event] += state.counts[event]
+    total.queueSize += state.queueSize
+    if (breakerLevel[state.breaker] > breakerLevel[total.breaker]) total.breaker = state.breaker
+  }
+  return { ...total.counts, breaker: total.breaker, queueSize: total.queueSize }
+}
+
+const emptyCounts = (): Record<Event, number> =>
+  Object.fromEntries(events.map((event) => [event, 0])) as Record<Event, number>
+
+const toSnapshot = (counts: Record<Event, number>, store: StoreSnapshot): Snapshot => {
+  const reads = counts.hits + counts.misses
+  return { ...counts, hitRatio: reads === 0 ? 0 : counts.hits / reads, store }
+}
+
+/**
+ * Makes a metrics service with counters of its own (two layers never share counts), which also
+ * feeds the global Effect metrics tagged with `namespace`.
+ *
+ * @since 0.1.0
+ */
+export const make: Effect.Effect<Context.Tag.Service<Metrics>> = Effect.sync(() => {
+  const perNamespace = new Map<string, Record<Event, number>>()
+  const recorders = new Map<string, Recorder>()
+
+  const recorder = (namespace: string): Recorder => {
+    const existing = recorders.get(namespace)
+    if (existing !== undefined) return existing
+    const counts = emptyCounts()
+    perNamespace.set(namespace, counts)
+    const tags = [MetricLabel.make("namespace", namespace)]
+    const tagged = Object.fromEntries(
+      events.map((event) => [event, Metric.taggedWithLabels(counters[event], tags)])
+    ) as { readonly [K in Event]: Metric.Metric.Counter<number> }
+    const load = Metric.taggedWithLabels(loadDuration, tags)
+    const created: Recorder = {
+      increment: (event, by = 1) => {
+        counts[event] += by
+        tagged[event].unsafeUpdate(by, [])
+      },
+      observeLoad: (millis) => load.unsafeUpdate(millis, [])
+    }
+    recorders.set(namespace, created)
+    return created
+  }
+
+  const perStore = new Map<string, StoreState>()
+  const storeRecorders = new Map<string, StoreRecorder>()
+
+  const storeRecorder = (store: string): StoreRecorder => {
+    const existing = storeRecorders.get(store)
+    if (existing !== undefined) return existing
+    const state = emptyStoreState()
+    perStore.set(store, state)
+    const tags = [MetricLabel.make("store", store)]
+    const tagged = Object.fromEntries(
+      storeEvents.map((event) => [event, Metric.taggedWithLabels(storeCounters[event], tags)])
+    ) as { readonly [K in StoreEvent]: Metric.Metric.Counter<number> }
+    const breaker = Metric.taggedWithLabels(breakerGauge, tags)
+    const queue = Metric.taggedWithLabels(queueGauge, tags)
+    const created: StoreRecorder = {
+      increment: (event, by = 1) => {
+        state.counts[event] += by
+        tagged[event].unsafeUpdate(by, [])
+      },
+      setBreaker: (value) => {
+        state.breaker = value
+        breaker.unsafeUpdate(breakerLevel[value], [])
+      },
+      setQueueSize: (size) => {
+        state.queueSize = size
+        queue.unsafeUpdate(size, [])
+      }
+    }
+    storeRecorders.set(store, created)
+    return created
+  }
+
+  const storeSnapshot = (store?: string) =>
+    Effect.sync(() => {
+      if (store === undefined) return toStoreSnapshot(perStore.values())
+      const state = perStore.get(store)
+      return toStoreSnapshot(state === undefined ? [] : [state])
+    })
+
+  const snapshot = (namespace?: string) =>
+    Effect.sync(() => {
+      const store = toStoreSnapshot(perStore.values())
+      if (namespace !== undefined) return toSnapshot(perNamespace.get(namespace) ?? emptyCounts(), store)
+      const total = emptyCounts()
+      for (const counts of perNamespace.values()) {
+        for (const event of events) total[event] += counts[event]
+      }
+      return toSnapshot(total, store)
+    })
+
+  return Metrics.of({ recorder, snapshot, storeRecorder, storeSnapshot })
+})
+
+/**
+ * @since 0.1.0
+ */
+export const layer: Layer.Layer<Metrics> = Layer.effect(Metrics, make)
