@@ -1,0 +1,176 @@
+/**
+ * The `CacheStore` port on Redis, through the `RedisClient` service. Values are stored as raw
+ * bytes with `SET key value PX ttl`; pattern deletes walk the key space with `SCAN` and remove
+ * keys with `UNLINK` in batches (never `KEYS`, which blocks the server).
+ *
+ * @since 0.1.0
+ */
+import { CacheStore, CacheUnavailable } from "@cache-aside/core/CacheStore"
+import * as Glob from "@cache-aside/core/Glob"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { createHash } from "node:crypto"
+import * as RedisClient from "./RedisClient.js"
+
+const sha1 = (bytes: Uint8Array): string => createHash("sha1").update(bytes).digest("hex")
+
+const toMillis = (ttl: Duration.Duration): number => Math.max(1, Math.ceil(Duration.toMillis(ttl)))
+
+/** Keys asked per `SCAN` step. */
+const scanCount = 1000
+/** Most keys per `UNLINK`. */
+const unlinkBatch = 1000
+
+/**
+ * Makes a Redis store on the `RedisClient` in context. Keys are passed to the client as they are
+ * (the client's `keyPrefix`, if any, is added by the client); `deletePattern` matches the pattern
+ * under the client's `keyPrefix` only.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Redacted } from "effect"
+ * import { RedisCacheStore, RedisClient } from "@cache-aside/redis"
+ *
+ * const store = RedisCacheStore.make.pipe(
+ *   Effect.provide(RedisClient.layer({ url: Redacted.make("redis://localhost:6379") }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const make: Effect.Effect<CacheStore["Type"], never, RedisClient.RedisClient> = Effect.map(
+  RedisClient.RedisClient,
+  (redis) => {
+    const prefix = redis.keyPrefix
+    const escapedPrefix = Glob.escape(prefix)
+
+    const unlinkAll = (keys: ReadonlyArray<string>): Effect.Effect<number, CacheUnavailable> => {
+      if (keys.length <= unlinkBatch) return redis.unlink(keys)
+      const batches: Array<ReadonlyArray<string>> = []
+      for (let i = 0; i < keys.length; i += unlinkBatch) batches.push(keys.slice(i, i + unlinkBatch))
+      return Effect.forEach(batches, redis.unlink, { concurrency: 4 }).pipe(
+        Effect.map((counts) => counts.reduce((a, b) => a + b, 0))
+      )
+    }
+
+    const deletePattern = (pattern: string): Effect.Effect<number, CacheUnavailable> =>
+      Effect.gen(function*() {
+        const match = escapedPrefix + pattern
+        let cursor = "0"
+        let count = 0
+        do {
+          const [next, found] = yield* redis.scan(cursor, match, scanCount)
+          cursor = next
+          if (found.length > 0) {
+            // SCAN returns keys with the client's prefix, which the client adds again on UNLINK.
+            const keys = prefix === "" ? found : found.map((key) => key.slice(prefix.length))
+            count += yield* unlinkAll(keys)
+          }
+        } while (cursor !== "0")
+        return count
+      }).pipe(Effect.mapError((error) => new CacheUnavailable({ operation: "deletePattern", cause: error.cause })))
+
+    return CacheStore.of({
+      get: redis.getBuffer,
+      getMany: redis.mgetBuffer,
+      set: (key, value, ttl) => redis.setPx(key, value, toMillis(ttl)),
+      setIfAbsent: (key, value, ttl) => redis.setNxPx(key, value, toMillis(ttl)),
+      compareAndSet: (key, expected, value, ttl) => redis.compareAndSetPx(key, sha1(expected), value, toMillis(ttl)),
+      compareAndDelete: (key, expected) => redis.compareAndDelete(key, sha1(expected)),
+      delete: unlinkAll,
+      deletePattern
+    })
+  }
+)
+
+/**
+ * The store over the `RedisClient` in context, for a client built elsewhere (for example one
+ * shared with other Redis services, or `RedisClient.layerFromClient` over a caller-owned client).
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Redis } from "ioredis"
+ * import { RedisCacheStore, RedisClient } from "@cache-aside/redis"
+ *
+ * const redis = new Redis("redis://localhost:6379") // closed by the caller, never by the layer
+ * const StoreLive = RedisCacheStore.layerWithClient.pipe(Layer.provide(RedisClient.layerFromClient(redis)))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const layerWithClient: Layer.Layer<CacheStore, never, RedisClient.RedisClient> = Layer.effect(
+  CacheStore,
+  make
+)
+
+/**
+ * The store over a client owned by the layer (see `RedisClient.Options` for the defaults).
+ *
+ * @example
+ * ```ts
+ * import { Redacted } from "effect"
+ * import { RedisCacheStore } from "@cache-aside/redis"
+ *
+ * const StoreLive = RedisCacheStore.layer({ url: Redacted.make("redis://localhost:6379"), keyPrefix: "app:" })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const layer = (options: RedisClient.Options = {}): Layer.Layer<CacheStore> =>
+  Layer.provide(layerWithClient, RedisClient.layer(options))
+
+/**
+ * The store over a client configured from `Config`.
+ *
+ * @example
+ * ```ts
+ * import { Config } from "effect"
+ * import { RedisCacheStore } from "@cache-aside/redis"
+ *
+ * const StoreLive = RedisCacheStore.layerFromConfig({ url: Config.redacted("CACHE_REDIS_URL") })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const layerFromConfig = (
+  config: Config.Config.Wrap<RedisClient.Options>
+): Layer.Layer<CacheStore, ConfigError.ConfigError> =>
+  Layer.provide(layerWithClient, RedisClient.layerFromConfig(config))
+
+/**
+ * The store over a client configured from the environment: `REDIS_URL` (required),
+ * `REDIS_KEY_PREFIX`, `REDIS_COMMAND_TIMEOUT`, `REDIS_CONNECT_TIMEOUT` (see `RedisClient.config`).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RedisCacheStore } from "@cache-aside/redis"
+ *
+ * const main = Effect.void.pipe(Effect.provide(RedisCacheStore.layerConfig))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const layerConfig: Layer.Layer<CacheStore, ConfigError.ConfigError> = layerFromConfig(
+  RedisClient.config
+)
+
+/**
+ * The store over an `ioredis` client the caller owns: it is never closed by this library.
+ *
+ * @example
+ * ```ts
+ * import { Redis } from "ioredis"
+ * import { RedisCacheStore } from "@cache-aside/redis"
+ *
+ * const StoreLive = RedisCacheStore.layerFromClient(new Redis("redis://localhost:6379"))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const layerFromClient = (client: RedisClient.IORedis): Layer.Layer<CacheStore> =>
+  Layer.provide(layerWithClient, RedisClient.layerFromClient(client))
