@@ -1,0 +1,306 @@
+/**
+ * The `CacheStore` conformance suite: every store (memory, Redis, ...) must pass it. Run it once per
+ * implementation with `suite(name, layer)`.
+ *
+ * Time: TTL tests sleep on real time (for Redis) and move the `TestClock` by the same amount (for
+ * stores reading Effect's `Clock`). The layer is built once per suite by `it.layer`, with the same
+ * `TestClock` the tests adjust.
+ *
+ * Keys: each test uses a random prefix, so stores that share a server between tests stay isolated.
+ */
+import { CacheStore } from "@cache-aside/core/CacheStore"
+import * as Glob from "@cache-aside/core/Glob"
+import { assert, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import * as TestServices from "effect/TestServices"
+import { randomUUID } from "node:crypto"
+
+const bytes = (...values: ReadonlyArray<number>): Uint8Array => Uint8Array.from(values)
+const text = (value: string): Uint8Array => new TextEncoder().encode(value)
+
+/** A random key prefix, unique per test. */
+const prefix = (): string => `conformance:${randomUUID()}:`
+
+/** Lets `duration` pass on both the real clock and the `TestClock`. */
+const elapse = (duration: Duration.DurationInput): Effect.Effect<void> =>
+  Effect.zipRight(Effect.sleep(duration).pipe(TestServices.provideLive), TestClock.adjust(duration))
+
+const assertBytes = (actual: Option.Option<Uint8Array>, expected: Uint8Array): void => {
+  assert.isTrue(Option.isSome(actual), "expected a value, got None")
+  const value = Option.getOrThrow(actual)
+  assert.instanceOf(value, Uint8Array)
+  assert.deepStrictEqual(Array.from(value), Array.from(expected))
+}
+
+const assertNone = (actual: Option.Option<Uint8Array>): void => {
+  assert.isTrue(Option.isNone(actual), "expected None, got a value")
+}
+
+const long = Duration.minutes(5)
+
+/** Every byte value, gzip magic, invalid UTF-8, NUL bytes. */
+const binaryValues: ReadonlyArray<readonly [string, Uint8Array]> = [
+  ["empty", bytes()],
+  ["all byte values", Uint8Array.from({ length: 256 }, (_, i) => i)],
+  ["NUL bytes", bytes(0, 0, 0, 1, 0)],
+  ["gzip magic", bytes(0x1f, 0x8b, 0x08, 0x00, 0xff, 0xfe)],
+  ["invalid UTF-8", bytes(0xc3, 0x28, 0xa0, 0xa1, 0xe2, 0x28, 0xa1, 0xf0, 0x28, 0x8c, 0xbc, 0xff)],
+  ["large", Uint8Array.from({ length: 256 * 1024 }, (_, i) => (i * 31 + 7) & 0xff)]
+]
+
+/**
+ * Runs the conformance suite against a store layer.
+ *
+ * @example
+ * ```ts
+ * suite("MemoryCacheStore", MemoryCacheStore.layer())
+ * ```
+ */
+export const suite = (name: string, layer: Layer.Layer<CacheStore, unknown>): void =>
+  it.layer(layer, { timeout: "30 seconds" })(name, (it) => {
+    it.effect("get of a missing key is None", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        assertNone(yield* store.get(`${prefix()}missing`))
+      }))
+
+    it.effect("set then get round-trips arbitrary bytes", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        for (const [label, value] of binaryValues) {
+          yield* store.set(`${p}${label}`, value, long)
+        }
+        for (const [label, value] of binaryValues) {
+          assertBytes(yield* store.get(`${p}${label}`), value)
+        }
+      }))
+
+    it.effect("keys are arbitrary strings", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        const keys = [`${p}`, `${p} spaced key `, `${p}ключ:🔑`, `${p}a\nb\r\nc`, `${p}*?[]\\`]
+        yield* Effect.forEach(keys, (key, i) => store.set(key, bytes(i), long))
+        for (const [i, key] of keys.entries()) {
+          assertBytes(yield* store.get(key), bytes(i))
+        }
+      }))
+
+    it.effect("getMany is aligned with the keys: present, absent, duplicates", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        yield* store.set(`${p}a`, text("A"), long)
+        yield* store.set(`${p}b`, text("B"), long)
+        const result = yield* store.getMany([`${p}a`, `${p}missing`, `${p}b`, `${p}a`, `${p}other`])
+        assert.strictEqual(result.length, 5)
+        assertBytes(result[0]!, text("A"))
+        assertNone(result[1]!)
+        assertBytes(result[2]!, text("B"))
+        assertBytes(result[3]!, text("A"))
+        assertNone(result[4]!)
+      }))
+
+    it.effect("getMany of no keys is empty", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        assert.deepStrictEqual(yield* store.getMany([]), [])
+      }))
+
+    it.effect("getMany of only absent keys", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        const result = yield* store.getMany([`${p}x`, `${p}y`])
+        assert.strictEqual(result.length, 2)
+        result.forEach(assertNone)
+      }))
+
+    it.effect("set overwrites the value and the TTL", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const key = `${prefix()}k`
+        yield* store.set(key, text("first"), Duration.millis(50))
+        yield* store.set(key, text("second"), long)
+        assertBytes(yield* store.get(key), text("second"))
+        yield* elapse("120 millis")
+        assertBytes(yield* store.get(key), text("second"))
+      }))
+
+    it.effect("entries expire after their TTL", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        yield* store.set(`${p}short`, text("short"), Duration.millis(80))
+        yield* store.set(`${p}long`, text("long"), long)
+        assertBytes(yield* store.get(`${p}short`), text("short"))
+        yield* elapse("200 millis")
+        assertNone(yield* store.get(`${p}short`))
+        const many = yield* store.getMany([`${p}short`, `${p}long`])
+        assertNone(many[0]!)
+        assertBytes(many[1]!, text("long"))
+      }))
+
+    it.effect("a TTL under one millisecond is rounded up, not rejected", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        yield* store.set(`${p}zero`, text("v"), Duration.zero)
+        yield* store.set(`${p}fraction`, text("v"), Duration.micros(300n))
+        yield* elapse("50 millis")
+        assertNone(yield* store.get(`${p}zero`))
+        assertNone(yield* store.get(`${p}fraction`))
+      }))
+
+    it.effect("delete returns how many keys existed and ignores missing ones", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        yield* store.set(`${p}a`, text("A"), long)
+        yield* store.set(`${p}b`, text("B"), long)
+        yield* store.set(`${p}c`, text("C"), long)
+        assert.strictEqual(yield* store.delete([`${p}a`, `${p}b`, `${p}missing`]), 2)
+        assertNone(yield* store.get(`${p}a`))
+        assertNone(yield* store.get(`${p}b`))
+        assertBytes(yield* store.get(`${p}c`), text("C"))
+        assert.strictEqual(yield* store.delete([`${p}a`]), 0)
+      }))
+
+    it.effect("delete of no keys is 0", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        assert.strictEqual(yield* store.delete([]), 0)
+      }))
+
+    it.effect("delete does not count expired entries", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        yield* store.set(`${p}a`, text("A"), Duration.millis(30))
+        yield* elapse("100 millis")
+        assert.strictEqual(yield* store.delete([`${p}a`]), 0)
+      }))
+
+    it.effect("deletePattern deletes only matching keys and returns the count", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        const ep = Glob.escape(p)
+        yield* store.set(`${p}user:1`, text("1"), long)
+        yield* store.set(`${p}user:2`, text("2"), long)
+        yield* store.set(`${p}user:10`, text("10"), long)
+        yield* store.set(`${p}post:1`, text("p"), long)
+        yield* store.set(`${p}users`, text("u"), long)
+        assert.strictEqual(yield* store.deletePattern(`${ep}user:?`), 2)
+        assertNone(yield* store.get(`${p}user:1`))
+        assertBytes(yield* store.get(`${p}user:10`), text("10"))
+        assert.strictEqual(yield* store.deletePattern(`${ep}user:*`), 1)
+        assertBytes(yield* store.get(`${p}post:1`), text("p"))
+        assertBytes(yield* store.get(`${p}users`), text("u"))
+        assert.strictEqual(yield* store.deletePattern(`${ep}nothing:*`), 0)
+        assert.strictEqual(yield* store.deletePattern(`${ep}*`), 2)
+        assertNone(yield* store.get(`${p}post:1`))
+      }))
+
+    it.effect("deletePattern supports character classes", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        const ep = Glob.escape(p)
+        yield* Effect.forEach(["a1", "b1", "c1", "d1"], (k) => store.set(`${p}${k}`, text(k), long))
+        assert.strictEqual(yield* store.deletePattern(`${ep}[a-b]1`), 2)
+        assert.strictEqual(yield* store.deletePattern(`${ep}[^c]1`), 1)
+        assertBytes(yield* store.get(`${p}c1`), text("c1"))
+      }))
+
+    it.effect("deletePattern deletes more keys than one SCAN batch", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        const ep = Glob.escape(p)
+        const n = 2500
+        yield* Effect.forEach(
+          Chunk.range(1, n),
+          (i) => store.set(`${p}bulk:${i}`, bytes(i & 0xff), long),
+          { concurrency: 100, discard: true }
+        )
+        yield* store.set(`${p}keep`, text("keep"), long)
+        assert.strictEqual(yield* store.deletePattern(`${ep}bulk:*`), n)
+        const sample = yield* store.getMany([`${p}bulk:1`, `${p}bulk:1000`, `${p}bulk:2500`])
+        sample.forEach(assertNone)
+        assertBytes(yield* store.get(`${p}keep`), text("keep"))
+        assert.strictEqual(yield* store.deletePattern(`${ep}bulk:*`), 0)
+      }), 30_000)
+
+    it.effect("an escaped pattern matches only the literal key", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        const literal = "a*b?[c]\\d"
+        const lookalikes = ["aZZbQcd", "ab?[c]\\d", "a*b?[c]\\dX", "a*b?c\\d", "a*bX[c]\\d"]
+        yield* store.set(`${p}${literal}`, text("literal"), long)
+        yield* Effect.forEach(lookalikes, (k) => store.set(`${p}${k}`, text(k), long))
+        assert.strictEqual(yield* store.deletePattern(Glob.escape(`${p}${literal}`)), 1)
+        assertNone(yield* store.get(`${p}${literal}`))
+        for (const k of lookalikes) {
+          assertBytes(yield* store.get(`${p}${k}`), text(k))
+        }
+        // the unescaped pattern is a glob, and matches a lookalike
+        assert.strictEqual(yield* store.deletePattern(`${Glob.escape(p)}${literal}`), 1)
+        assertNone(yield* store.get(`${p}aZZbQcd`))
+      }))
+
+    it.effect("setIfAbsent writes only an absent key, and again once it expired", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const key = `${prefix()}lease`
+        assert.isTrue(yield* store.setIfAbsent(key, text("first"), Duration.millis(200)))
+        assert.isFalse(yield* store.setIfAbsent(key, text("second"), long))
+        assertBytes(yield* store.get(key), text("first"))
+        yield* elapse("300 millis")
+        assertNone(yield* store.get(key))
+        assert.isTrue(yield* store.setIfAbsent(key, text("third"), long))
+        assertBytes(yield* store.get(key), text("third"))
+      }))
+
+    it.effect("compareAndSet writes only when the key holds exactly the expected bytes", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        const expected = Uint8Array.from({ length: 256 }, (_, i) => i) // binary-safe comparison
+        yield* store.set(`${p}k`, expected, long)
+        assert.isFalse(yield* store.compareAndSet(`${p}k`, bytes(0, 1, 2), text("no"), long))
+        assertBytes(yield* store.get(`${p}k`), expected)
+        assert.isTrue(yield* store.compareAndSet(`${p}k`, expected, text("yes"), Duration.millis(200)))
+        assertBytes(yield* store.get(`${p}k`), text("yes"))
+        // the new TTL applies
+        yield* elapse("300 millis")
+        assertNone(yield* store.get(`${p}k`))
+        // an absent key is never written
+        assert.isFalse(yield* store.compareAndSet(`${p}k`, expected, text("late"), long))
+        assertNone(yield* store.get(`${p}k`))
+        // a deleted key (an invalidation) makes a pending compareAndSet fail
+        yield* store.set(`${p}j`, text("lease"), long)
+        yield* store.delete([`${p}j`])
+        assert.isFalse(yield* store.compareAndSet(`${p}j`, text("lease"), text("stale"), long))
+        assertNone(yield* store.get(`${p}j`))
+      }))
+
+    it.effect("compareAndDelete deletes only when the key holds exactly the expected bytes", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        yield* store.set(`${p}k`, text("mine"), long)
+        assert.isFalse(yield* store.compareAndDelete(`${p}k`, text("theirs")))
+        assertBytes(yield* store.get(`${p}k`), text("mine"))
+        assert.isTrue(yield* store.compareAndDelete(`${p}k`, text("mine")))
+        assertNone(yield* store.get(`${p}k`))
+        assert.isFalse(yield* store.compareAndDelete(`${p}k`, text("mine")))
+      }))
+  })

@@ -1,0 +1,207 @@
+/**
+ * Redis-specific behaviour of the Redis store: a dead or hung Redis fails fast with
+ * `CacheUnavailable` and never hangs startup or shutdown; caller-owned clients stay open; the
+ * client's `keyPrefix` bounds pattern deletes. Each test starts its own `redis-server`.
+ */
+import { CacheStore, CacheUnavailable } from "@cache-aside/core/CacheStore"
+import * as RedisCacheStore from "@cache-aside/redis/RedisCacheStore"
+import * as RedisClient from "@cache-aside/redis/RedisClient"
+import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as TestServices from "effect/TestServices"
+import { Redis } from "ioredis"
+import { freePort, RedisServer } from "./utils/RedisServer.js"
+
+const text = (value: string): Uint8Array => new TextEncoder().encode(value)
+const long = Duration.minutes(5)
+
+/** Builds a store layer into the current scope and returns the store. */
+const buildStore = (layer: Layer.Layer<CacheStore>) =>
+  Effect.map(Layer.build(layer), (context) => Context.get(context, CacheStore))
+
+/** Elapsed real time of an effect, in milliseconds. */
+const timed = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const start = performance.now()
+    const result = yield* self
+    return [result, performance.now() - start] as const
+  })
+
+const assertUnavailable = (error: unknown): void => {
+  assert.instanceOf(error, CacheUnavailable)
+  assert.strictEqual((error as CacheUnavailable)._tag, "CacheUnavailable")
+}
+
+describe("RedisCacheStore", () => {
+  it.scoped(
+    "builds with nothing listening, then every operation fails fast with CacheUnavailable",
+    () =>
+      Effect.gen(function*() {
+        const port = yield* freePort
+        const [store, buildMillis] = yield* timed(
+          buildStore(RedisCacheStore.layer({ host: "127.0.0.1", port, connectTimeout: "2 seconds" }))
+        )
+        assert.isBelow(buildMillis, 2500)
+
+        const attempts = 20
+        const [errors, millis] = yield* timed(
+          Effect.forEach(Array.from({ length: attempts }), (_, i) => Effect.flip(store.get(`k${i}`)))
+        )
+        assert.strictEqual(errors.length, attempts)
+        errors.forEach(assertUnavailable)
+        // no command timeout was waited for: with the offline queue off, a dead Redis answers at once
+        assert.isBelow(millis, 500 * attempts / 2)
+
+        assertUnavailable(yield* Effect.flip(store.getMany(["a", "b"])))
+        assertUnavailable(yield* Effect.flip(store.set("a", text("v"), long)))
+        assertUnavailable(yield* Effect.flip(store.delete(["a"])))
+        assertUnavailable(yield* Effect.flip(store.deletePattern("a*")))
+        // empty lists make no round-trip, so they succeed even with Redis down
+        assert.deepStrictEqual(yield* store.getMany([]), [])
+        assert.strictEqual(yield* store.delete([]), 0)
+      }),
+    30_000
+  )
+
+  it.scoped("reconnects once Redis is back", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const store = yield* buildStore(RedisCacheStore.layer({ url: Redacted.make(server.url) }))
+      yield* store.set("k", text("v"), long)
+      yield* server.kill
+      assertUnavailable(yield* Effect.flip(store.get("k")))
+      yield* server.restart
+      // the fresh server is empty; the client reconnects within its capped backoff (about 1s)
+      const value = yield* store.get("k").pipe(
+        Effect.retry({ schedule: Schedule.spaced("100 millis"), times: 50 }),
+        TestServices.provideLive
+      )
+      assert.isTrue(Option.isNone(value))
+      yield* store.set("k", text("again"), long)
+      assert.isTrue(Option.isSome(yield* store.get("k")))
+    }), 30_000)
+
+  it.scoped(
+    "a paused (hung) Redis fails with CacheUnavailable after commandTimeout, then recovers",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* RedisServer.make
+        const store = yield* buildStore(
+          RedisCacheStore.layer({ url: Redacted.make(server.url), commandTimeout: "200 millis" })
+        )
+        yield* store.set("k", text("v"), long)
+        yield* server.pause
+        yield* Effect.gen(function*() {
+          const [errors, millis] = yield* timed(
+            Effect.all([
+              Effect.flip(store.get("k")),
+              Effect.flip(store.getMany(["k", "j"])),
+              Effect.flip(store.set("j", text("w"), long)),
+              Effect.flip(store.delete(["j"])),
+              Effect.flip(store.deletePattern("*"))
+            ], { concurrency: "unbounded" })
+          )
+          errors.forEach(assertUnavailable)
+          assert.isBelow(millis, 5000)
+        }).pipe(Effect.ensuring(server.resume))
+        const value = yield* store.get("k")
+        assert.deepStrictEqual(Array.from(Option.getOrThrow(value)), Array.from(text("v")))
+      }),
+    30_000
+  )
+
+  it.scoped("closing the scope with a paused Redis does not hang", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const scope = yield* Scope.make()
+      const store = yield* buildStore(RedisCacheStore.layer({ url: Redacted.make(server.url) })).pipe(
+        Scope.extend(scope)
+      )
+      yield* store.set("k", text("v"), long)
+      yield* server.pause
+      const [, millis] = yield* timed(Scope.close(scope, Exit.void)).pipe(Effect.ensuring(server.resume))
+      // QUIT is bounded by one second, then the socket is dropped
+      assert.isBelow(millis, 3000)
+    }), 30_000)
+
+  it.scoped("closing the scope with Redis down does not hang", () =>
+    Effect.gen(function*() {
+      const port = yield* freePort
+      const scope = yield* Scope.make()
+      yield* buildStore(RedisCacheStore.layer({ host: "127.0.0.1", port })).pipe(Scope.extend(scope))
+      const [, millis] = yield* timed(Scope.close(scope, Exit.void))
+      assert.isBelow(millis, 2000)
+    }), 30_000)
+
+  it.scoped("layerFromClient never closes the caller's client", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const client = yield* Effect.acquireRelease(
+        Effect.sync(() => new Redis(server.url)),
+        (client) => Effect.promise(() => client.quit())
+      )
+      yield* Effect.gen(function*() {
+        const store = yield* buildStore(RedisCacheStore.layerFromClient(client))
+        yield* store.set("k", text("v"), long)
+      }).pipe(Effect.scoped)
+      assert.strictEqual(client.status, "ready")
+      assert.strictEqual(yield* Effect.promise(() => client.get("k")), "v")
+    }), 30_000)
+
+  it.scoped("the keyPrefix is added to keys and bounds deletePattern", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const url = Redacted.make(server.url)
+      const plain = yield* buildStore(RedisCacheStore.layer({ url }))
+      const prefixed = yield* buildStore(RedisCacheStore.layer({ url, keyPrefix: "app:" }))
+
+      yield* prefixed.set("x1", text("1"), long)
+      yield* plain.set("app:x2", text("2"), long)
+      yield* plain.set("x3", text("3"), long)
+      yield* plain.set("other:x4", text("4"), long)
+
+      assert.isTrue(Option.isSome(yield* plain.get("app:x1")))
+      assert.isTrue(Option.isSome(yield* prefixed.get("x2")))
+      assert.isTrue(Option.isNone(yield* prefixed.get("x3")))
+
+      assert.strictEqual(yield* prefixed.deletePattern("x*"), 2)
+      assert.isTrue(Option.isNone(yield* plain.get("app:x1")))
+      assert.isTrue(Option.isNone(yield* plain.get("app:x2")))
+      assert.isTrue(Option.isSome(yield* plain.get("x3")))
+      assert.isTrue(Option.isSome(yield* plain.get("other:x4")))
+
+      assert.strictEqual(yield* prefixed.delete(["x3", "other:x4"]), 0)
+      assert.strictEqual(yield* plain.delete(["x3", "other:x4"]), 2)
+    }), 30_000)
+
+  it.scoped("layerConfig reads REDIS_URL and REDIS_KEY_PREFIX", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const store = yield* buildStore(
+        RedisCacheStore.layerConfig.pipe(
+          Layer.provide(Layer.setConfigProvider(
+            ConfigProvider.fromMap(new Map([["REDIS_URL", server.url], ["REDIS_KEY_PREFIX", "cfg:"]]))
+          )),
+          Layer.orDie
+        )
+      )
+      yield* store.set("k", text("v"), long)
+      assert.strictEqual(yield* server.command("EXISTS", "cfg:k"), ":1")
+    }), 30_000)
+
+  it.scoped("RedisClient exposes the client's keyPrefix", () =>
+    Effect.gen(function*() {
+      const port = yield* freePort
+      const client = yield* RedisClient.make({ host: "127.0.0.1", port, keyPrefix: "p:", connectTimeout: "10 millis" })
+      assert.strictEqual(client.keyPrefix, "p:")
+    }), 30_000)
+})

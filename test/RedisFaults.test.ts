@@ -1,0 +1,151 @@
+/**
+ * Faults on a real redis-server: killed, paused, full, filled with garbage. Outcomes are counted:
+ * failed gets, lookups, fallbacks — not timed with tight bounds.
+ */
+import { CacheAside, DataSource, Metrics } from "@cache-aside/core"
+import { RedisCacheStore } from "@cache-aside/redis"
+import { assert, describe, it } from "@effect/vitest"
+import { type Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
+import { Redis } from "ioredis"
+import { User } from "./CacheAsideSuite.js"
+import { RedisServer } from "./utils/RedisServer.js"
+
+const rows = Array.from({ length: 50 }, (_, id) => [id, new User({ id, name: `user ${id}` })] as const)
+
+const setup = (server: RedisServer["Type"], commandTimeout: Duration.DurationInput = "300 millis") =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(
+      Layer.merge(RedisCacheStore.layer({ url: Redacted.make(server.url), commandTimeout }), Metrics.layer)
+    )
+    const source = yield* DataSource.memory<number, User>(rows)
+    const cache = yield* CacheAside.make({
+      namespace: "fault",
+      key: (id: number) => String(id),
+      schema: User,
+      lookup: source,
+      ttl: "1 minute"
+    }).pipe(Effect.provide(context))
+    const snapshot = Effect.flatMap(Metrics.Metrics, (m) => m.snapshot("fault")).pipe(Effect.provide(context))
+    return { cache, source, snapshot }
+  })
+
+/** Runs `gets` gets with `concurrency` workers over the 50 ids; counts failures and wrong answers. */
+const load = (cache: CacheAside.CacheAside<number, User, never>, gets: number, concurrency: number) =>
+  Effect.gen(function*() {
+    let failed = 0
+    let wrong = 0
+    let done = 0
+    yield* Effect.forEach(
+      Array.from({ length: gets }, (_, i) => i % 50),
+      (id) =>
+        Effect.exit(cache.get(id)).pipe(Effect.map((exit) => {
+          done++
+          if (Exit.isFailure(exit)) failed++
+          else if (Option.getOrUndefined(exit.value)?.name !== `user ${id}`) wrong++
+        })),
+      { concurrency, discard: true }
+    )
+    return { failed, wrong, done }
+  })
+
+describe("Redis faults", () => {
+  it.scopedLive("Redis killed mid-load: every get still succeeds through the lookup", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const { cache, snapshot, source } = yield* setup(server)
+      yield* cache.getMany(rows.map(([id]) => id)) // warm
+      const running = yield* Effect.fork(load(cache, 6000, 32))
+      yield* Effect.sleep("30 millis")
+      yield* server.kill
+      const result = yield* Fiber.join(running)
+      assert.strictEqual(result.done, 6000)
+      assert.strictEqual(result.failed, 0)
+      assert.strictEqual(result.wrong, 0)
+      const s = yield* snapshot
+      assert.isAbove(s.fallbacks, 0)
+      assert.isAbove(yield* source.loads, 50)
+      // Redis comes back (empty): hits resume on their own
+      yield* server.restart
+      yield* Effect.sleep("1500 millis") // the client reconnects in the background
+      yield* load(cache, 100, 8)
+      const before = (yield* snapshot).hits
+      const after = yield* load(cache, 100, 8)
+      assert.strictEqual(after.failed, 0)
+      assert.strictEqual((yield* snapshot).hits - before, 100)
+    }), { timeout: 60_000 })
+
+  it.scopedLive(
+    "Redis paused (SIGSTOP): gets answer after the command timeout from the lookup, then hits resume",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* RedisServer.make
+        const { cache, snapshot } = yield* setup(server, "200 millis")
+        yield* cache.getMany(rows.map(([id]) => id))
+        yield* server.pause
+        const started = performance.now()
+        const result = yield* load(cache, 200, 50)
+        const elapsed = performance.now() - started
+        yield* server.resume
+        assert.strictEqual(result.failed, 0)
+        assert.strictEqual(result.wrong, 0)
+        assert.isAbove((yield* snapshot).fallbacks, 0)
+        // 200 gets in 4 waves of 50 concurrent: bounded by the timeouts, not by the pause (generous margin)
+        assert.isBelow(elapsed, 10_000)
+        yield* Effect.sleep("300 millis")
+        const before = (yield* snapshot).hits
+        yield* load(cache, 50, 10)
+        assert.isAbove((yield* snapshot).hits - before, 0)
+      }),
+    { timeout: 60_000 }
+  )
+
+  it.scopedLive(
+    "corrupt bytes written straight into Redis are a miss: evicted, counted, replaced",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* RedisServer.make
+        const { cache, snapshot, source } = yield* setup(server)
+        const raw = yield* Effect.acquireRelease(
+          Effect.sync(() => new Redis(server.url)),
+          (redis) => Effect.promise(() => redis.quit())
+        )
+        const garbage: ReadonlyArray<string | Buffer> = [
+          Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x00]),
+          "not json at all",
+          "{\"v\":{\"id\":\"seven\",\"name\":7}}",
+          Buffer.from([0x1f, 0x8b, 0x00, 0x00])
+        ]
+        for (const bytes of garbage) {
+          yield* Effect.promise(() => raw.set(cache.keyOf(7), bytes))
+          assert.deepStrictEqual(yield* cache.get(7), Option.some(new User({ id: 7, name: "user 7" })))
+        }
+        assert.strictEqual((yield* snapshot).decodeErrors, garbage.length)
+        assert.strictEqual(yield* source.loads, garbage.length)
+        // the entry was replaced by a good one: a hit now
+        yield* cache.get(7)
+        assert.strictEqual(yield* source.loads, garbage.length)
+        const stored = yield* Effect.promise(() => raw.get(cache.keyOf(7)))
+        assert.include(stored ?? "", "user 7")
+      }),
+    { timeout: 30_000 }
+  )
+
+  it.scopedLive(
+    "Redis out of memory (noeviction): gets succeed, failed cache writes are counted",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* RedisServer.make
+        const { cache, snapshot, source } = yield* setup(server)
+        yield* server.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        yield* server.command("CONFIG", "SET", "maxmemory", "1")
+        const result = yield* load(cache, 100, 10)
+        assert.strictEqual(result.failed, 0)
+        assert.strictEqual(result.wrong, 0)
+        const s = yield* snapshot
+        assert.strictEqual(yield* source.loads, 100) // nothing could be cached
+        assert.strictEqual(s.writeErrors, 100)
+        assert.strictEqual(s.cacheErrors, 100)
+      }),
+    { timeout: 30_000 }
+  )
+})
