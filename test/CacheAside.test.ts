@@ -13,7 +13,12 @@ describe("CacheAside on Redis", () => {
   layer(RedisServer.layer, { timeout: "30 seconds" })((it) => {
     suite(
       it,
-      Layer.unwrapEffect(Effect.map(RedisServer, (server) => RedisCacheStore.layer({ url: Redacted.make(server.url) })))
+      Layer.unwrapEffect(
+        Effect.map(
+          RedisServer,
+          (server) => RedisCacheStore.layer({ url: Redacted.make(server.url), commandTimeout: "2 seconds" })
+        )
+      )
     )
   })
 })

@@ -58,8 +58,11 @@ export const uniqueNamespace = () => `t${randomUUID().slice(0, 8)}`
 
 const users = (ids: ReadonlyArray<number>) => ids.map((id) => [id, new User({ id, name: `user ${id}` })] as const)
 
-export const suite = <R>(it: Vitest.MethodsNonLive<R>, store: Layer.Layer<CacheStore.CacheStore, unknown, R>) => {
-  const services = Layer.merge(store, Metrics.layer)
+export const suite = <R>(
+  it: Vitest.MethodsNonLive<R>,
+  store: Layer.Layer<CacheStore.CacheStore, unknown, R | Metrics.Metrics>
+) => {
+  const services = Layer.provideMerge(store, Metrics.layer)
 
   const setup = (
     options: {

@@ -4,6 +4,7 @@
  * client's `keyPrefix` bounds pattern deletes. Each test starts its own `redis-server`.
  */
 import { CacheStore, CacheUnavailable } from "@cache-aside/core/CacheStore"
+import * as Metrics from "@cache-aside/core/Metrics"
 import * as RedisCacheStore from "@cache-aside/redis/RedisCacheStore"
 import * as RedisClient from "@cache-aside/redis/RedisClient"
 import { assert, describe, it } from "@effect/vitest"
@@ -25,8 +26,8 @@ const text = (value: string): Uint8Array => new TextEncoder().encode(value)
 const long = Duration.minutes(5)
 
 /** Builds a store layer into the current scope and returns the store. */
-const buildStore = (layer: Layer.Layer<CacheStore>) =>
-  Effect.map(Layer.build(layer), (context) => Context.get(context, CacheStore))
+const buildStore = <E>(layer: Layer.Layer<CacheStore, E, Metrics.Metrics>) =>
+  Effect.map(Layer.build(Layer.provide(layer, Metrics.layer)), (context) => Context.get(context, CacheStore))
 
 /** Elapsed real time of an effect, in milliseconds. */
 const timed = <A, E, R>(self: Effect.Effect<A, E, R>) =>
@@ -48,7 +49,7 @@ describe("RedisCacheStore", () => {
       Effect.gen(function*() {
         const port = yield* freePort
         const [store, buildMillis] = yield* timed(
-          buildStore(RedisCacheStore.layer({ host: "127.0.0.1", port, connectTimeout: "2 seconds" }))
+          buildStore(RedisCacheStore.layer({ resilience: false, host: "127.0.0.1", port, connectTimeout: "2 seconds" }))
         )
         assert.isBelow(buildMillis, 2500)
 
@@ -75,7 +76,7 @@ describe("RedisCacheStore", () => {
   it.scoped("reconnects once Redis is back", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make
-      const store = yield* buildStore(RedisCacheStore.layer({ url: Redacted.make(server.url) }))
+      const store = yield* buildStore(RedisCacheStore.layer({ resilience: false, url: Redacted.make(server.url) }))
       yield* store.set("k", text("v"), long)
       yield* server.kill
       assertUnavailable(yield* Effect.flip(store.get("k")))
@@ -96,7 +97,7 @@ describe("RedisCacheStore", () => {
       Effect.gen(function*() {
         const server = yield* RedisServer.make
         const store = yield* buildStore(
-          RedisCacheStore.layer({ url: Redacted.make(server.url), commandTimeout: "200 millis" })
+          RedisCacheStore.layer({ resilience: false, url: Redacted.make(server.url), commandTimeout: "200 millis" })
         )
         yield* store.set("k", text("v"), long)
         yield* server.pause
@@ -123,9 +124,10 @@ describe("RedisCacheStore", () => {
     Effect.gen(function*() {
       const server = yield* RedisServer.make
       const scope = yield* Scope.make()
-      const store = yield* buildStore(RedisCacheStore.layer({ url: Redacted.make(server.url) })).pipe(
-        Scope.extend(scope)
-      )
+      const store = yield* buildStore(RedisCacheStore.layer({ resilience: false, url: Redacted.make(server.url) }))
+        .pipe(
+          Scope.extend(scope)
+        )
       yield* store.set("k", text("v"), long)
       yield* server.pause
       const [, millis] = yield* timed(Scope.close(scope, Exit.void)).pipe(Effect.ensuring(server.resume))
@@ -137,7 +139,7 @@ describe("RedisCacheStore", () => {
     Effect.gen(function*() {
       const port = yield* freePort
       const scope = yield* Scope.make()
-      yield* buildStore(RedisCacheStore.layer({ host: "127.0.0.1", port })).pipe(Scope.extend(scope))
+      yield* buildStore(RedisCacheStore.layer({ resilience: false, host: "127.0.0.1", port })).pipe(Scope.extend(scope))
       const [, millis] = yield* timed(Scope.close(scope, Exit.void))
       assert.isBelow(millis, 2000)
     }), 30_000)
@@ -150,7 +152,7 @@ describe("RedisCacheStore", () => {
         (client) => Effect.promise(() => client.quit())
       )
       yield* Effect.gen(function*() {
-        const store = yield* buildStore(RedisCacheStore.layerFromClient(client))
+        const store = yield* buildStore(RedisCacheStore.layerFromClient(client, { resilience: false }))
         yield* store.set("k", text("v"), long)
       }).pipe(Effect.scoped)
       assert.strictEqual(client.status, "ready")
@@ -161,8 +163,8 @@ describe("RedisCacheStore", () => {
     Effect.gen(function*() {
       const server = yield* RedisServer.make
       const url = Redacted.make(server.url)
-      const plain = yield* buildStore(RedisCacheStore.layer({ url }))
-      const prefixed = yield* buildStore(RedisCacheStore.layer({ url, keyPrefix: "app:" }))
+      const plain = yield* buildStore(RedisCacheStore.layer({ resilience: false, url }))
+      const prefixed = yield* buildStore(RedisCacheStore.layer({ resilience: false, url, keyPrefix: "app:" }))
 
       yield* prefixed.set("x1", text("1"), long)
       yield* plain.set("app:x2", text("2"), long)

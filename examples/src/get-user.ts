@@ -87,7 +87,13 @@ const program = Effect.gen(function*() {
 const StoreLive = Layer.unwrapEffect(
   Effect.map(
     Config.option(Config.string("REDIS_URL")),
-    (url): Layer.Layer<CacheStore.CacheStore, ConfigError.ConfigError | MemoryCacheStore.InvalidStoreOptions> =>
+    (
+      url
+    ): Layer.Layer<
+      CacheStore.CacheStore,
+      ConfigError.ConfigError | MemoryCacheStore.InvalidStoreOptions,
+      Metrics.Metrics
+    > =>
       Option.isSome(url)
         ? Layer.tap(RedisCacheStore.layerConfig, () => Console.log(`store: Redis at ${url.value}\n`))
         : Layer.tap(MemoryCacheStore.layer(), () => Console.log("store: in-memory (set REDIS_URL to use Redis)\n"))
@@ -95,7 +101,7 @@ const StoreLive = Layer.unwrapEffect(
 )
 
 program.pipe(
-  Effect.provide(Layer.merge(StoreLive, Metrics.layer)),
+  Effect.provide(Layer.provideMerge(StoreLive, Metrics.layer)),
   Effect.scoped,
   Effect.runPromise
 ).catch((error) => {

@@ -27,7 +27,12 @@ export class CacheUnavailable extends Schema.TaggedError<CacheUnavailable>(
   "@cache-aside/core/CacheUnavailable"
 )("CacheUnavailable", {
   operation: Schema.String,
-  cause: Schema.optional(Schema.Defect)
+  cause: Schema.optional(Schema.Defect),
+  /**
+   * `true` when the store answered, with an error (Redis: `OOM`, `READONLY`, `LOADING`, ...): it is
+   * reachable, so this failure adds no latency and does not count towards opening a circuit breaker.
+   */
+  replied: Schema.optional(Schema.Boolean)
 }) {
   override get message(): string {
     const cause = this.cause instanceof Error ? `: ${this.cause.message}` : ""

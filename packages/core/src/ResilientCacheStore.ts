@@ -207,7 +207,7 @@ export const make = (
     const cooldownMillis = Duration.toMillis(yield* decodeDuration("cooldown", options.cooldown ?? "1 second", true))
     const maxCooldownMillis = Math.max(
       cooldownMillis,
-      Duration.toMillis(yield* decodeDuration("maxCooldown", options.maxCooldown ?? "30 seconds", true))
+      Duration.toMillis(yield* decodeDuration("maxCooldown", options.maxCooldown ?? "5 seconds", true))
     )
     const jitter = options.cooldownJitter ?? 0.2
     if (!(jitter >= 0 && jitter <= 1)) return yield* invalid(`cooldownJitter must be between 0 and 1, got ${jitter}`)
@@ -299,12 +299,16 @@ export const make = (
         if (breaker._tag === "Closed" && breaker.failures > 0) breaker = { _tag: "Closed", failures: 0 }
         return Effect.void
       }
-      if (Option.isNone(Cause.failureOption(exit.cause))) {
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isNone(failure)) {
         // interrupted or a defect: not an answer about the store's health, but free the probe slot
         if (probe && breaker._tag === "HalfOpen") breaker = { ...breaker, probing: false }
         return Effect.void
       }
       recorder.increment("failures")
+      // an error reply (out of memory, read-only replica, ...): the store is up and answers at once,
+      // so it costs no latency and is no reason to skip the store for the operations that still work
+      if (failure.value.replied === true) return settle(probe, Exit.void)
       return Effect.flatMap(random.next, (r) =>
         Effect.suspend(() => {
           if (probe && breaker._tag === "HalfOpen") return open(breaker.reopened + 1, r, "the probe failed")

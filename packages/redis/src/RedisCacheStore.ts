@@ -7,7 +7,10 @@
  */
 import { CacheStore, CacheUnavailable } from "@cache-aside/core/CacheStore"
 import * as Glob from "@cache-aside/core/Glob"
-import type * as Config from "effect/Config"
+import type { InvalidStoreOptions } from "@cache-aside/core/MemoryCacheStore"
+import type { Metrics } from "@cache-aside/core/Metrics"
+import * as ResilientCacheStore from "@cache-aside/core/ResilientCacheStore"
+import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -108,23 +111,50 @@ export const layerWithClient: Layer.Layer<CacheStore, never, RedisClient.RedisCl
 )
 
 /**
- * The store over a client owned by the layer (see `RedisClient.Options` for the defaults).
+ * Options of the Redis store layers: the connection (`RedisClient.Options`), and `resilience`:
+ * the `ResilientCacheStore` options (circuit breaker, queued invalidations, retries) that wrap the
+ * store by default, with its operation timeout set to the `commandTimeout`. `false` turns the
+ * wrapper off (the bare store still fails fast with `CacheUnavailable`).
+ *
+ * @since 0.1.0
+ */
+export interface Options extends RedisClient.Options {
+  readonly resilience?: ResilientCacheStore.Options | false | undefined
+}
+
+const resilient = <E, R>(
+  bare: Layer.Layer<CacheStore, E, R>,
+  options: Options
+): Layer.Layer<CacheStore, E | InvalidStoreOptions, R | Metrics> =>
+  options.resilience === false
+    ? bare
+    : ResilientCacheStore.layer(bare, {
+      timeout: options.commandTimeout ?? RedisClient.defaultCommandTimeout,
+      ...options.resilience
+    })
+
+/**
+ * The store over a client owned by the layer (see `RedisClient.Options` for the defaults),
+ * wrapped in a `ResilientCacheStore` unless `resilience: false`.
  *
  * @example
  * ```ts
- * import { Redacted } from "effect"
+ * import { Layer, Redacted } from "effect"
+ * import { Metrics } from "@cache-aside/core"
  * import { RedisCacheStore } from "@cache-aside/redis"
  *
- * const StoreLive = RedisCacheStore.layer({ url: Redacted.make("redis://localhost:6379"), keyPrefix: "app:" })
+ * const StoreLive = RedisCacheStore.layer({ url: Redacted.make("redis://localhost:6379"), keyPrefix: "app:" }).pipe(
+ *   Layer.provideMerge(Metrics.layer)
+ * )
  * ```
  *
  * @since 0.1.0
  */
-export const layer = (options: RedisClient.Options = {}): Layer.Layer<CacheStore> =>
-  Layer.provide(layerWithClient, RedisClient.layer(options))
+export const layer = (options: Options = {}): Layer.Layer<CacheStore, InvalidStoreOptions, Metrics> =>
+  resilient(Layer.provide(layerWithClient, RedisClient.layer(options)), options)
 
 /**
- * The store over a client configured from `Config`.
+ * The store over a client configured from `Config` (wrapped like `layer`).
  *
  * @example
  * ```ts
@@ -137,40 +167,48 @@ export const layer = (options: RedisClient.Options = {}): Layer.Layer<CacheStore
  * @since 0.1.0
  */
 export const layerFromConfig = (
-  config: Config.Config.Wrap<RedisClient.Options>
-): Layer.Layer<CacheStore, ConfigError.ConfigError> =>
-  Layer.provide(layerWithClient, RedisClient.layerFromConfig(config))
+  config: Config.Config.Wrap<RedisClient.Options>,
+  options: Pick<Options, "resilience"> = {}
+): Layer.Layer<CacheStore, ConfigError.ConfigError | InvalidStoreOptions, Metrics> =>
+  Layer.unwrapEffect(
+    Effect.map(Config.unwrap(config), (client) => layer({ ...client, ...options }))
+  )
 
 /**
  * The store over a client configured from the environment: `REDIS_URL` (required),
- * `REDIS_KEY_PREFIX`, `REDIS_COMMAND_TIMEOUT`, `REDIS_CONNECT_TIMEOUT` (see `RedisClient.config`).
+ * `REDIS_KEY_PREFIX`, `REDIS_COMMAND_TIMEOUT`, `REDIS_CONNECT_TIMEOUT` (see `RedisClient.config`),
+ * wrapped like `layer`.
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import { Effect, Layer } from "effect"
+ * import { Metrics } from "@cache-aside/core"
  * import { RedisCacheStore } from "@cache-aside/redis"
  *
- * const main = Effect.void.pipe(Effect.provide(RedisCacheStore.layerConfig))
+ * const StoreLive = RedisCacheStore.layerConfig.pipe(Layer.provideMerge(Metrics.layer))
  * ```
  *
  * @since 0.1.0
  */
-export const layerConfig: Layer.Layer<CacheStore, ConfigError.ConfigError> = layerFromConfig(
-  RedisClient.config
-)
+export const layerConfig: Layer.Layer<CacheStore, ConfigError.ConfigError | InvalidStoreOptions, Metrics> =
+  layerFromConfig(RedisClient.config)
 
 /**
- * The store over an `ioredis` client the caller owns: it is never closed by this library.
+ * The store over a client the caller owns (never closed by the layer), wrapped like `layer`.
  *
  * @example
  * ```ts
  * import { Redis } from "ioredis"
  * import { RedisCacheStore } from "@cache-aside/redis"
  *
- * const StoreLive = RedisCacheStore.layerFromClient(new Redis("redis://localhost:6379"))
+ * const redis = new Redis("redis://localhost:6379")
+ * const StoreLive = RedisCacheStore.layerFromClient(redis)
  * ```
  *
  * @since 0.1.0
  */
-export const layerFromClient = (client: RedisClient.IORedis): Layer.Layer<CacheStore> =>
-  Layer.provide(layerWithClient, RedisClient.layerFromClient(client))
+export const layerFromClient = (
+  client: RedisClient.IORedis,
+  options: Pick<Options, "resilience"> = {}
+): Layer.Layer<CacheStore, InvalidStoreOptions, Metrics> =>
+  resilient(Layer.provide(layerWithClient, RedisClient.layerFromClient(client)), options)

@@ -19,7 +19,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import { Redis } from "ioredis"
+import { Redis, ReplyError } from "ioredis"
 import type { RedisOptions } from "ioredis"
 
 /**
@@ -109,7 +109,7 @@ export interface Options {
   readonly password?: Redacted.Redacted<string> | undefined
   /** Prepended to every key by the client. Default: none. */
   readonly keyPrefix?: string | undefined
-  /** How long a command may take before it fails with `CacheUnavailable`. Default 500 millis. */
+  /** How long a command may take before it fails with `CacheUnavailable`. Default 250 millis. */
   readonly commandTimeout?: Duration.DurationInput | undefined
   /**
    * How long to wait for the first connection (the layer is built anyway when Redis is down), and
@@ -118,7 +118,9 @@ export interface Options {
   readonly connectTimeout?: Duration.DurationInput | undefined
 }
 
-const unavailable = (operation: string) => (cause: unknown) => new CacheUnavailable({ operation, cause })
+/** An error reply (`OOM`, `READONLY`, ...) means Redis is up and answering: `replied` says so. */
+const unavailable = (operation: string) => (cause: unknown) =>
+  new CacheUnavailable({ operation, cause, replied: cause instanceof ReplyError })
 
 const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
@@ -208,7 +210,7 @@ const scripts = (client: Redis): Scripts => {
  *
  * @example
  * ```ts
- * import { Redis } from "ioredis"
+ * import { Redis, ReplyError } from "ioredis"
  * import { RedisClient } from "@cache-aside/redis"
  *
  * const service = RedisClient.fromClient(new Redis(process.env.REDIS_URL!))
@@ -272,7 +274,12 @@ export const fromClient = (client: IORedis): Service => {
   }
 }
 
-const defaultCommandTimeout = Duration.millis(500)
+/**
+ * The default command timeout: a hung Redis fails a command after this.
+ *
+ * @since 0.1.0
+ */
+export const defaultCommandTimeout: Duration.Duration = Duration.millis(250)
 const defaultConnectTimeout = Duration.seconds(1)
 const quitTimeoutMillis = 1000
 
@@ -423,7 +430,7 @@ export const layerConfig: Layer.Layer<RedisClient, ConfigError.ConfigError> = la
  *
  * @example
  * ```ts
- * import { Redis } from "ioredis"
+ * import { Redis, ReplyError } from "ioredis"
  * import { RedisClient } from "@cache-aside/redis"
  *
  * const redis = new Redis("redis://localhost:6379")
