@@ -10,14 +10,13 @@
  *
  * @since 0.1.0
  */
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import { randomUUID } from "node:crypto"
 import type { CacheUnavailable } from "./CacheStore.js"
@@ -91,6 +90,12 @@ export interface Options<K, A, I, E, R> {
    * this and let the load finish in the background (it still fills the cache). `hard`: fail with
    * `LookupTimeout` after this.
    */
+  /**
+   * Wraps every `get`, hits too, in a `cache_aside.get` span. Off by default: on this machine a span
+   * costs more CPU than the rest of a hit. Loads always run in a `cache_aside.load` span, and
+   * `getMany` in a `cache_aside.get_many` span.
+   */
+  readonly spanEveryGet?: boolean | undefined
   readonly lookupTimeout?: {
     readonly soft?: Duration.DurationInput | undefined
     readonly hard?: Duration.DurationInput | undefined
@@ -155,8 +160,13 @@ export interface CacheAside<in out K, in out A, out E> {
 const Retry: unique symbol = Symbol.for("@cache-aside/core/CacheAside/Retry")
 type Outcome<A, E> = Exit.Exit<Option.Option<A>, E> | typeof Retry
 
+/**
+ * One read (and load) in flight for a key; gets of the same key join it. Plain callbacks rather
+ * than a `Deferred`: this is on the hit path, and most flights are never joined.
+ */
 interface Flight<A, E> {
-  readonly deferred: Deferred.Deferred<Outcome<A, E>>
+  waiters: Array<(outcome: Outcome<A, E>) => void> | undefined
+  outcome: Outcome<A, E> | undefined
   readonly userKey: string
   /** Set when the key was invalidated or overwritten while the flight ran: its result is not cached. */
   invalidated: boolean
@@ -326,6 +336,8 @@ export function make<K, A, I, E = never, R = never>(
     const cacheError = (error: CacheUnavailable, event: "fallbacks" | "writeErrors" | undefined) => {
       recorder.increment("cacheErrors")
       if (event !== undefined) recorder.increment(event)
+      // while a circuit breaker is open every get lands here: the store logged the opening once
+      if (Predicate.isTagged(error.cause, "CircuitOpen")) return Effect.void
       return Effect.logWarning("cache-aside: cache store unavailable", error.message).pipe(
         Effect.annotateLogs({ ...logAnnotations, operation: error.operation })
       )
@@ -411,6 +423,11 @@ export function make<K, A, I, E = never, R = never>(
         lookup = Effect.timeoutFail(lookup, { duration: hardTimeout, onTimeout: () => timeoutError(key) })
       }
       return lookup.pipe(
+        Effect.withSpan("cache_aside.load", {
+          kind: "client",
+          attributes: { namespace: options.namespace, key: options.key(key) },
+          captureStackTrace: false
+        }),
         Effect.tapError((error) =>
           Effect.sync(() => {
             recorder.increment("loadErrors")
@@ -633,15 +650,23 @@ export function make<K, A, I, E = never, R = never>(
     }
 
     const startFlight = (full: string, userKey: string): Flight<A, Err> => {
-      const flight: Flight<A, Err> = { deferred: Deferred.unsafeMake(FiberId.none), userKey, invalidated: false }
+      const flight: Flight<A, Err> = { waiters: undefined, outcome: undefined, userKey, invalidated: false }
       inflight.set(full, flight)
       return flight
     }
 
-    const settle = (full: string, flight: Flight<A, Err>, exit: Exit.Exit<Option.Option<A>, Err>) => {
+    const settleNow = (full: string, flight: Flight<A, Err>, exit: Exit.Exit<Option.Option<A>, Err>) => {
       if (inflight.get(full) === flight) inflight.delete(full)
-      return Deferred.succeed(flight.deferred, Exit.isInterrupted(exit) ? Retry : exit)
+      if (flight.outcome !== undefined) return
+      const outcome = Exit.isInterrupted(exit) ? Retry : exit
+      flight.outcome = outcome
+      const waiters = flight.waiters
+      flight.waiters = undefined
+      if (waiters !== undefined) { for (const waiter of waiters) waiter(outcome) }
     }
+
+    const settle = (full: string, flight: Flight<A, Err>, exit: Exit.Exit<Option.Option<A>, Err>) =>
+      Effect.sync(() => settleNow(full, flight, exit))
 
     const lead = (
       full: string,
@@ -649,11 +674,18 @@ export function make<K, A, I, E = never, R = never>(
       work: Effect.Effect<Option.Option<A>, Err>
     ): Effect.Effect<Option.Option<A>, Err> => Effect.onExit(work, (exit) => settle(full, flight, exit))
 
+    /** Waits for a flight's outcome; the leader was interrupted: this get tries again by itself. */
     const awaitFlight = (key: K, flight: Flight<A, Err>): Effect.Effect<Option.Option<A>, Err> =>
-      Effect.flatMap(
-        Deferred.await(flight.deferred),
-        (outcome): Effect.Effect<Option.Option<A>, Err> => outcome === Retry ? get(key) : outcome
-      )
+      Effect.async<Option.Option<A>, Err>((resume) => {
+        const answer = (outcome: Outcome<A, Err>) => resume(outcome === Retry ? get(key) : outcome)
+        if (flight.outcome !== undefined) return answer(flight.outcome)
+        const waiters = flight.waiters ?? (flight.waiters = [])
+        waiters.push(answer)
+        return Effect.sync(() => {
+          const i = waiters.indexOf(answer)
+          if (i >= 0) waiters.splice(i, 1)
+        })
+      })
 
     const join = (key: K, flight: Flight<A, Err>): Effect.Effect<Option.Option<A>, Err> => {
       recorder.increment("coalesced")
@@ -836,7 +868,9 @@ export function make<K, A, I, E = never, R = never>(
     return {
       namespace: options.namespace,
       keyOf,
-      get: (key) => Effect.withSpan(get(key), "cache_aside.get", spanOptions),
+      get: options.spanEveryGet === true
+        ? (key) => Effect.withSpan(get(key), "cache_aside.get", spanOptions)
+        : get,
       getMany: (keys) => Effect.withSpan(getMany(keys), "cache_aside.get_many", spanOptions),
       set,
       invalidate,

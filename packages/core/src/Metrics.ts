@@ -257,17 +257,16 @@ export const make: Effect.Effect<Context.Tag.Service<Metrics>> = Effect.sync(() 
     if (existing !== undefined) return existing
     const counts = emptyCounts()
     perNamespace.set(namespace, counts)
+    // One tags array per namespace, passed as is: Effect caches a metric's hook per tags array
+    // (by identity), so the hit path skips the registry lookup. `Metric.taggedWithLabels` would
+    // build a new array on every update and miss that cache.
     const tags = [MetricLabel.make("namespace", namespace)]
-    const tagged = Object.fromEntries(
-      events.map((event) => [event, Metric.taggedWithLabels(counters[event], tags)])
-    ) as { readonly [K in Event]: Metric.Metric.Counter<number> }
-    const load = Metric.taggedWithLabels(loadDuration, tags)
     const created: Recorder = {
       increment: (event, by = 1) => {
         counts[event] += by
-        tagged[event].unsafeUpdate(by, [])
+        counters[event].unsafeUpdate(by, tags)
       },
-      observeLoad: (millis) => load.unsafeUpdate(millis, [])
+      observeLoad: (millis) => loadDuration.unsafeUpdate(millis, tags)
     }
     recorders.set(namespace, created)
     return created
@@ -281,24 +280,19 @@ export const make: Effect.Effect<Context.Tag.Service<Metrics>> = Effect.sync(() 
     if (existing !== undefined) return existing
     const state = emptyStoreState()
     perStore.set(store, state)
-    const tags = [MetricLabel.make("store", store)]
-    const tagged = Object.fromEntries(
-      storeEvents.map((event) => [event, Metric.taggedWithLabels(storeCounters[event], tags)])
-    ) as { readonly [K in StoreEvent]: Metric.Metric.Counter<number> }
-    const breaker = Metric.taggedWithLabels(breakerGauge, tags)
-    const queue = Metric.taggedWithLabels(queueGauge, tags)
+    const tags = [MetricLabel.make("store", store)] // one array: see `recorder`
     const created: StoreRecorder = {
       increment: (event, by = 1) => {
         state.counts[event] += by
-        tagged[event].unsafeUpdate(by, [])
+        storeCounters[event].unsafeUpdate(by, tags)
       },
       setBreaker: (value) => {
         state.breaker = value
-        breaker.unsafeUpdate(breakerLevel[value], [])
+        breakerGauge.unsafeUpdate(breakerLevel[value], tags)
       },
       setQueueSize: (size) => {
         state.queueSize = size
-        queue.unsafeUpdate(size, [])
+        queueGauge.unsafeUpdate(size, tags)
       }
     }
     storeRecorders.set(store, created)

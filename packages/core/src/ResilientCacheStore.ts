@@ -70,13 +70,19 @@ export interface Options {
   readonly name?: string | undefined
   /** Time limit of one attempt of a store operation. Default 250 millis. */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * The inner store already fails every operation after `timeout` by itself (the Redis store does,
+   * with the client's `commandTimeout`), so the wrapper adds no timer of its own per call: an
+   * Effect timeout forks a fiber, which costs more than a cache hit. Default `false`.
+   */
+  readonly storeEnforcesTimeout?: boolean | undefined
   /** Time limit of one `deletePattern` attempt (it walks the keyspace in batches). Default 5 seconds. */
   readonly deletePatternTimeout?: Duration.DurationInput | undefined
   /** Consecutive failed operations that open the circuit breaker. Default 5. */
   readonly failureThreshold?: number | undefined
   /** How long the breaker stays open before it lets one probe through. Default 1 second. */
   readonly cooldown?: Duration.DurationInput | undefined
-  /** Each failed probe doubles the cooldown, up to this. Default 30 seconds. */
+  /** Each failed probe doubles the cooldown, up to this. Default 5 seconds. */
   readonly maxCooldown?: Duration.DurationInput | undefined
   /** Random fraction (0 to 1) taken off each cooldown, so that many processes do not probe in step. Default 0.2. */
   readonly cooldownJitter?: number | undefined
@@ -88,7 +94,11 @@ export interface Options {
   readonly readRetry?: Retry | undefined
   /** Retries of `set` and `compareAndSet` (cache fills). Default: up to 2, exponential from 20 millis, jittered. */
   readonly writeRetry?: Retry | undefined
-  /** Retries of `delete`, `deletePattern` and of queue replays. Default: up to 2, exponential from 20 millis, jittered. */
+  /**
+   * Retries of `delete` and `deletePattern` before they are queued. Default: up to 2, exponential
+   * from 20 millis, jittered. Replays of the queue are not retried: the next read or background
+   * round tries again.
+   */
   readonly invalidationRetry?: Retry | undefined
   /** The most invalidations (distinct keys or patterns) kept for replay. Default 10,000. */
   readonly maxQueuedInvalidations?: number | undefined
@@ -306,6 +316,8 @@ export const make = (
         return Effect.void
       }
       recorder.increment("failures")
+      // ours or the inner store's own (the Redis client's commandTimeout)
+      if (Cause.isTimeoutException(failure.value.cause)) recorder.increment("timeouts")
       // an error reply (out of memory, read-only replica, ...): the store is up and answers at once,
       // so it costs no latency and is no reason to skip the store for the operations that still work
       if (failure.value.replied === true) return settle(probe, Exit.void)
@@ -330,17 +342,18 @@ export const make = (
       retry: Schedule.Schedule<unknown, CacheUnavailable> | undefined
     ): Effect.Effect<A, CacheUnavailable> => {
       const onTimeout = () => {
-        recorder.increment("timeouts")
         return new CacheUnavailable({
           operation,
           cause: new Cause.TimeoutException(`the store did not answer ${operation} within ${Duration.format(limit)}`)
         })
       }
-      const attempt = Effect.flatMap(acquire(operation), (probe) =>
-        Effect.onExit(
-          Effect.timeoutFail(effect, { duration: limit, onTimeout }),
-          (exit) => settle(probe, exit)
-        ))
+      const limited = options.storeEnforcesTimeout === true && limit === timeout
+        ? effect
+        : Effect.timeoutFail(effect, { duration: limit, onTimeout })
+      const attempt = Effect.flatMap(
+        acquire(operation),
+        (probe) => Effect.onExit(limited, (exit) => settle(probe, exit))
+      )
       if (retry === undefined) return attempt
       return Effect.suspend(() => {
         let attempts = 0
@@ -419,7 +432,9 @@ export const make = (
       if (head.done === true) return Effect.succeed(0)
       const first = head.value
       if (first._tag === "Pattern") {
-        return guarded("deletePattern", inner.deletePattern(first.pattern), patternTimeout, invalidationRetry).pipe(
+        // a replay is not retried here: the next read or the background round tries again, and a
+        // retry would make every read wait while the store answers errors
+        return guarded("deletePattern", inner.deletePattern(first.pattern), patternTimeout, undefined).pipe(
           Effect.map(() => replayed([first]))
         )
       }
@@ -428,7 +443,7 @@ export const make = (
         if (entry._tag !== "Key" || batch.length >= replayBatchSize) break
         batch.push(entry)
       }
-      return guarded("delete", inner.delete(batch.map((entry) => entry.key)), timeout, invalidationRetry).pipe(
+      return guarded("delete", inner.delete(batch.map((entry) => entry.key)), timeout, undefined).pipe(
         Effect.map(() => replayed(batch))
       )
     })
@@ -511,7 +526,7 @@ export const make = (
         afterInvalidations(
           "setIfAbsent",
           guarded("setIfAbsent", inner.setIfAbsent(key, value, ttl), timeout, readRetry)
-        ),
+        ).pipe(Effect.tapError(droppedWrite)), // a refused lease means the fill is not written
       compareAndSet: (key, expected, value, ttl) =>
         afterInvalidations(
           "compareAndSet",

@@ -130,6 +130,8 @@ const resilient = <E, R>(
     ? bare
     : ResilientCacheStore.layer(bare, {
       timeout: options.commandTimeout ?? RedisClient.defaultCommandTimeout,
+      // the client's commandTimeout fails every command after `timeout`: no second timer per call
+      storeEnforcesTimeout: options.resilience?.timeout === undefined,
       ...options.resilience
     })
 
