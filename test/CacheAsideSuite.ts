@@ -257,6 +257,32 @@ export const suite = <R>(
         assert.deepStrictEqual(hit, profile)
       }).pipe(Effect.provide(services)))
 
+    it.effect("a hit with unchanged bytes reuses the decoded value; changed bytes decode again", () =>
+      Effect.gen(function*() {
+        const { cache, source } = yield* setup()
+        yield* cache.get(1)
+        const first = Option.getOrThrow(yield* cache.get(1))
+        const second = Option.getOrThrow(yield* cache.get(1))
+        assert.strictEqual(first, second) // same bytes in the store: decoded once
+        yield* source.write(1, new User({ id: 1, name: "changed" }))
+        yield* cache.invalidate(1)
+        const third = Option.getOrThrow(yield* cache.get(1))
+        assert.strictEqual(third.name, "changed")
+        const undecoded = yield* CacheAside.make({
+          namespace: uniqueNamespace(),
+          key: (id: number) => String(id),
+          schema: User,
+          lookup: source,
+          ttl: "1 minute",
+          decodeCacheSize: 0
+        })
+        yield* undecoded.get(1)
+        const a = Option.getOrThrow(yield* undecoded.get(1))
+        const b = Option.getOrThrow(yield* undecoded.get(1))
+        assert.notStrictEqual(a, b)
+        assert.deepStrictEqual(a, b)
+      }).pipe(Effect.provide(services)))
+
     it.effect("large values are compressed and come back intact", () =>
       Effect.gen(function*() {
         const big = new User({ id: 1, name: "x".repeat(50_000) })

@@ -18,6 +18,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import * as Tracer from "effect/Tracer"
 import { randomUUID } from "node:crypto"
 import type { CacheUnavailable } from "./CacheStore.js"
 import { CacheStore } from "./CacheStore.js"
@@ -91,11 +92,17 @@ export interface Options<K, A, I, E, R> {
    * `LookupTimeout` after this.
    */
   /**
-   * Wraps every `get`, hits too, in a `cache_aside.get` span. Off by default: on this machine a span
-   * costs more CPU than the rest of a hit. Loads always run in a `cache_aside.load` span, and
-   * `getMany` in a `cache_aside.get_many` span.
+   * Wraps every `get`, hits too, in a `cache_aside.get` span. Off by default: a span costs more CPU
+   * than the rest of a hit. When the caller is traced (a parent span is in context), loads run in a
+   * `cache_aside.load` span and `getMany` in a `cache_aside.get_many` span; untraced, no span is made.
    */
   readonly spanEveryGet?: boolean | undefined
+  /**
+   * How many keys keep their last decoded value: a hit whose bytes are the same as last time
+   * returns that value again instead of decoding it (the same instance: treat cached values as
+   * immutable, as Effect's data types are). Default 1000; 0 decodes every hit.
+   */
+  readonly decodeCacheSize?: number | undefined
   readonly lookupTimeout?: {
     readonly soft?: Duration.DurationInput | undefined
     readonly hard?: Duration.DurationInput | undefined
@@ -216,6 +223,16 @@ const decodeDuration = (
 const optionalDuration = (what: string, input: Duration.DurationInput | undefined) =>
   input === undefined ? Either.right(undefined) : decodeDuration(what, input)
 
+/**
+ * Applies `span` only when the caller is traced (a parent span is in context). A span costs more
+ * CPU than a cache hit and a quick lookup together; an untraced application should not pay it.
+ */
+const whenTraced = <A, E>(
+  effect: Effect.Effect<A, E>,
+  span: (effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
+): Effect.Effect<A, E> =>
+  Effect.flatMap(Effect.serviceOption(Tracer.ParentSpan), (parent) => Option.isSome(parent) ? span(effect) : effect)
+
 const isDataSource = <K, A, E, R>(
   lookup: ((key: K) => Effect.Effect<Option.Option<A>, E, R>) | DataSource<K, A, E, R>
 ): lookup is DataSource<K, A, E, R> => typeof lookup === "object" && lookup !== null && "load" in lookup
@@ -313,6 +330,12 @@ export function make<K, A, I, E = never, R = never>(
     const hardTimeout = yield* optionalDuration("lookupTimeout.hard", options.lookupTimeout?.hard)
     /** How long an entry is kept past its logical expiry: for stale-while-revalidate and fail-safe. */
     const keepMillis = Math.max(swrMillis, failSafe?.maxStaleMillis ?? 0)
+    const decodeCacheSize = options.decodeCacheSize ?? 1000
+    if (!(Number.isInteger(decodeCacheSize) && decodeCacheSize >= 0)) {
+      return yield* new InvalidOptions({
+        message: `decodeCacheSize must be a non-negative integer, got ${decodeCacheSize}`
+      })
+    }
 
     const store = yield* CacheStore
     const recorder = (yield* Metrics).recorder(options.namespace)
@@ -423,11 +446,13 @@ export function make<K, A, I, E = never, R = never>(
         lookup = Effect.timeoutFail(lookup, { duration: hardTimeout, onTimeout: () => timeoutError(key) })
       }
       return lookup.pipe(
-        Effect.withSpan("cache_aside.load", {
-          kind: "client",
-          attributes: { namespace: options.namespace, key: options.key(key) },
-          captureStackTrace: false
-        }),
+        (lookup) =>
+          whenTraced(lookup, (traced) =>
+            Effect.withSpan(traced, "cache_aside.load", {
+              kind: "client",
+              attributes: { namespace: options.namespace, key: options.key(key) },
+              captureStackTrace: false
+            })),
         Effect.tapError((error) =>
           Effect.sync(() => {
             recorder.increment("loadErrors")
@@ -448,10 +473,29 @@ export function make<K, A, I, E = never, R = never>(
     const loadAndFill = (key: K, full: string, flight: Flight<A, Err> | undefined, expected: Uint8Array) =>
       Effect.flatMap(load(key), ([value, delta]) => Effect.as(fill(full, flight, expected, value, delta), value))
 
+    /**
+     * The last entry decoded per key, with its bytes: a read that finds the very same bytes again
+     * skips JSON parsing and schema decoding (the bulk of a hit's CPU). Bounded; oldest out first.
+     */
+    const decodedMemo = new Map<string, { readonly bytes: Uint8Array; readonly entry: Codec.Stored<A> }>()
+    const decode = (full: string, bytes: Uint8Array): Either.Either<Codec.Stored<A>, Codec.CodecError> => {
+      const memo = decodedMemo.get(full)
+      if (memo !== undefined && (memo.bytes === bytes || Buffer.prototype.equals.call(memo.bytes, bytes))) {
+        return Either.right(memo.entry)
+      }
+      const result = codec.decode(bytes)
+      if (decodeCacheSize > 0 && Either.isRight(result) && result.right._tag !== "Lease") {
+        decodedMemo.delete(full)
+        decodedMemo.set(full, { bytes, entry: result.right })
+        if (decodedMemo.size > decodeCacheSize) decodedMemo.delete(decodedMemo.keys().next().value!)
+      }
+      return result
+    }
+
     /** Classifies stored bytes; a corrupt entry is evicted, counted, and read as absent. */
     const classify = (full: string, stored: Option.Option<Uint8Array>): Effect.Effect<Read<A>> => {
       if (Option.isNone(stored)) return Effect.succeed({ _tag: "Absent" })
-      const decoded = codec.decode(stored.value)
+      const decoded = decode(full, stored.value)
       if (Either.isRight(decoded)) {
         const entry = decoded.right
         if (entry._tag === "Lease") return Effect.succeed({ _tag: "Leased" })
@@ -871,7 +915,8 @@ export function make<K, A, I, E = never, R = never>(
       get: options.spanEveryGet === true
         ? (key) => Effect.withSpan(get(key), "cache_aside.get", spanOptions)
         : get,
-      getMany: (keys) => Effect.withSpan(getMany(keys), "cache_aside.get_many", spanOptions),
+      getMany: (keys) =>
+        whenTraced(getMany(keys), (traced) => Effect.withSpan(traced, "cache_aside.get_many", spanOptions)),
       set,
       invalidate,
       invalidateAll,

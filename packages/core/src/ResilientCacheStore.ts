@@ -350,9 +350,17 @@ export const make = (
       const limited = options.storeEnforcesTimeout === true && limit === timeout
         ? effect
         : Effect.timeoutFail(effect, { duration: limit, onTimeout })
-      const attempt = Effect.flatMap(
-        acquire(operation),
-        (probe) => Effect.onExit(limited, (exit) => settle(probe, exit))
+      const attempt = Effect.suspend(() =>
+        breaker._tag === "Closed"
+          // the common case, kept cheap: no probe slot to free on interruption, so no onExit
+          ? Effect.matchCauseEffect(limited, {
+            onFailure: (cause) => Effect.zipRight(settle(false, Exit.failCause(cause)), Effect.failCause(cause)),
+            onSuccess: (value) => {
+              if (breaker._tag === "Closed" && breaker.failures > 0) breaker = { _tag: "Closed", failures: 0 }
+              return Effect.succeed(value)
+            }
+          })
+          : Effect.flatMap(acquire(operation), (probe) => Effect.onExit(limited, (exit) => settle(probe, exit)))
       )
       if (retry === undefined) return attempt
       return Effect.suspend(() => {
