@@ -101,7 +101,21 @@ const spawnServer = (host: string, port: number): Effect.Effect<Running, RedisSe
     const output: Array<string> = []
     const child = ChildProcess.spawn(
       "redis-server",
-      ["--port", String(port), "--bind", host, "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+      [
+        "--port",
+        String(port),
+        "--bind",
+        host,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--loglevel",
+        "warning",
+        // DEBUG SLEEP freezes the server in fault tests (Redis 7 refuses DEBUG unless enabled)
+        "--enable-debug-command",
+        "local"
+      ],
       { stdio: ["ignore", "pipe", "pipe"] }
     )
     const keep = (chunk: Buffer) => {

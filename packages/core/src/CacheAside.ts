@@ -10,6 +10,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -20,8 +21,7 @@ import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as Tracer from "effect/Tracer"
 import { randomUUID } from "node:crypto"
-import type { CacheUnavailable } from "./CacheStore.js"
-import { CacheStore } from "./CacheStore.js"
+import { CacheStore, CacheUnavailable } from "./CacheStore.js"
 import * as Codec from "./Codec.js"
 import type { DataSource } from "./DataSource.js"
 import * as Glob from "./Glob.js"
@@ -97,6 +97,12 @@ export interface Options<K, A, I, E, R> {
    * `cache_aside.load` span and `getMany` in a `cache_aside.get_many` span; untraced, no span is made.
    */
   readonly spanEveryGet?: boolean | undefined
+  /**
+   * A time limit for every store call of this cache, on top of the store's own: past it the call
+   * counts as `CacheUnavailable` (a read falls back to the lookup). Each limited call costs an extra
+   * timer and fiber, so set it only when this cache needs a tighter bound than the store's.
+   */
+  readonly storeTimeout?: Duration.DurationInput | undefined
   /**
    * How many keys keep their last decoded value: a hit whose bytes are the same as last time
    * returns that value again instead of decoding it (the same instance: treat cached values as
@@ -223,6 +229,30 @@ const decodeDuration = (
 const optionalDuration = (what: string, input: Duration.DurationInput | undefined) =>
   input === undefined ? Either.right(undefined) : decodeDuration(what, input)
 
+/** The store with a time limit on every call (the `storeTimeout` option). */
+const limitStore = (store: CacheStore["Type"], limit: Duration.Duration): CacheStore["Type"] => {
+  const limited = <A>(operation: string, effect: Effect.Effect<A, CacheUnavailable>) =>
+    Effect.timeoutFail(effect, {
+      duration: limit,
+      onTimeout: () =>
+        new CacheUnavailable({
+          operation,
+          cause: new Cause.TimeoutException(`the store did not answer ${operation} within ${Duration.format(limit)}`)
+        })
+    })
+  return {
+    get: (key) => limited("get", store.get(key)),
+    getMany: (keys) => limited("getMany", store.getMany(keys)),
+    set: (key, value, ttl) => limited("set", store.set(key, value, ttl)),
+    setIfAbsent: (key, value, ttl) => limited("setIfAbsent", store.setIfAbsent(key, value, ttl)),
+    compareAndSet: (key, expected, value, ttl) =>
+      limited("compareAndSet", store.compareAndSet(key, expected, value, ttl)),
+    compareAndDelete: (key, expected) => limited("compareAndDelete", store.compareAndDelete(key, expected)),
+    delete: (keys) => limited("delete", store.delete(keys)),
+    deletePattern: (pattern) => limited("deletePattern", store.deletePattern(pattern))
+  }
+}
+
 /**
  * Applies `span` only when the caller is traced (a parent span is in context). A span costs more
  * CPU than a cache hit and a quick lookup together; an untraced application should not pay it.
@@ -337,7 +367,8 @@ export function make<K, A, I, E = never, R = never>(
       })
     }
 
-    const store = yield* CacheStore
+    const storeTimeout = yield* optionalDuration("storeTimeout", options.storeTimeout)
+    const store = storeTimeout === undefined ? yield* CacheStore : limitStore(yield* CacheStore, storeTimeout)
     const recorder = (yield* Metrics).recorder(options.namespace)
     const context = yield* Effect.context<R>()
     const clock = yield* Effect.clock

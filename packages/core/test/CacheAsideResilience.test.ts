@@ -222,4 +222,28 @@ describe("CacheAside over a resilient store", () => {
       }).pipe(Effect.provide(TestStore({ failureThreshold, maxCooldown: "4 seconds", replayInterval: "2 seconds" }))),
     { timeout: 60_000, fastCheck: { numRuns: 40, examples: outages } }
   )
+
+  it.scoped("storeTimeout: a hung store costs one CacheAside's own time limit, then the lookup answers", () =>
+    Effect.gen(function*() {
+      const db = yield* DataSource.memory<number, string>([[1, "v1"]])
+      const users = yield* CacheAside.make({
+        namespace: "tight",
+        key: (id: number) => String(id),
+        schema: Schema.String,
+        lookup: db,
+        ttl: "1 hour",
+        storeTimeout: "50 millis"
+      })
+      const faults = yield* FaultInjection.FaultInjection
+      const metrics = yield* Metrics.Metrics
+      yield* faults.hang()
+      const fiber = yield* Effect.fork(users.get(1))
+      yield* TestClock.adjust("49 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(fiber)), "still waiting before the limit")
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(yield* Fiber.join(fiber), Option.some("v1"))
+      const s = yield* metrics.snapshot("tight")
+      assert.strictEqual(s.fallbacks, 1)
+      assert.strictEqual(yield* db.loads, 1)
+    }).pipe(Effect.provide(TestStore({ timeout: "10 seconds" }))))
 })
