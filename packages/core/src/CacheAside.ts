@@ -550,6 +550,16 @@ export function make<K, A, I, E = never, R = never>(
         onSuccess: (stored) => classify(full, stored)
       })
 
+    /** A fresh hit that needs nothing else (no refresh to consider), answered at once; else `undefined`. */
+    const freshHit = (full: string, stored: Option.Option<Uint8Array>): Effect.Effect<Option.Option<A>> | undefined => {
+      if (Option.isNone(stored) || beta !== 0) return undefined
+      const decoded = decode(full, stored.value)
+      if (Either.isLeft(decoded) || decoded.right._tag === "Lease" || now() >= decoded.right.expiresAt) return undefined
+      recorder.increment("hits")
+      const entry = decoded.right
+      return Effect.succeed(entry._tag === "Value" ? Option.some(entry.value) : Option.none())
+    }
+
     /** XFetch: `now - delta * beta * ln(random) >= expiry`. */
     const shouldRefreshEarly = (entry: Codec.Entry<A>): Effect.Effect<boolean> =>
       beta === 0 || entry.delta <= 0
@@ -774,7 +784,20 @@ export function make<K, A, I, E = never, R = never>(
         const existing = inflight.get(full)
         if (existing !== undefined) return join(key, existing)
         const flight = startFlight(full, userKey)
-        return lead(full, flight, Effect.flatMap(read(full), (found) => resolve(key, full, flight, found)))
+        return lead(
+          full,
+          flight,
+          Effect.matchEffect(store.get(full), {
+            onFailure: (error) => resolve(key, full, flight, { _tag: "Unavailable", error }),
+            onSuccess: (stored) => {
+              // the common case first, without the intermediate effects: a fresh hit
+              const hit = freshHit(full, stored)
+              return hit !== undefined
+                ? hit
+                : Effect.flatMap(classify(full, stored), (found) => resolve(key, full, flight, found))
+            }
+          })
+        )
       })
 
     interface Led {
