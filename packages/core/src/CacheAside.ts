@@ -21,7 +21,7 @@ import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as Tracer from "effect/Tracer"
 import { randomUUID } from "node:crypto"
-import { CacheStore, CacheUnavailable } from "./CacheStore.js"
+import { CacheStore, CacheUnavailable, mapOperations } from "./CacheStore.js"
 import * as Codec from "./Codec.js"
 import type { DataSource } from "./DataSource.js"
 import * as Glob from "./Glob.js"
@@ -230,8 +230,8 @@ const optionalDuration = (what: string, input: Duration.DurationInput | undefine
   input === undefined ? Either.right(undefined) : decodeDuration(what, input)
 
 /** The store with a time limit on every call (the `storeTimeout` option). */
-const limitStore = (store: CacheStore["Type"], limit: Duration.Duration): CacheStore["Type"] => {
-  const limited = <A>(operation: string, effect: Effect.Effect<A, CacheUnavailable>) =>
+const limitStore = (store: CacheStore["Type"], limit: Duration.Duration): CacheStore["Type"] =>
+  mapOperations(store, (operation, effect) =>
     Effect.timeoutFail(effect, {
       duration: limit,
       onTimeout: () =>
@@ -239,19 +239,7 @@ const limitStore = (store: CacheStore["Type"], limit: Duration.Duration): CacheS
           operation,
           cause: new Cause.TimeoutException(`the store did not answer ${operation} within ${Duration.format(limit)}`)
         })
-    })
-  return {
-    get: (key) => limited("get", store.get(key)),
-    getMany: (keys) => limited("getMany", store.getMany(keys)),
-    set: (key, value, ttl) => limited("set", store.set(key, value, ttl)),
-    setIfAbsent: (key, value, ttl) => limited("setIfAbsent", store.setIfAbsent(key, value, ttl)),
-    compareAndSet: (key, expected, value, ttl) =>
-      limited("compareAndSet", store.compareAndSet(key, expected, value, ttl)),
-    compareAndDelete: (key, expected) => limited("compareAndDelete", store.compareAndDelete(key, expected)),
-    delete: (keys) => limited("delete", store.delete(keys)),
-    deletePattern: (pattern) => limited("deletePattern", store.deletePattern(pattern))
-  }
-}
+    }))
 
 /**
  * Applies `span` only when the caller is traced (a parent span is in context). A span costs more

@@ -97,3 +97,57 @@ export class CacheStore extends Context.Tag("@cache-aside/core/CacheStore")<Cach
   /** Deletes every key matching a glob pattern (incrementally, never blocking the server); returns how many. */
   readonly deletePattern: (pattern: string) => Effect.Effect<number, CacheUnavailable>
 }>() {}
+
+/**
+ * The names of the port's operations (as in `CacheUnavailable.operation`).
+ *
+ * @since 0.1.0
+ */
+export type Operation = Exclude<keyof CacheStore["Type"], symbol>
+
+/**
+ * Every operation, in the order the port declares them.
+ *
+ * @since 0.1.0
+ */
+export const operations: ReadonlyArray<Operation> = [
+  "get",
+  "getMany",
+  "set",
+  "setIfAbsent",
+  "compareAndSet",
+  "compareAndDelete",
+  "delete",
+  "deletePattern"
+]
+
+/**
+ * A store whose every operation goes through `f` (a time limit, fault injection, ...): the one
+ * place that lists the port's operations for wrappers.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { CacheStore } from "@cache-aside/core"
+ *
+ * declare const store: CacheStore.CacheStore["Type"]
+ * const logged = CacheStore.mapOperations(store, (operation, effect) =>
+ *   Effect.zipRight(Effect.logDebug(`store ${operation}`), effect))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const mapOperations = (
+  store: CacheStore["Type"],
+  f: <A>(operation: Operation, effect: Effect.Effect<A, CacheUnavailable>) => Effect.Effect<A, CacheUnavailable>
+): CacheStore["Type"] =>
+  CacheStore.of({
+    get: (key) => f("get", store.get(key)),
+    getMany: (keys) => f("getMany", store.getMany(keys)),
+    set: (key, value, ttl) => f("set", store.set(key, value, ttl)),
+    setIfAbsent: (key, value, ttl) => f("setIfAbsent", store.setIfAbsent(key, value, ttl)),
+    compareAndSet: (key, expected, value, ttl) => f("compareAndSet", store.compareAndSet(key, expected, value, ttl)),
+    compareAndDelete: (key, expected) => f("compareAndDelete", store.compareAndDelete(key, expected)),
+    delete: (keys) => f("delete", store.delete(keys)),
+    deletePattern: (pattern) => f("deletePattern", store.deletePattern(pattern))
+  })

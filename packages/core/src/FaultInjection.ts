@@ -15,36 +15,20 @@ import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import { CacheStore, CacheUnavailable } from "./CacheStore.js"
+import { CacheStore, CacheUnavailable, mapOperations, operations as storeOperations } from "./CacheStore.js"
+import type { Operation as StoreOperation } from "./CacheStore.js"
 
 /**
  * The store operations a fault can target.
  *
  * @since 0.1.0
  */
-export type Operation =
-  | "get"
-  | "getMany"
-  | "set"
-  | "setIfAbsent"
-  | "compareAndSet"
-  | "compareAndDelete"
-  | "delete"
-  | "deletePattern"
+export type Operation = StoreOperation
 
 /**
  * @since 0.1.0
  */
-export const operations: ReadonlyArray<Operation> = [
-  "get",
-  "getMany",
-  "set",
-  "setIfAbsent",
-  "compareAndSet",
-  "compareAndDelete",
-  "delete",
-  "deletePattern"
-]
+export const operations: ReadonlyArray<Operation> = storeOperations
 
 /**
  * The cause of a `CacheUnavailable` made up by `FaultInjection`.
@@ -207,17 +191,7 @@ export const make = (inner: CacheStore["Type"]): Effect.Effect<{
         return effect
       })
 
-    const store = CacheStore.of({
-      get: (key) => wrap("get", inner.get(key)),
-      getMany: (keys) => wrap("getMany", inner.getMany(keys)),
-      set: (key, value, ttl) => wrap("set", inner.set(key, value, ttl)),
-      setIfAbsent: (key, value, ttl) => wrap("setIfAbsent", inner.setIfAbsent(key, value, ttl)),
-      compareAndSet: (key, expected, value, ttl) =>
-        wrap("compareAndSet", inner.compareAndSet(key, expected, value, ttl)),
-      compareAndDelete: (key, expected) => wrap("compareAndDelete", inner.compareAndDelete(key, expected)),
-      delete: (keys) => wrap("delete", inner.delete(keys)),
-      deletePattern: (pattern) => wrap("deletePattern", inner.deletePattern(pattern))
-    })
+    const store = mapOperations(inner, wrap)
 
     const control = FaultInjection.of({
       failNext: (n, target) =>

@@ -30,6 +30,7 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { CacheStore, CacheUnavailable } from "./CacheStore.js"
+import type { Operation } from "./CacheStore.js"
 import * as Glob from "./Glob.js"
 import { InvalidStoreOptions } from "./MemoryCacheStore.js"
 import { Metrics } from "./Metrics.js"
@@ -114,16 +115,6 @@ export interface Options {
    */
   readonly overflowPattern?: string | undefined
 }
-
-type Operation =
-  | "get"
-  | "getMany"
-  | "set"
-  | "setIfAbsent"
-  | "compareAndSet"
-  | "compareAndDelete"
-  | "delete"
-  | "deletePattern"
 
 type Invalidation =
   | { readonly _tag: "Key"; readonly id: string; readonly key: string }
