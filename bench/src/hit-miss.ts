@@ -26,9 +26,9 @@ import { Redis } from "ioredis"
 import type { RedisOptions } from "ioredis"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
-import * as Net from "node:net"
 import * as Os from "node:os"
 import { performance } from "node:perf_hooks"
+import { redisVersion as readRedisVersion, startRedis } from "./redis-server.js"
 
 // ---------------------------------------------------------------------------------------------
 // configuration
@@ -287,95 +287,6 @@ const cacheAsideContender = async (url: string): Promise<Contender> => {
 }
 
 // ---------------------------------------------------------------------------------------------
-// redis-server
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = Net.createServer()
-    server.unref()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
-
-interface Server {
-  readonly url: string
-  readonly spawned: boolean
-  readonly stop: () => Promise<void>
-}
-
-const startRedis = async (): Promise<Server> => {
-  const fromEnv = process.env["REDIS_URL"]
-  if (fromEnv !== undefined && fromEnv !== "") {
-    return { url: fromEnv, spawned: false, stop: async () => {} }
-  }
-  const port = await freePort()
-  const child = ChildProcess.spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"],
-    { stdio: ["ignore", "pipe", "pipe"] }
-  )
-  const output: Array<string> = []
-  const keep = (chunk: Buffer) => {
-    output.push(chunk.toString("utf8"))
-    if (output.length > 50) output.shift()
-  }
-  child.stdout.on("data", keep)
-  child.stderr.on("data", keep)
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
-  await new Promise<void>((resolve, reject) => {
-    child.once("spawn", resolve)
-    child.once("error", (error: NodeJS.ErrnoException) =>
-      reject(
-        error.code === "ENOENT"
-          ? new Error("redis-server not found on PATH: install it, or set REDIS_URL")
-          : error
-      ))
-  })
-  const kill = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-  }
-  process.once("exit", kill)
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    process.once(signal, () => {
-      kill()
-      process.exit(130)
-    })
-  }
-  const url = `redis://127.0.0.1:${port}`
-  // wait until it answers PING
-  const deadline = Date.now() + 5000
-  for (;;) {
-    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
-    probe.on("error", () => {})
-    try {
-      await probe.connect()
-      await probe.ping()
-      probe.disconnect()
-      break
-    } catch (error) {
-      probe.disconnect()
-      if (Date.now() > deadline || child.exitCode !== null) {
-        kill()
-        throw new Error(`redis-server did not start on port ${port}: ${String(error)}\n${output.join("")}`)
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-  }
-  return {
-    url,
-    spawned: true,
-    stop: async () => {
-      kill()
-      await exited
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // reporting helpers
 
 const median = (values: ReadonlyArray<number>): number => {
@@ -420,13 +331,10 @@ interface ScenarioResult {
 
 const main = async () => {
   const startedAt = performance.now()
-  const server = await startRedis()
+  const server = await startRedis({ allowEnv: true })
   const contenders: Array<Contender> = []
   try {
-    const info = new Redis(server.url)
-    const infoText = await info.info("server")
-    await info.quit()
-    const redisVersion = /redis_version:(\S+)/.exec(infoText)?.[1] ?? "unknown"
+    const redisVersion = await readRedisVersion(server.url)
 
     contenders.push(rawContender("raw", "raw ioredis", server.url, {}))
     contenders.push(await cacheAsideContender(server.url))

@@ -30,10 +30,9 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { Redis } from "ioredis"
-import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
-import * as Net from "node:net"
 import { performance } from "node:perf_hooks"
+import { redisVersion, startRedis } from "./redis-server.js"
 
 // ---------------------------------------------------------------------------------------------
 // configuration
@@ -230,89 +229,6 @@ const cacheAsideContender = async (
 }
 
 // ---------------------------------------------------------------------------------------------
-// redis-server
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = Net.createServer()
-    server.unref()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
-
-interface Server {
-  readonly url: string
-  readonly version: string
-  readonly kill: () => Promise<void>
-  readonly pause: () => void
-}
-
-const live = new Set<ChildProcess.ChildProcess>()
-process.once("exit", () => {
-  for (const child of live) {
-    child.kill("SIGCONT")
-    child.kill("SIGKILL")
-  }
-})
-
-const startRedis = async (): Promise<Server> => {
-  const port = await freePort()
-  const child = ChildProcess.spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"],
-    { stdio: ["ignore", "pipe", "pipe"] }
-  )
-  live.add(child)
-  child.stdout.resume()
-  child.stderr.resume()
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
-  await new Promise<void>((resolve, reject) => {
-    child.once("spawn", resolve)
-    child.once(
-      "error",
-      (error: NodeJS.ErrnoException) =>
-        reject(error.code === "ENOENT" ? new Error("redis-server not found on PATH") : error)
-    )
-  })
-  const url = `redis://127.0.0.1:${port}`
-  const deadline = Date.now() + 5000
-  let version = "unknown"
-  for (;;) {
-    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
-    probe.on("error", () => {})
-    try {
-      await probe.connect()
-      version = /redis_version:(\S+)/.exec(await probe.info("server"))?.[1] ?? "unknown"
-      probe.disconnect()
-      break
-    } catch (error) {
-      probe.disconnect()
-      if (Date.now() > deadline) throw new Error(`redis-server did not start on port ${port}: ${String(error)}`)
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-  }
-  return {
-    url,
-    version,
-    kill: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGCONT")
-        child.kill("SIGKILL")
-      }
-      await exited
-      live.delete(child)
-    },
-    pause: () => {
-      child.kill("SIGSTOP")
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // statistics
 
 interface Stats {
@@ -381,6 +297,7 @@ const modes: ReadonlyArray<Mode> = ["sequential", "concurrent"]
 
 const runOutage = async (outage: Outage, rows: Array<Row>, extra: Record<string, unknown>) => {
   const server = await startRedis()
+  const version = await redisVersion(server.url)
   const direct = directContender()
   const raw = rawContender(server.url)
   const cacheAside = await cacheAsideContender(server.url)
@@ -442,7 +359,7 @@ const runOutage = async (outage: Outage, rows: Array<Row>, extra: Record<string,
     await raw.close()
     await cacheAside.close()
   }
-  return server.version
+  return version
 }
 
 const main = async () => {

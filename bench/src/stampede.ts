@@ -35,10 +35,10 @@ import { Redis } from "ioredis"
 import { Keyv } from "keyv"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
-import * as Net from "node:net"
 import * as Os from "node:os"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
+import { redisVersion as readRedisVersion, startRedis } from "./redis-server.js"
 
 // ---------------------------------------------------------------------------------------------
 // configuration
@@ -259,77 +259,6 @@ const runChild = async (config: ChildConfig) => {
 // ---------------------------------------------------------------------------------------------
 // parent: redis-server, children, report
 
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = Net.createServer()
-    server.unref()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
-
-interface Server {
-  readonly url: string
-  readonly spawned: boolean
-  readonly stop: () => Promise<void>
-}
-
-const startRedis = async (): Promise<Server> => {
-  const fromEnv = process.env["REDIS_URL"]
-  if (fromEnv !== undefined && fromEnv !== "") return { url: fromEnv, spawned: false, stop: async () => {} }
-  const port = await freePort()
-  const child = ChildProcess.spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"],
-    { stdio: ["ignore", "ignore", "inherit"] }
-  )
-  await new Promise<void>((resolve, reject) => {
-    child.once("spawn", resolve)
-    child.once(
-      "error",
-      (error: NodeJS.ErrnoException) =>
-        reject(
-          error.code === "ENOENT" ? new Error("redis-server not found on PATH: install it, or set REDIS_URL") : error
-        )
-    )
-  })
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
-  const kill = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-  }
-  process.once("exit", kill)
-  const url = `redis://127.0.0.1:${port}`
-  const deadline = Date.now() + 5000
-  for (;;) {
-    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
-    probe.on("error", () => {})
-    try {
-      await probe.connect()
-      await probe.ping()
-      probe.disconnect()
-      break
-    } catch (error) {
-      probe.disconnect()
-      if (Date.now() > deadline) {
-        kill()
-        throw new Error(`redis-server did not start on port ${port}: ${String(error)}`)
-      }
-      await sleep(50)
-    }
-  }
-  return {
-    url,
-    spawned: true,
-    stop: async () => {
-      kill()
-      await exited
-    }
-  }
-}
-
 interface Spawned {
   readonly ready: Promise<void>
   readonly result: Promise<ChildResult>
@@ -448,12 +377,9 @@ const readVersion = (pkg: string): string => {
 }
 
 const main = async () => {
-  const server = await startRedis()
+  const server = await startRedis({ allowEnv: true })
   try {
-    const admin = new Redis(server.url)
-    const info = await admin.info("server")
-    await admin.quit()
-    const redisVersion = /redis_version:(\S+)/.exec(info)?.[1] ?? "unknown"
+    const redisVersion = await readRedisVersion(server.url)
     const selected = ONLY === undefined ? contenders : contenders.filter((c) => ONLY.includes(c.id))
     const measured: Array<Measured> = []
     for (const contender of selected) {
