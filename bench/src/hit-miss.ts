@@ -420,11 +420,11 @@ const main = async () => {
       "Medians of per-round ops/sec; rounds interleave the contenders in rotating order.",
       "raw ioredis: `new Redis(url)` with default options (no auto-pipelining); hit = GET + JSON.parse to a plain " +
       "object (createdAt stays a string); miss = GET (null) + lookup + SET key JSON EX 3600.",
-      "CacheAside: RedisCacheStore.layer({ url }) with its defaults (ioredis enableAutoPipelining: true, " +
-      "commandTimeout 500ms, wrapped in ResilientCacheStore: breaker + per-operation timeout) + Metrics.layer; " +
-      "it does more per hit than raw: a JSON envelope ({v, x, d}), Schema decode of a " +
-      "Schema.Class User with a Date field (a class instance and a Date per hit), hit/miss metrics, a span per get, " +
-      "in-flight coalescing; misses jitter the TTL and SET ... PX.",
+      "CacheAside: RedisCacheStore.layer({ url }) with its defaults (commandTimeout 250ms, reads issued together " +
+      "batched into one MGET, writes auto-pipelined, wrapped in ResilientCacheStore: breaker + invalidation queue) + " +
+      "Metrics.layer; it does more per hit than raw: a JSON envelope ({v, x, d}), Schema decode of a Schema.Class " +
+      "User with a Date field (once per distinct stored bytes), hit/miss metrics, in-flight coalescing; misses take " +
+      "a lease (SET NX PX), jitter the TTL and fill with a compare-and-set script.",
       "Scenario c: CacheAside coalesces concurrent gets of one key into one Redis read; raw sends every GET."
     ]
 
