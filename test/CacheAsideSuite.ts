@@ -490,6 +490,44 @@ export const suite = <R>(
         assert.strictEqual((yield* metrics.snapshot(namespace)).leaseRejected, 1)
       }).pipe(Effect.provide(services)))
 
+    it.effect("no lock: a reader that finds another's lease loads and fills under it, unless invalidated meanwhile", () =>
+      Effect.gen(function*() {
+        const namespace = uniqueNamespace()
+        const rows = new Map([[1, new User({ id: 1, name: "v1" })]])
+        const gate = yield* gatedSource(rows)
+        const holder = yield* make(namespace, gate.lookup) // process A: holds the lease, its load hangs
+        const holding = yield* Effect.fork(holder.get(1))
+        yield* Deferred.await(gate.started)
+        let loads = 0
+        const reader = yield* make(namespace, (id) => Effect.sync(() => (loads++, Option.fromNullable(rows.get(id)))))
+        assert.strictEqual(Option.getOrThrow(yield* reader.get(1)).name, "v1")
+        assert.strictEqual(Option.getOrThrow(yield* reader.get(1)).name, "v1")
+        assert.strictEqual(loads, 1, "the reader filled under A's lease: its second get is a hit")
+        yield* Deferred.succeed(gate.release, undefined)
+        yield* Fiber.join(holding)
+        const metrics = yield* Metrics.Metrics
+        assert.strictEqual((yield* metrics.snapshot(namespace)).leaseRejected, 1, "A's later fill is refused")
+        // the same, with an invalidation between the reader's read of the lease and its fill
+        const namespace2 = uniqueNamespace()
+        const gate2 = yield* gatedSource(rows)
+        const holder2 = yield* make(namespace2, gate2.lookup)
+        const holding2 = yield* Effect.fork(holder2.get(1))
+        yield* Deferred.await(gate2.started)
+        const gate3 = yield* gatedSource(rows)
+        const reader2 = yield* make(namespace2, gate3.lookup)
+        const reading = yield* Effect.fork(reader2.get(1))
+        yield* Deferred.await(gate3.started) // the reader saw the lease and read v1
+        rows.set(1, new User({ id: 1, name: "v2" }))
+        const writer = yield* make(namespace2, (id) => Effect.sync(() => Option.fromNullable(rows.get(id))))
+        yield* writer.invalidate(1) // another process's write: the lease is gone
+        yield* Deferred.succeed(gate3.release, undefined)
+        assert.strictEqual(Option.getOrThrow(yield* Fiber.join(reading)).name, "v1")
+        yield* Deferred.succeed(gate2.release, undefined)
+        yield* Fiber.join(holding2)
+        assert.strictEqual(Option.getOrThrow(yield* writer.get(1)).name, "v2")
+        assert.strictEqual((yield* metrics.snapshot(namespace2)).leaseRejected, 2)
+      }).pipe(Effect.provide(services)))
+
     it.effect("the lock: a reader in another process waits for the lease holder's fill instead of loading", () =>
       Effect.gen(function*() {
         const namespace = uniqueNamespace()

@@ -189,7 +189,8 @@ interface Flight<A, E> {
 type Read<A> =
   | { readonly _tag: "Unavailable"; readonly error: CacheUnavailable }
   | { readonly _tag: "Absent" }
-  | { readonly _tag: "Leased" }
+  /** Another loader's lease: its bytes, so that a load by this reader may fill under it. */
+  | { readonly _tag: "Leased"; readonly bytes: Uint8Array }
   /** `state`: fresh, stale within the stale-while-revalidate window, or held only for fail-safe. */
   | {
     readonly _tag: "Entry"
@@ -517,7 +518,7 @@ export function make<K, A, I, E = never, R = never>(
       const decoded = decode(full, stored.value)
       if (Either.isRight(decoded)) {
         const entry = decoded.right
-        if (entry._tag === "Lease") return Effect.succeed({ _tag: "Leased" })
+        if (entry._tag === "Lease") return Effect.succeed({ _tag: "Leased", bytes: stored.value })
         const at = now()
         const state = at < entry.expiresAt ? "fresh" : at < entry.expiresAt + swrMillis ? "stale" : "failSafe"
         if (state === "failSafe" && failSafe === undefined) return Effect.succeed({ _tag: "Absent" })
@@ -626,15 +627,17 @@ export function make<K, A, I, E = never, R = never>(
               // the holder released its lease (its load failed) or an invalidation removed it: try again
               return now() < deadline ? missLoad(key, full, flight, deadline) : timedOut
             case "Leased":
+              lastLease = found.bytes
               return now() < deadline ? poll : timedOut
             case "Unavailable":
               return Effect.zipRight(cacheError(found.error, "fallbacks"), loadOnly(key))
           }
         }
       )
+      let lastLease: Uint8Array | undefined
       const timedOut = Effect.suspend(() => {
         recorder.increment("lockTimeouts")
-        return loadOnly(key)
+        return lastLease === undefined ? loadOnly(key) : loadAndFill(key, full, flight, lastLease)
       })
       return poll
     }
@@ -701,7 +704,12 @@ export function make<K, A, I, E = never, R = never>(
           return missLoad(key, full, flight, undefined)
         case "Leased":
           recorder.increment("misses")
-          return lock !== undefined ? waitForFill(key, full, flight, now() + lock.waitMillis) : loadOnly(key)
+          // Without the lock, load now and fill under the lease that was seen: the compare-and-set
+          // succeeds only while that lease is still there, so an invalidation since (which deleted
+          // it) still wins, and this process's next gets hit instead of loading again.
+          return lock !== undefined
+            ? waitForFill(key, full, flight, now() + lock.waitMillis)
+            : loadAndFill(key, full, flight, found.bytes)
         case "Entry": {
           if (found.state === "failSafe") {
             recorder.increment("misses")
