@@ -4,8 +4,9 @@
  *
  * - a time limit on every operation (a hung store answers `CacheUnavailable` after it);
  * - a circuit breaker: after a run of consecutive failures, calls fail at once without touching
- *   the store; after a cooldown one probe is let through, which closes the breaker or re-opens it
- *   for a longer (jittered, bounded) cooldown;
+ *   the store; after a cooldown the next call starts one probe in the background (calls keep
+ *   failing at once meanwhile, so none waits on a store that may still hang), which closes the
+ *   breaker or re-opens it for a longer (jittered, bounded) cooldown;
  * - no lost invalidations: a `delete` or `deletePattern` that cannot reach the store is queued
  *   (bounded, deduplicated per key or pattern) and succeeds for the caller; the queue is replayed in
  *   order before any read or write is served again, and by a background fiber;
@@ -81,7 +82,7 @@ export interface Options {
   readonly deletePatternTimeout?: Duration.DurationInput | undefined
   /** Consecutive failed operations that open the circuit breaker. Default 5. */
   readonly failureThreshold?: number | undefined
-  /** How long the breaker stays open before it lets one probe through. Default 1 second. */
+  /** How long the breaker stays open before a call starts a background probe. Default 1 second. */
   readonly cooldown?: Duration.DurationInput | undefined
   /** Each failed probe doubles the cooldown, up to this. Default 5 seconds. */
   readonly maxCooldown?: Duration.DurationInput | undefined
@@ -226,6 +227,8 @@ export const make = (
     const overflowRegex = overflowPattern === undefined ? undefined : Glob.toRegExp(overflowPattern)
 
     const recorder = (yield* Metrics).storeRecorder(name)
+    /** Read by the breaker's probe: any answer, even "absent", shows the store is back. */
+    const probeKey = "cache-aside:breaker-probe"
     const clock = yield* Effect.clock
     const random = yield* Effect.random
     const scope = yield* Effect.scope
@@ -257,23 +260,40 @@ export const make = (
       return Effect.fail(rejections[operation])
     }
 
-    /** Lets a call through (`false`), lets it through as the probe (`true`), or rejects it. */
-    const acquire = (operation: Operation): Effect.Effect<boolean, CacheUnavailable> =>
+    /**
+     * Once the cooldown has passed, probes the store in the background (a read of a key nobody
+     * writes): no request waits on a store that may still hang; meanwhile calls are rejected at once.
+     */
+    const startProbe = (operation: Operation): Effect.Effect<never, CacheUnavailable> => {
+      breaker = { _tag: "HalfOpen", probing: true, reopened: breaker._tag === "Closed" ? 0 : breaker.reopened }
+      recorder.setBreaker("half-open")
+      const probe = options.storeEnforcesTimeout === true
+        ? inner.get(probeKey)
+        : Effect.timeoutFail(inner.get(probeKey), {
+          duration: timeout,
+          onTimeout: () =>
+            new CacheUnavailable({
+              operation: "get",
+              cause: new Cause.TimeoutException(`the store did not answer the probe within ${Duration.format(timeout)}`)
+            })
+        })
+      return log(Effect.logInfo("cache-aside: circuit breaker half-open, probing the store")).pipe(
+        Effect.zipRight(Effect.forkIn(Effect.onExit(probe, (exit) => settle(true, exit)), scope)),
+        Effect.zipRight(reject(operation))
+      )
+    }
+
+    /** While the breaker is not closed: rejects the call, starting the probe once the cooldown has passed. */
+    const rejectOrProbe = (operation: Operation): Effect.Effect<never, CacheUnavailable> =>
       Effect.suspend(() => {
         switch (breaker._tag) {
-          case "Closed":
-            return Effect.succeed(false)
-          case "Open": {
-            if (now() < breaker.until) return reject(operation)
-            breaker = { _tag: "HalfOpen", probing: true, reopened: breaker.reopened }
-            recorder.setBreaker("half-open")
-            return Effect.as(log(Effect.logInfo("cache-aside: circuit breaker half-open, probing the store")), true)
-          }
-          case "HalfOpen": {
-            if (breaker.probing) return reject(operation)
-            breaker = { ...breaker, probing: true }
-            return Effect.succeed(true)
-          }
+          case "Closed": // closed meanwhile by a probe: this call was already refused
+            return reject(operation)
+          case "Open":
+            return now() < breaker.until ? reject(operation) : startProbe(operation)
+          case "HalfOpen":
+            // a probe is running; or it was interrupted (the store's scope closing): start another
+            return breaker.probing ? reject(operation) : startProbe(operation)
         }
       })
 
@@ -343,7 +363,7 @@ export const make = (
         : Effect.timeoutFail(effect, { duration: limit, onTimeout })
       const attempt = Effect.suspend(() =>
         breaker._tag === "Closed"
-          // the common case, kept cheap: no probe slot to free on interruption, so no onExit
+          // only a closed breaker lets calls through (probes run in the background)
           ? Effect.matchCauseEffect(limited, {
             onFailure: (cause) => Effect.zipRight(settle(false, Exit.failCause(cause)), Effect.failCause(cause)),
             onSuccess: (value) => {
@@ -351,7 +371,7 @@ export const make = (
               return Effect.succeed(value)
             }
           })
-          : Effect.flatMap(acquire(operation), (probe) => Effect.onExit(limited, (exit) => settle(probe, exit)))
+          : rejectOrProbe(operation)
       )
       if (retry === undefined) return attempt
       return Effect.suspend(() => {

@@ -8,6 +8,9 @@ import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import { CacheAside, DataSource, FaultInjection, MemoryCacheStore, Metrics, ResilientCacheStore } from "../src/index.js"
 
+/** Lets the breaker's background probe run (it is forked; a few scheduler turns). */
+const probeRuns = Effect.repeatN(Effect.yieldNow(), 20)
+
 /** The application's store as in production, over a memory store that fails on demand. */
 const TestStore = (options: ResilientCacheStore.Options = {}) =>
   ResilientCacheStore.layer(FaultInjection.layer(MemoryCacheStore.layer()), options).pipe(
@@ -70,11 +73,14 @@ describe("CacheAside over a resilient store", () => {
       )
       assert.strictEqual(concurrent.filter((r) => r._tag === "Left").length, 0)
 
-      // the store comes back: after the cooldown the breaker probes, closes, and hits resume
+      // the store comes back: after the cooldown a get starts the probe (and is answered by the
+      // lookup at once), the probe closes the breaker, and hits resume
       yield* faults.heal
       yield* TestClock.adjust("1 second")
       assert.deepStrictEqual(yield* users.get(1), Option.some("v1"))
+      yield* probeRuns
       assert.strictEqual((yield* metrics.snapshot()).store.breaker, "closed")
+      assert.deepStrictEqual(yield* users.get(1), Option.some("v1")) // a miss: loaded and cached
       const loads = yield* db.loads
       assert.deepStrictEqual(yield* users.get(1), Option.some("v1"))
       assert.strictEqual(yield* db.loads, loads, "a hit")
@@ -211,7 +217,9 @@ describe("CacheAside over a resilient store", () => {
         // the store recovers: every read is right, and the cache serves again
         yield* faults.heal
         yield* TestClock.adjust("5 seconds")
-        for (const key of [0, 1]) yield* check(key)
+        for (const key of [0, 1]) yield* check(key) // the first call may start the breaker's probe
+        yield* probeRuns
+        for (const key of [0, 1]) yield* check(key) // the breaker is closed: loaded and cached
         const loads = yield* db.loads
         for (const key of [0, 1]) yield* check(key)
         assert.strictEqual(yield* db.loads, loads, "hits after recovery")
