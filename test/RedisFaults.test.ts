@@ -5,10 +5,11 @@
 import { CacheAside, DataSource, Metrics } from "@cache-aside/core"
 import { RedisCacheStore } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
-import { type Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
+import { type Duration, Effect, Fiber, Layer, Option, Redacted } from "effect"
 import { Redis } from "ioredis"
 import { User } from "./CacheAsideSuite.js"
 import { RedisServer } from "./utils/RedisServer.js"
+import { hitsResume as hitsResumeTraffic, load as loadTraffic, type Traffic } from "./utils/Traffic.js"
 
 const rows = Array.from({ length: 50 }, (_, id) => [id, new User({ id, name: `user ${id}` })] as const)
 
@@ -29,41 +30,12 @@ const setup = (server: RedisServer["Type"], commandTimeout: Duration.DurationInp
     return { cache, source, snapshot }
   })
 
-/** Runs `gets` gets with `concurrency` workers over the 50 ids; counts failures and wrong answers. */
+/** Gets over the 50 ids, each answering its row. */
+const traffic: Traffic<number> = { keys: rows.map(([id]) => id), expected: (id) => `user ${id}` }
 const load = (cache: CacheAside.CacheAside<number, User, never>, gets: number, concurrency: number) =>
-  Effect.gen(function*() {
-    let failed = 0
-    let wrong = 0
-    let done = 0
-    yield* Effect.forEach(
-      Array.from({ length: gets }, (_, i) => i % 50),
-      (id) =>
-        Effect.exit(cache.get(id)).pipe(Effect.map((exit) => {
-          done++
-          if (Exit.isFailure(exit)) failed++
-          else if (Option.getOrUndefined(exit.value)?.name !== `user ${id}`) wrong++
-        })),
-      { concurrency, discard: true }
-    )
-    return { failed, wrong, done }
-  })
-
-/** Keeps reading until reads are hits again (the breaker closed), for at most 20 seconds of real time. */
-const hitsResume = (
-  cache: CacheAside.CacheAside<number, User, never>,
-  snapshot: Effect.Effect<Metrics.Snapshot>
-) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 20_000
-    while (Date.now() < deadline) {
-      const before = (yield* snapshot).hits
-      const round = yield* load(cache, 100, 8)
-      assert.strictEqual(round.failed, 0)
-      if ((yield* snapshot).hits - before === 100) return true
-      yield* Effect.sleep("100 millis")
-    }
-    return false
-  })
+  loadTraffic(cache, traffic, gets, concurrency)
+const hitsResume = (cache: CacheAside.CacheAside<number, User, never>, snapshot: Effect.Effect<Metrics.Snapshot>) =>
+  hitsResumeTraffic(cache, traffic, snapshot)
 
 describe("Redis faults", () => {
   it.scopedLive("Redis killed mid-load: every get still succeeds through the lookup", () =>

@@ -13,6 +13,7 @@ import { Redis } from "ioredis"
 import * as Net from "node:net"
 import { DbError, User } from "./CacheAsideSuite.js"
 import { freePort, rawCommand, RedisServer } from "./utils/RedisServer.js"
+import { hitsResume as hitsResumeTraffic, load as loadTraffic, type Traffic } from "./utils/Traffic.js"
 
 const NAMESPACE = "resilience"
 const old = new User({ id: 1, name: "old" })
@@ -133,37 +134,12 @@ const directClient = (url: string) =>
     (redis) => Effect.sync(() => redis.disconnect())
   ).pipe(Effect.map((redis) => (key: string) => Effect.promise(() => redis.get(key))))
 
-/** Runs `gets` gets over ids 0..49 (never 1) with `concurrency` workers; counts failures and wrong answers. */
+/** Gets over ids 2..49 (1 is the key the tests update), each answering its row. */
+const traffic: Traffic<number> = { keys: Array.from({ length: 48 }, (_, i) => i + 2), expected }
 const load = (cache: Cache, gets: number, concurrency: number) =>
-  Effect.gen(function*() {
-    let failed = 0
-    let wrong = 0
-    yield* Effect.forEach(
-      Array.from({ length: gets }, (_, i) => 2 + (i % 48)),
-      (id) =>
-        Effect.exit(cache.get(id)).pipe(Effect.map((exit) => {
-          if (Exit.isFailure(exit)) failed++
-          else if (Option.getOrUndefined(exit.value)?.name !== expected(id)) wrong++
-        })),
-      { concurrency, discard: true }
-    )
-    return { failed, wrong }
-  })
-
-/** Keeps reading until a whole round of reads are hits (the breaker closed), for at most 15 seconds. */
+  Effect.map(loadTraffic(cache, traffic, gets, concurrency), ({ failed, wrong }) => ({ failed, wrong }))
 const hitsResume = (cache: Cache, snapshot: Effect.Effect<Metrics.Snapshot>) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + 15_000
-    while (Date.now() < deadline) {
-      const before = (yield* snapshot).hits
-      const round = yield* load(cache, 96, 8)
-      assert.strictEqual(round.failed, 0)
-      assert.strictEqual(round.wrong, 0)
-      if ((yield* snapshot).hits - before === 96) return true
-      yield* Effect.sleep("100 millis")
-    }
-    return false
-  })
+  hitsResumeTraffic(cache, traffic, snapshot, 15)
 
 /**
  * Reads key 1 until a read reaches Redis (it is not a fallback to the lookup), for at most 15
