@@ -346,6 +346,18 @@ export const make = (
     }
 
     /** One store call under the breaker, the time limit and the retry policy. */
+    /** The outcome of a call the closed breaker let through. Made once: this is on the hit path. */
+    const closedOutcome = {
+      onFailure: (cause: Cause.Cause<CacheUnavailable>) =>
+        Effect.zipRight(settle(false, Exit.failCause(cause)), Effect.failCause(cause)),
+      onSuccess: (value: unknown) => {
+        if (breaker._tag === "Closed" && breaker.failures > 0) breaker = { _tag: "Closed", failures: 0 }
+        return Effect.succeed(value)
+      }
+    }
+    const throughClosed = <A>(effect: Effect.Effect<A, CacheUnavailable>): Effect.Effect<A, CacheUnavailable> =>
+      Effect.matchCauseEffect(effect, closedOutcome) as Effect.Effect<A, CacheUnavailable>
+
     const guarded = <A>(
       operation: Operation,
       effect: Effect.Effect<A, CacheUnavailable>,
@@ -362,16 +374,8 @@ export const make = (
         ? effect
         : Effect.timeoutFail(effect, { duration: limit, onTimeout })
       const attempt = Effect.suspend(() =>
-        breaker._tag === "Closed"
-          // only a closed breaker lets calls through (probes run in the background)
-          ? Effect.matchCauseEffect(limited, {
-            onFailure: (cause) => Effect.zipRight(settle(false, Exit.failCause(cause)), Effect.failCause(cause)),
-            onSuccess: (value) => {
-              if (breaker._tag === "Closed" && breaker.failures > 0) breaker = { _tag: "Closed", failures: 0 }
-              return Effect.succeed(value)
-            }
-          })
-          : rejectOrProbe(operation)
+        // only a closed breaker lets calls through (probes run in the background)
+        breaker._tag === "Closed" ? throughClosed(limited) : rejectOrProbe(operation)
       )
       if (retry === undefined) return attempt
       return Effect.suspend(() => {
@@ -532,7 +536,15 @@ export const make = (
     const droppedWrite = () => Effect.sync(() => recorder.increment("droppedWrites"))
 
     return CacheStore.of({
-      get: (key) => afterInvalidations("get", guarded("get", inner.get(key), timeout, readRetry)),
+      get: (key) =>
+        // the hit path: nothing queued, breaker closed, no retry, no timer of ours: one step
+        options.storeEnforcesTimeout === true && readRetry === undefined
+          ? Effect.suspend(() =>
+            queue.size === 0 && breaker._tag === "Closed"
+              ? throughClosed(inner.get(key))
+              : afterInvalidations("get", guarded("get", inner.get(key), timeout, readRetry))
+          )
+          : afterInvalidations("get", guarded("get", inner.get(key), timeout, readRetry)),
       getMany: (keys) =>
         keys.length === 0
           ? Effect.succeed([])
