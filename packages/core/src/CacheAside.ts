@@ -11,6 +11,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -360,6 +361,27 @@ export function make<K, A, I, E = never, R = never>(
     const store = storeTimeout === undefined ? yield* CacheStore : limitStore(yield* CacheStore, storeTimeout)
     const recorder = (yield* Metrics).recorder(options.namespace)
     const context = yield* Effect.context<R>()
+    /**
+     * Runs the lookup with the requirements captured by `make`. When the caller's context already
+     * holds every one of them (gets made where the cache was made, the common case), nothing needs
+     * providing: providing costs more CPU than a cache hit. Checked once per caller context.
+     */
+    let lastCaller: Context.Context<never> | undefined
+    let callerHasAll = false
+    const withLookupContext = <X, Y>(effect: Effect.Effect<X, Y, R>): Effect.Effect<X, Y> =>
+      Effect.contextWithEffect((caller: Context.Context<never>) => {
+        if (caller !== lastCaller) {
+          lastCaller = caller
+          callerHasAll = true
+          for (const [service, value] of context.unsafeMap) {
+            if (caller.unsafeMap.get(service) !== value) {
+              callerHasAll = false
+              break
+            }
+          }
+        }
+        return callerHasAll ? effect as Effect.Effect<X, Y> : Effect.provide(effect, context)
+      })
     const clock = yield* Effect.clock
     const codec = Codec.make(options.schema, { compressAbove: options.compressAbove })
     const source = isDataSource(options.lookup) ? options.lookup : { load: options.lookup, loadMany: undefined }
@@ -461,7 +483,7 @@ export function make<K, A, I, E = never, R = never>(
     const load = (key: K): Effect.Effect<readonly [Option.Option<A>, number], Err> => {
       const start = now()
       recorder.increment("loads")
-      let lookup: Effect.Effect<Option.Option<A>, Err> = Effect.provide(source.load(key), context)
+      let lookup: Effect.Effect<Option.Option<A>, Err> = withLookupContext(source.load(key))
       if (hardTimeout !== undefined) {
         lookup = Effect.timeoutFail(lookup, { duration: hardTimeout, onTimeout: () => timeoutError(key) })
       }
@@ -889,7 +911,7 @@ export function make<K, A, I, E = never, R = never>(
         if (batch.length === 0) return
         const start = now()
         recorder.increment("loads", batch.length)
-        const loaded = yield* Effect.exit(Effect.provide(source.loadMany!(batch.map((m) => m.key)), context))
+        const loaded = yield* Effect.exit(withLookupContext(source.loadMany!(batch.map((m) => m.key))))
         if (Exit.isFailure(loaded)) {
           recorder.increment("loadErrors", batch.length)
           const failed = Exit.failCause(loaded.cause)
