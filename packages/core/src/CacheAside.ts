@@ -781,13 +781,9 @@ export function make<K, A, I, E = never, R = never>(
     const awaitFlight = (key: K, flight: Flight<A, Err>): Effect.Effect<Option.Option<A>, Err> =>
       Effect.async<Option.Option<A>, Err>((resume) => {
         const answer = (outcome: Outcome<A, Err>) => resume(outcome === Retry ? get(key) : outcome)
-        if (flight.outcome !== undefined) return answer(flight.outcome)
-        const waiters = flight.waiters ?? (flight.waiters = [])
-        waiters.push(answer)
-        return Effect.sync(() => {
-          const i = waiters.indexOf(answer)
-          if (i >= 0) waiters.splice(i, 1)
-        })
+        if (flight.outcome !== undefined) return answer(flight.outcome) // no canceller: an interrupted waiter's answer is simply ignored when the flight settles
+         // (cheaper than removing it, for the many joiners of a hot key)
+        ;(flight.waiters ?? (flight.waiters = [])).push(answer)
       })
 
     const join = (key: K, flight: Flight<A, Err>): Effect.Effect<Option.Option<A>, Err> => {
