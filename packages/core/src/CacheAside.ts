@@ -509,7 +509,7 @@ export function make<K, A, I, E = never, R = never>(
       )
     }
 
-    /** A load whose result is not cached (the store failed, or someone else holds the lease). */
+    /** A load whose result is not cached (the store failed, or no lease could be taken). */
     const loadOnly = (key: K) => Effect.map(load(key), ([value]) => value)
 
     const loadAndFill = (key: K, full: string, flight: Flight<A, Err> | undefined, expected: Uint8Array) =>
@@ -534,25 +534,33 @@ export function make<K, A, I, E = never, R = never>(
       return result
     }
 
-    /** Classifies stored bytes; a corrupt entry is evicted, counted, and read as absent. */
-    const classify = (full: string, stored: Option.Option<Uint8Array>): Effect.Effect<Read<A>> => {
-      if (Option.isNone(stored)) return Effect.succeed({ _tag: "Absent" })
+    /** Classifies stored bytes, synchronously; undecodable bytes are a `CodecError`. */
+    const inspect = (stored: Option.Option<Uint8Array>, full: string): Read<A> | Codec.CodecError => {
+      if (Option.isNone(stored)) return { _tag: "Absent" }
       const decoded = decode(full, stored.value)
-      if (Either.isRight(decoded)) {
-        const entry = decoded.right
-        if (entry._tag === "Lease") return Effect.succeed({ _tag: "Leased", bytes: stored.value })
-        const at = now()
-        const state = at < entry.expiresAt ? "fresh" : at < entry.expiresAt + swrMillis ? "stale" : "failSafe"
-        if (state === "failSafe" && failSafe === undefined) return Effect.succeed({ _tag: "Absent" })
-        const value = entry._tag === "Value" ? Option.some(entry.value) : Option.none()
-        return Effect.succeed({ _tag: "Entry", state, value, entry, bytes: stored.value })
-      }
+      if (Either.isLeft(decoded)) return decoded.left
+      const entry = decoded.right
+      if (entry._tag === "Lease") return { _tag: "Leased", bytes: stored.value }
+      const at = now()
+      const state = at < entry.expiresAt ? "fresh" : at < entry.expiresAt + swrMillis ? "stale" : "failSafe"
+      if (state === "failSafe" && failSafe === undefined) return { _tag: "Absent" }
+      const value = entry._tag === "Value" ? Option.some(entry.value) : Option.none()
+      return { _tag: "Entry", state, value, entry, bytes: stored.value }
+    }
+
+    /** A corrupt entry is evicted, counted, logged, and read as absent. */
+    const evictCorrupt = (full: string, error: Codec.CodecError): Effect.Effect<Read<A>> => {
       recorder.increment("decodeErrors")
-      return Effect.logWarning("cache-aside: corrupt cache entry evicted", decoded.left.message).pipe(
+      return Effect.logWarning("cache-aside: corrupt cache entry evicted", error.message).pipe(
         Effect.annotateLogs({ ...logAnnotations, key: full }),
         Effect.zipRight(Effect.ignore(store.delete([full]))),
         Effect.as({ _tag: "Absent" } as const)
       )
+    }
+
+    const classify = (full: string, stored: Option.Option<Uint8Array>): Effect.Effect<Read<A>> => {
+      const found = inspect(stored, full)
+      return found._tag === "CodecError" ? evictCorrupt(full, found) : Effect.succeed(found)
     }
 
     const read = (full: string): Effect.Effect<Read<A>> =>
@@ -560,16 +568,6 @@ export function make<K, A, I, E = never, R = never>(
         onFailure: (error) => Effect.succeed({ _tag: "Unavailable", error } as const),
         onSuccess: (stored) => classify(full, stored)
       })
-
-    /** A fresh hit that needs nothing else (no refresh to consider), answered at once; else `undefined`. */
-    const freshHit = (full: string, stored: Option.Option<Uint8Array>): Effect.Effect<Option.Option<A>> | undefined => {
-      if (Option.isNone(stored) || beta !== 0) return undefined
-      const decoded = decode(full, stored.value)
-      if (Either.isLeft(decoded) || decoded.right._tag === "Lease" || now() >= decoded.right.expiresAt) return undefined
-      recorder.increment("hits")
-      const entry = decoded.right
-      return Effect.succeed(entry._tag === "Value" ? Option.some(entry.value) : Option.none())
-    }
 
     /** XFetch: `now - delta * beta * ln(random) >= expiry`. */
     const shouldRefreshEarly = (entry: Codec.Entry<A>): Effect.Effect<boolean> =>
@@ -804,11 +802,11 @@ export function make<K, A, I, E = never, R = never>(
           Effect.matchEffect(store.get(full), {
             onFailure: (error) => resolve(key, full, flight, { _tag: "Unavailable", error }),
             onSuccess: (stored) => {
-              // the common case first, without the intermediate effects: a fresh hit
-              const hit = freshHit(full, stored)
-              return hit !== undefined
-                ? hit
-                : Effect.flatMap(classify(full, stored), (found) => resolve(key, full, flight, found))
+              // classified synchronously: a fresh hit is answered without intermediate effects
+              const found = inspect(stored, full)
+              return found._tag === "CodecError"
+                ? Effect.flatMap(evictCorrupt(full, found), (absent) => resolve(key, full, flight, absent))
+                : resolve(key, full, flight, found)
             }
           })
         )
