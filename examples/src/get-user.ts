@@ -91,7 +91,7 @@ const StoreLive = Layer.unwrapEffect(
       url
     ): Layer.Layer<
       CacheStore.CacheStore,
-      ConfigError.ConfigError | MemoryCacheStore.InvalidStoreOptions,
+      ConfigError.ConfigError | CacheStore.InvalidStoreOptions,
       Metrics.Metrics
     > =>
       Option.isSome(url)

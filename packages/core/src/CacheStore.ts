@@ -41,6 +41,22 @@ export class CacheUnavailable extends Schema.TaggedError<CacheUnavailable>(
 }
 
 /**
+ * Options that cannot make a working store (a memory store, the resilient wrapper, a Redis store):
+ * the one error of every store layer's construction.
+ *
+ * @example
+ * ```ts
+ * import { CacheStore } from "@cache-aside/core"
+ * const error = new CacheStore.InvalidStoreOptions({ message: "maxEntries must be a positive integer, got 0" })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export class InvalidStoreOptions extends Schema.TaggedError<InvalidStoreOptions>(
+  "@cache-aside/core/InvalidStoreOptions"
+)("InvalidStoreOptions", { message: Schema.String }) {}
+
+/**
  * A stored value: opaque bytes (the codec decides what they mean).
  *
  * @since 0.1.0

@@ -10,8 +10,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
-import { CacheStore } from "./CacheStore.js"
+import { CacheStore, InvalidStoreOptions } from "./CacheStore.js"
 import type { Bytes } from "./CacheStore.js"
 import * as Glob from "./Glob.js"
 
@@ -22,15 +21,6 @@ export interface Options {
   /** The most entries kept; the least recently used is evicted past it. Default 10,000. */
   readonly maxEntries?: number | undefined
 }
-
-/**
- * Options that cannot make a working store.
- *
- * @since 0.1.0
- */
-export class InvalidStoreOptions extends Schema.TaggedError<InvalidStoreOptions>(
-  "@cache-aside/core/InvalidStoreOptions"
-)("InvalidStoreOptions", { message: Schema.String }) {}
 
 const sameBytes = (a: Bytes, b: Bytes): boolean => {
   if (a.length !== b.length) return false

@@ -30,10 +30,9 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import { CacheStore, CacheUnavailable } from "./CacheStore.js"
+import { CacheStore, CacheUnavailable, InvalidStoreOptions } from "./CacheStore.js"
 import type { Operation } from "./CacheStore.js"
 import * as Glob from "./Glob.js"
-import { InvalidStoreOptions } from "./MemoryCacheStore.js"
 import { Metrics } from "./Metrics.js"
 
 /**

@@ -7,7 +7,7 @@
  */
 import { CacheStore, CacheUnavailable } from "@cache-aside/core/CacheStore"
 import * as Glob from "@cache-aside/core/Glob"
-import type { InvalidStoreOptions } from "@cache-aside/core/MemoryCacheStore"
+import type { InvalidStoreOptions } from "@cache-aside/core/CacheStore"
 import type { Metrics } from "@cache-aside/core/Metrics"
 import * as ResilientCacheStore from "@cache-aside/core/ResilientCacheStore"
 import * as Config from "effect/Config"
