@@ -541,6 +541,7 @@ export function make<K, A, I, E = never, R = never>(
       if (Either.isLeft(decoded)) return decoded.left
       const entry = decoded.right
       if (entry._tag === "Lease") return { _tag: "Leased", bytes: stored.value }
+      if (entry._tag === "Newer") return { _tag: "Absent" }
       const at = now()
       const state = at < entry.expiresAt ? "fresh" : at < entry.expiresAt + swrMillis ? "stale" : "failSafe"
       if (state === "failSafe" && failSafe === undefined) return { _tag: "Absent" }
@@ -920,9 +921,13 @@ export function make<K, A, I, E = never, R = never>(
         }
         const delta = now() - start
         recorder.observeLoad(delta)
-        yield* Effect.forEach(batch, (m, j) => {
+        // matched by key, never by position; a key the batch did not answer is loaded on its own
+        const answers = new Map<string, Option.Option<A>>()
+        for (const [k, value] of loaded.value) answers.set(options.key(k), value)
+        yield* Effect.forEach(batch, (m) => {
           const i = misses.indexOf(m)
-          const value = loaded.value[j] ?? Option.none()
+          const value = answers.get(m.full.slice(keyPrefix.length))
+          if (value === undefined) return Effect.exit(lead(m.full, m.flight, loadOnly(m.key)))
           return Effect.zipRight(
             acquired[i] ? fill(m.full, m.flight, leases[i]!, value, delta) : Effect.void,
             settle(m.full, m.flight, Exit.succeed(value))

@@ -28,7 +28,13 @@ export type Entry<A> =
  *
  * @since 0.1.0
  */
-export type Stored<A> = Entry<A> | { readonly _tag: "Lease" }
+export type Stored<A> = Entry<A> | { readonly _tag: "Lease" } | {
+  /**
+   * An entry written in a newer format than this version of the library reads (a rolling deploy):
+   * a miss that is left alone, neither evicted as corrupt nor overwritten.
+   */
+  readonly _tag: "Newer"
+}
 
 const LEASE = "\u0000lease:"
 

@@ -12,12 +12,26 @@ import * as Option from "effect/Option"
 /**
  * @since 0.1.0
  */
-export interface DataSource<in K, out A, out E = never, out R = never> {
+export interface DataSource<in out K, out A, out E = never, out R = never> {
   /** Loads one key; `None` means "not found" (and is cached as such). */
   readonly load: (key: K) => Effect.Effect<Option.Option<A>, E, R>
-  /** Loads many keys at once (for `getMany`); the result is aligned with `keys`. */
-  readonly loadMany?: ((keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyArray<Option.Option<A>>, E, R>) | undefined
+  /**
+   * Loads many keys at once (for `getMany`). Results are matched to keys by key, never by
+   * position: answer `[key, Option.some(value)]` for a found row and `[key, Option.none()]` for a
+   * row that does not exist. A key left out of the answer is not taken as "not found": it is
+   * loaded again on its own with `load`.
+   */
+  readonly loadMany?: LoadMany<K, A, E, R> | undefined
 }
+
+/**
+ * A batch lookup: the pairs `[key, result]` it found, in any order.
+ *
+ * @since 0.1.0
+ */
+export type LoadMany<in out K, out A, out E = never, out R = never> = (
+  keys: ReadonlyArray<K>
+) => Effect.Effect<Iterable<readonly [K, Option.Option<A>]>, E, R>
 
 /**
  * Makes a data source from a lookup function and an optional batch lookup.
@@ -34,7 +48,7 @@ export interface DataSource<in K, out A, out E = never, out R = never> {
  */
 export const make = <K, A, E, R>(
   load: (key: K) => Effect.Effect<Option.Option<A>, E, R>,
-  loadMany?: (keys: ReadonlyArray<K>) => Effect.Effect<ReadonlyArray<Option.Option<A>>, E, R>
+  loadMany?: LoadMany<K, A, E, R>
 ): DataSource<K, A, E, R> => ({ load, loadMany })
 
 /**
@@ -98,7 +112,7 @@ export const memory = <K, A>(
             loads += keys.length
             calls++
           }),
-          Effect.zipRight(delay, Effect.sync(() => keys.map(read)))
+          Effect.zipRight(delay, Effect.sync(() => keys.map((key) => [key, read(key)] as const)))
         ),
       write: (key, value) => Effect.sync(() => void rows.set(key, value)),
       remove: (key) => Effect.sync(() => void rows.delete(key)),

@@ -76,3 +76,19 @@ export const toRegExp = (pattern: string): RegExp => {
   }
   return new RegExp(out + "$")
 }
+
+/**
+ * Compiles a Redis glob pattern into a predicate over whole keys.
+ *
+ * @example
+ * ```ts
+ * import { Glob } from "@cache-aside/core"
+ * Glob.matcher("user:*")("user:1") // true
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const matcher = (pattern: string): (text: string) => boolean => {
+  const regex = toRegExp(pattern)
+  return (text) => regex.test(text)
+}
