@@ -40,6 +40,11 @@ export type IORedis = Redis
 export interface Service {
   /** The prefix the client adds to every key (`""` when none). */
   readonly keyPrefix: string
+  /**
+   * The ioredis connection behind the service, for `RedisCacheBus` (which enables client-side
+   * caching on it and duplicates it for its subscriber). Not for application code.
+   */
+  readonly connection?: IORedis | undefined
   /** `GET key` as bytes. */
   readonly getBuffer: (key: string) => Effect.Effect<Option.Option<Uint8Array>, CacheUnavailable>
   /** `MGET keys...` as bytes, aligned with `keys`. An empty list makes no round-trip. */
@@ -284,6 +289,7 @@ export const fromClient = (client: IORedis): Service => {
   const prefix = client.options.keyPrefix ?? ""
   return {
     keyPrefix: prefix,
+    connection: client,
     getBuffer: readBatcher(client),
     mgetBuffer: (keys) =>
       keys.length === 0
