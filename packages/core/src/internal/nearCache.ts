@@ -1,0 +1,180 @@
+/**
+ * The near cache (L1): decoded values of one cache, in process memory, in front of the store.
+ *
+ * - Bounded by entries and by approximate bytes (the size of the stored bytes), least recently
+ *   used first out. `lru-cache` keeps the bounds only: expiry is checked here against the time the
+ *   caller passes (Effect's `Clock`), because lru-cache's own TTL runs on `performance.now`.
+ * - An entry never outlives its store entry's logical expiry nor the near cache's `ttl`.
+ * - Coherence within the process: every eviction bumps an epoch. A read takes a `token` (the epoch)
+ *   before it asks the store; its result is put into L1 only if nothing it covers was evicted
+ *   since, so a read that raced an invalidation never caches what the invalidation removed.
+ * - While the bus is unhealthy the L1 is bypassed: `get` answers nothing and `set` stores nothing.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
+import type * as Option from "effect/Option"
+import { LRUCache } from "lru-cache"
+import type { Invalidation } from "../CacheBus.js"
+import * as Glob from "../Glob.js"
+import * as validate from "./validate.js"
+
+/** @internal */
+export interface Options {
+  readonly maxEntries: number
+  readonly maxBytes?: number | undefined
+  readonly ttl: Duration.DurationInput
+}
+
+/** @internal */
+export interface Resolved {
+  readonly maxEntries: number
+  readonly maxBytes: number | undefined
+  readonly ttlMillis: number
+}
+
+/** Validates the user's options; the message names the option. @internal */
+export const resolve = (options: Options): Either.Either<Resolved, string> =>
+  Either.gen(function*() {
+    const maxEntries = yield* validate.integer("nearCache.maxEntries", options.maxEntries, 1)
+    const maxBytes = options.maxBytes === undefined
+      ? undefined
+      : yield* validate.integer("nearCache.maxBytes", options.maxBytes, 1)
+    const ttl = yield* validate.duration("nearCache.ttl", options.ttl, { min: 1 })
+    return { maxEntries, maxBytes, ttlMillis: Duration.toMillis(ttl) }
+  })
+
+interface Slot<A> {
+  readonly value: Option.Option<A>
+  readonly expiresAt: number
+}
+
+/** Invalidated keys remembered for racing reads; past this many, one flush epoch replaces them. */
+const maxRemembered = 4096
+
+/** What the near cache reports (metrics). @internal */
+export interface Events {
+  /** Entries removed by an invalidation from elsewhere (another process, a write by any client). */
+  readonly evicted: (count: number) => void
+  /** The L1 was flushed because the bus lost (or regained) its connection. */
+  readonly flushed: () => void
+}
+
+/** @internal */
+export class NearCache<A> {
+  private readonly lru: LRUCache<string, Slot<A>>
+  private epoch = 0
+  /** Reads that began at or before this epoch must not fill. */
+  private floor = 0
+  /** Per-key epochs of recent evictions. */
+  private readonly evictedAt = new Map<string, number>()
+
+  constructor(
+    readonly options: Resolved,
+    private readonly healthy: () => boolean,
+    private readonly events: Events
+  ) {
+    this.lru = new LRUCache<string, Slot<A>>(
+      options.maxBytes === undefined
+        ? { max: options.maxEntries }
+        : { max: options.maxEntries, maxSize: options.maxBytes, maxEntrySize: options.maxBytes }
+    )
+  }
+
+  /** The number of entries held (expired ones included until they are touched). */
+  get size(): number {
+    return this.lru.size
+  }
+
+  /** Taken before a store read: `set` later checks that nothing was evicted since. */
+  token(): number {
+    return this.epoch
+  }
+
+  /** The value held for `key`, if fresh at `now` and the bus is healthy; `undefined` otherwise. */
+  get(key: string, now: number): Option.Option<A> | undefined {
+    if (this.lru.size === 0 || !this.healthy()) return undefined
+    const slot = this.lru.get(key)
+    if (slot === undefined) return undefined
+    if (slot.expiresAt <= now) {
+      this.lru.delete(key)
+      return undefined
+    }
+    return slot.value
+  }
+
+  /**
+   * Keeps `value` until `expiresAt` (the store entry's logical expiry), at most `ttl` from `now`,
+   * unless `key` was evicted since `token` or the bus is unhealthy. `size` is approximate bytes.
+   */
+  set(key: string, value: Option.Option<A>, expiresAt: number, size: number, token: number, now: number): void {
+    if (token < this.floor || (this.evictedAt.get(key) ?? -1) > token || !this.healthy()) return
+    const until = Math.min(expiresAt, now + this.options.ttlMillis)
+    if (!(until > now)) return
+    if (this.options.maxBytes !== undefined && !(size >= 1 && size <= this.options.maxBytes)) return
+    this.lru.set(key, { value, expiresAt: until }, { size: Math.max(1, size) })
+  }
+
+  /** Removes keys (a local write, or a message); every read that began before cannot fill them. */
+  evictKeys(keys: ReadonlyArray<string>): number {
+    const epoch = ++this.epoch
+    let removed = 0
+    for (const key of keys) {
+      if (this.lru.delete(key)) removed++
+      this.evictedAt.set(key, epoch)
+    }
+    if (this.evictedAt.size > maxRemembered) this.raiseFloor()
+    return removed
+  }
+
+  /** Removes the keys a glob pattern (over full keys) matches. */
+  evictPattern(pattern: string): number {
+    const matches = Glob.matcher(pattern)
+    this.raiseFloor()
+    let removed = 0
+    for (const key of Array.from(this.lru.keys())) {
+      if (matches(key) && this.lru.delete(key)) removed++
+    }
+    return removed
+  }
+
+  /** Removes everything; no read that began before may fill. */
+  clear(): number {
+    const removed = this.lru.size
+    this.raiseFloor()
+    this.lru.clear()
+    return removed
+  }
+
+  /** Applies an invalidation from elsewhere, counting what it removed. */
+  apply(invalidation: Invalidation): void {
+    let removed: number
+    switch (invalidation._tag) {
+      case "Keys":
+        removed = this.evictKeys(invalidation.keys)
+        break
+      case "Set":
+        removed = this.evictKeys([invalidation.key])
+        break
+      case "Pattern":
+        removed = this.evictPattern(invalidation.pattern)
+        break
+      case "All":
+        removed = this.clear()
+        break
+    }
+    if (removed > 0) this.events.evicted(removed)
+  }
+
+  /** The bus lost or regained its connection. */
+  flush(): void {
+    this.clear()
+    this.events.flushed()
+  }
+
+  private raiseFloor(): void {
+    this.floor = ++this.epoch
+    this.evictedAt.clear()
+  }
+}
