@@ -73,6 +73,9 @@ export type Snapshot = { readonly [K in Event]: number } & {
  * - `queueOverflows`: invalidations dropped or collapsed because the queue was full
  * - `droppedWrites`: cache writes (`set`) not applied because the store failed, the breaker was
  *   open, or queued invalidations could not be replayed first
+ * - `oversizedEntries`: entries over the store's `maxEntryBytes`, removed without being transferred
+ * - `authFailures` / `tlsFailures`: episodes of the store refusing the credentials or the TLS
+ *   handshake failing (counted once per episode, not per reconnect attempt)
  *
  * @since 0.1.0
  */
@@ -87,7 +90,10 @@ export const storeEvents = [
   "invalidationsReplayed",
   "replayFailures",
   "queueOverflows",
-  "droppedWrites"
+  "droppedWrites",
+  "oversizedEntries",
+  "authFailures",
+  "tlsFailures"
 ] as const
 
 /**
@@ -199,6 +205,15 @@ const storeCounters: { readonly [K in StoreEvent]: Metric.Metric.Counter<number>
   }),
   droppedWrites: Metric.counter("cache_aside_store_dropped_writes_total", {
     description: "cache writes not applied by the store"
+  }),
+  oversizedEntries: Metric.counter("cache_aside_store_oversized_entries_total", {
+    description: "entries larger than maxEntryBytes, removed by the store without being read"
+  }),
+  authFailures: Metric.counter("cache_aside_store_auth_failures_total", {
+    description: "episodes of the store refusing the credentials (wrong password, unknown user)"
+  }),
+  tlsFailures: Metric.counter("cache_aside_store_tls_failures_total", {
+    description: "episodes of the TLS handshake with the store failing (certificate, server name)"
   })
 }
 
