@@ -5,6 +5,7 @@
 import { CacheAside, CacheStore, DataSource, Metrics } from "@cache-aside/core"
 import type { Vitest } from "@effect/vitest"
 import { assert, describe } from "@effect/vitest"
+import { assertLeft, assertNone, assertSome, deepStrictEqual } from "@effect/vitest/utils"
 import {
   Cause,
   Deferred,
@@ -97,8 +98,8 @@ export const suite = <R>(
         const { cache, snapshot, source } = yield* setup()
         const first = yield* cache.get(1)
         const second = yield* cache.get(1)
-        assert.deepStrictEqual(first, Option.some(new User({ id: 1, name: "user 1" })))
-        assert.deepStrictEqual(second, first)
+        assertSome(first, new User({ id: 1, name: "user 1" }))
+        deepStrictEqual(second, first)
         assert.instanceOf(Option.getOrThrow(second), User)
         assert.strictEqual(yield* source.loads, 1)
         const s = yield* snapshot
@@ -140,13 +141,13 @@ export const suite = <R>(
     it.effect("a not-found result is cached with its own TTL", () =>
       Effect.gen(function*() {
         const { cache, snapshot, source } = yield* setup({ negativeTtl: "300 millis" })
-        assert.deepStrictEqual(yield* cache.get(404), Option.none())
-        assert.deepStrictEqual(yield* cache.get(404), Option.none())
+        assertNone(yield* cache.get(404))
+        assertNone(yield* cache.get(404))
         assert.strictEqual(yield* source.loads, 1)
         assert.strictEqual((yield* snapshot).hits, 1)
         yield* source.write(404, new User({ id: 404, name: "late" }))
         yield* elapse("400 millis")
-        assert.deepStrictEqual(yield* cache.get(404), Option.some(new User({ id: 404, name: "late" })))
+        assertSome(yield* cache.get(404), new User({ id: 404, name: "late" }))
         assert.strictEqual(yield* source.loads, 2)
       }).pipe(Effect.provide(services)))
 
@@ -173,10 +174,8 @@ export const suite = <R>(
             ),
           ttl: "1 minute"
         })
-        const failed = yield* Effect.either(cache.get(1))
-        assert.isTrue(Either.isLeft(failed))
-        if (Either.isLeft(failed)) assert.strictEqual(failed.left._tag, "DbError")
-        assert.deepStrictEqual(yield* cache.get(1), Option.some(new User({ id: 1, name: "ok" })))
+        assertLeft(yield* Effect.either(cache.get(1)), new DbError({ message: "connection reset" }))
+        assertSome(yield* cache.get(1), new User({ id: 1, name: "ok" }))
         yield* cache.get(1)
         assert.strictEqual(calls, 2)
         const metrics = yield* Metrics.Metrics
@@ -203,7 +202,7 @@ export const suite = <R>(
         const { cache, source } = yield* setup()
         yield* cache.get(2)
         const many = yield* cache.getMany([3, 2, 404, 1, 3])
-        assert.deepStrictEqual(many.map(Option.map((u) => u.id)), [
+        deepStrictEqual(many.map(Option.map((u) => u.id)), [
           Option.some(3),
           Option.some(2),
           Option.none(),
@@ -214,14 +213,14 @@ export const suite = <R>(
         assert.strictEqual(yield* source.loads, 4)
         assert.strictEqual(yield* source.calls, 2)
         const again = yield* cache.getMany([1, 2, 3, 404])
-        assert.deepStrictEqual(again.map(Option.map((u) => u.id)), [
+        deepStrictEqual(again.map(Option.map((u) => u.id)), [
           Option.some(1),
           Option.some(2),
           Option.some(3),
           Option.none()
         ])
         assert.strictEqual(yield* source.loads, 4)
-        assert.deepStrictEqual(yield* cache.getMany([]), [])
+        deepStrictEqual(yield* cache.getMany([]), [])
       }).pipe(Effect.provide(services)))
 
     it.effect("values keep their types: Date, Uint8Array, bigint, nested classes", () =>
@@ -249,12 +248,12 @@ export const suite = <R>(
         assert.instanceOf(hit.createdAt, Date)
         assert.strictEqual(hit.createdAt.toISOString(), "2024-02-29T12:34:56.789Z")
         assert.instanceOf(hit.avatar, Uint8Array)
-        assert.deepStrictEqual(Array.from(hit.avatar), [0, 1, 2, 254, 255])
+        deepStrictEqual(Array.from(hit.avatar), [0, 1, 2, 254, 255])
         assert.strictEqual(typeof hit.balance, "bigint")
         assert.strictEqual(hit.balance, 12345678901234567890n)
         assert.instanceOf(hit.address, Address)
         assert.instanceOf(hit.address.since, Date)
-        assert.deepStrictEqual(hit, profile)
+        deepStrictEqual(hit, profile)
       }).pipe(Effect.provide(services)))
 
     it.effect("a hit with unchanged bytes reuses the decoded value; changed bytes decode again", () =>
@@ -280,7 +279,7 @@ export const suite = <R>(
         const a = Option.getOrThrow(yield* undecoded.get(1))
         const b = Option.getOrThrow(yield* undecoded.get(1))
         assert.notStrictEqual(a, b)
-        assert.deepStrictEqual(a, b)
+        deepStrictEqual(a, b)
       }).pipe(Effect.provide(services)))
 
     it.effect("large values are compressed and come back intact", () =>
@@ -298,7 +297,7 @@ export const suite = <R>(
         yield* cache.get(1)
         const stored = Option.getOrThrow(yield* (yield* CacheStore.CacheStore).get(cache.keyOf(1)))
         assert.isBelow(stored.length, 5_000)
-        assert.deepStrictEqual(yield* cache.get(1), Option.some(big))
+        assertSome(yield* cache.get(1), big)
         assert.strictEqual(yield* source.loads, 1)
       }).pipe(Effect.provide(services)))
 
@@ -314,7 +313,7 @@ export const suite = <R>(
         ]
         for (const bytes of garbage) {
           yield* store.set(cache.keyOf(1), bytes, Duration.minutes(1))
-          assert.deepStrictEqual(yield* cache.get(1), Option.some(new User({ id: 1, name: "user 1" })))
+          assertSome(yield* cache.get(1), new User({ id: 1, name: "user 1" }))
         }
         assert.strictEqual((yield* snapshot).decodeErrors, garbage.length)
         assert.strictEqual(yield* source.loads, garbage.length)
@@ -692,8 +691,7 @@ export const suite = <R>(
         const metrics = yield* Metrics.Metrics
         assert.strictEqual((yield* metrics.snapshot(namespace)).staleServes, 1)
         // without a stale value, the error is returned
-        const missing = yield* Effect.either(cache.get(2))
-        assert.isTrue(Either.isLeft(missing))
+        assertLeft(yield* Effect.either(cache.get(2)), new DbError({ message: "down" }))
       }).pipe(Effect.provide(services)))
 
     it.effect("lookup timeouts: soft serves stale and the load still fills; hard fails with LookupTimeout", () =>
@@ -758,12 +756,12 @@ export const suite = <R>(
             switch (op._tag) {
               case "read": {
                 const got = yield* cache.get(op.id)
-                assert.deepStrictEqual(got.pipe(Option.map((u) => u.name)), expected(op.id))
+                deepStrictEqual(got.pipe(Option.map((u) => u.name)), expected(op.id))
                 break
               }
               case "readMany": {
                 const got = yield* cache.getMany(op.ids)
-                assert.deepStrictEqual(got.map(Option.map((u) => u.name)), op.ids.map(expected))
+                deepStrictEqual(got.map(Option.map((u) => u.name)), op.ids.map(expected))
                 break
               }
               case "write": {

@@ -11,6 +11,7 @@
 import { CacheStore } from "@cache-aside/core/CacheStore"
 import * as Glob from "@cache-aside/core/Glob"
 import { assert, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -34,7 +35,7 @@ const assertBytes = (actual: Option.Option<Uint8Array>, expected: Uint8Array): v
   assert.isTrue(Option.isSome(actual), "expected a value, got None")
   const value = Option.getOrThrow(actual)
   assert.instanceOf(value, Uint8Array)
-  assert.deepStrictEqual(Array.from(value), Array.from(expected))
+  deepStrictEqual(Array.from(value), Array.from(expected))
 }
 
 const assertNone = (actual: Option.Option<Uint8Array>): void => {
@@ -110,7 +111,7 @@ export const suite = (name: string, layer: Layer.Layer<CacheStore, unknown>): vo
     it.effect("getMany of no keys is empty", () =>
       Effect.gen(function*() {
         const store = yield* CacheStore
-        assert.deepStrictEqual(yield* store.getMany([]), [])
+        deepStrictEqual(yield* store.getMany([]), [])
       }))
 
     it.effect("getMany of only absent keys", () =>

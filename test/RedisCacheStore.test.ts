@@ -8,6 +8,7 @@ import * as Metrics from "@cache-aside/core/Metrics"
 import * as RedisCacheStore from "@cache-aside/redis/RedisCacheStore"
 import * as RedisClient from "@cache-aside/redis/RedisClient"
 import { assert, describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -67,7 +68,7 @@ describe("RedisCacheStore", () => {
         assertUnavailable(yield* Effect.flip(store.delete(["a"])))
         assertUnavailable(yield* Effect.flip(store.deletePattern("a*")))
         // empty lists make no round-trip, so they succeed even with Redis down
-        assert.deepStrictEqual(yield* store.getMany([]), [])
+        deepStrictEqual(yield* store.getMany([]), [])
         assert.strictEqual(yield* store.delete([]), 0)
       }),
     30_000
@@ -115,7 +116,7 @@ describe("RedisCacheStore", () => {
           assert.isBelow(millis, 5000)
         }).pipe(Effect.ensuring(server.resume))
         const value = yield* store.get("k")
-        assert.deepStrictEqual(Array.from(Option.getOrThrow(value)), Array.from(text("v")))
+        deepStrictEqual(Array.from(Option.getOrThrow(value)), Array.from(text("v")))
       }),
     30_000
   )

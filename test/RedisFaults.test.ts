@@ -5,7 +5,8 @@
 import { CacheAside, DataSource, Metrics } from "@cache-aside/core"
 import { RedisCacheStore } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
-import { type Duration, Effect, Fiber, Layer, Option, Redacted } from "effect"
+import { assertSome } from "@effect/vitest/utils"
+import { type Duration, Effect, Fiber, Layer, Redacted } from "effect"
 import { Redis } from "ioredis"
 import { User } from "./CacheAsideSuite.js"
 import { RedisServer } from "./utils/RedisServer.js"
@@ -101,7 +102,7 @@ describe("Redis faults", () => {
         ]
         for (const bytes of garbage) {
           yield* Effect.promise(() => raw.set(cache.keyOf(7), bytes))
-          assert.deepStrictEqual(yield* cache.get(7), Option.some(new User({ id: 7, name: "user 7" })))
+          assertSome(yield* cache.get(7), new User({ id: 7, name: "user 7" }))
         }
         assert.strictEqual((yield* snapshot).decodeErrors, garbage.length)
         assert.strictEqual(yield* source.loads, garbage.length)

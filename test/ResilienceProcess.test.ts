@@ -8,6 +8,7 @@ import { CacheAside, DataSource, Metrics } from "@cache-aside/core"
 import type { ResilientCacheStore } from "@cache-aside/core"
 import { RedisCacheStore } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
+import { assertSome, deepStrictEqual } from "@effect/vitest/utils"
 import { type Duration, Effect, Exit, Fiber, Layer, Option, Redacted, type Scope } from "effect"
 import { Redis } from "ioredis"
 import * as Net from "node:net"
@@ -155,7 +156,7 @@ const firstReadThroughRedis = (cache: Cache, snapshot: Effect.Effect<Metrics.Sna
       const after = yield* snapshot
       if (after.fallbacks === before.fallbacks) return { value, fallbacks, hit: after.hits > before.hits }
       fallbacks++
-      assert.deepStrictEqual(value, Option.some(fresh), "a fallback read answered from the data source")
+      deepStrictEqual(value, Option.some(fresh), "a fallback read answered from the data source")
       yield* Effect.sleep("50 millis")
     }
     return assert.fail("no read reached Redis within 15 seconds of recovery")
@@ -185,7 +186,7 @@ describe("Resilience on real Redis processes", () => {
         // no background replay: only the read path can replay the queue, so it is the read gate that is tested
         const { cache, snapshot, source } = yield* setup(proxy.url, { resilience: { replayInterval: "1 hour" } })
         const key = cache.keyOf(1)
-        assert.deepStrictEqual(yield* cache.get(1), Option.some(old))
+        assertSome(yield* cache.get(1), old)
         assert.include(yield* stored(key), "old")
 
         yield* proxy.cut("refuse")
@@ -196,20 +197,20 @@ describe("Resilience on real Redis processes", () => {
         assert.strictEqual(s.store.invalidationsQueued, 1)
         assert.strictEqual(s.store.queueSize, 1)
         // reads during the outage answer from the data source
-        for (let i = 0; i < 3; i++) assert.deepStrictEqual(yield* cache.get(1), Option.some(fresh))
+        for (let i = 0; i < 3; i++) assertSome(yield* cache.get(1), fresh)
         assert.isAtLeast((yield* snapshot).fallbacks, 3)
 
         yield* proxy.restore
         assert.include(yield* stored(key), "old", "the old value is still in Redis when it comes back")
         const first = yield* firstReadThroughRedis(cache, snapshot)
-        assert.deepStrictEqual(first.value, Option.some(fresh))
+        assertSome(first.value, fresh)
         assert.isFalse(first.hit, "the first read through Redis must be a miss: the queued delete ran first")
         s = yield* snapshot
         assert.strictEqual(s.store.invalidationsReplayed, 1)
         assert.strictEqual(s.store.queueSize, 0)
         assert.include(yield* stored(key), "new")
         const before = s.hits
-        assert.deepStrictEqual(yield* cache.get(1), Option.some(fresh))
+        assertSome(yield* cache.get(1), fresh)
         assert.strictEqual((yield* snapshot).hits, before + 1)
       }),
     { timeout: 30_000 }
@@ -224,7 +225,7 @@ describe("Resilience on real Redis processes", () => {
         const stored = yield* directClient(server.url)
         const { cache, snapshot, source } = yield* setup(proxy.url)
         const key = cache.keyOf(1)
-        assert.deepStrictEqual(yield* cache.get(1), Option.some(old))
+        assertSome(yield* cache.get(1), old)
 
         yield* proxy.cut("blackhole")
         yield* source.write(1, fresh)
@@ -242,7 +243,7 @@ describe("Resilience on real Redis processes", () => {
         assert.strictEqual(s.store.invalidationsReplayed, 1)
         assert.isNull(yield* stored(key))
         const first = yield* firstReadThroughRedis(cache, snapshot)
-        assert.deepStrictEqual(first.value, Option.some(fresh))
+        assertSome(first.value, fresh)
       }),
     { timeout: 30_000 }
   )
@@ -255,13 +256,13 @@ describe("Resilience on real Redis processes", () => {
         const stored = yield* directClient(server.url)
         const { cache, snapshot, source } = yield* setup(server.url, { resilience: { replayInterval: "1 hour" } })
         const key = cache.keyOf(1)
-        assert.deepStrictEqual(yield* cache.get(1), Option.some(old))
+        assertSome(yield* cache.get(1), old)
         assert.include(yield* stored(key), "old")
 
         yield* server.pause
         // a burst of reads times out and opens the breaker
         const burst = yield* load(cache, 16, 16)
-        assert.deepStrictEqual(burst, { failed: 0, wrong: 0 })
+        deepStrictEqual(burst, { failed: 0, wrong: 0 })
         let s = yield* snapshot
         assert.strictEqual(s.store.breaker, "open")
         // the delete never reaches the paused server (an in-flight UNLINK would run on SIGCONT anyway)
@@ -275,7 +276,7 @@ describe("Resilience on real Redis processes", () => {
         yield* server.resume
         assert.include(yield* stored(key), "old", "the old value is still in Redis after SIGCONT")
         const first = yield* firstReadThroughRedis(cache, snapshot)
-        assert.deepStrictEqual(first.value, Option.some(fresh))
+        assertSome(first.value, fresh)
         assert.isFalse(first.hit)
         s = yield* snapshot
         assert.strictEqual(s.store.invalidationsReplayed, 1)
@@ -345,7 +346,7 @@ describe("Resilience on real Redis processes", () => {
         const deadline = Date.now() + 2_000
         while (Date.now() < deadline) {
           const round = yield* load(cache, 100, 16)
-          assert.deepStrictEqual(round, { failed: 0, wrong: 0 })
+          deepStrictEqual(round, { failed: 0, wrong: 0 })
           gets += 100
           yield* Effect.sleep("50 millis")
         }
@@ -374,18 +375,18 @@ describe("Resilience on real Redis processes", () => {
         const stored = yield* directClient(server.url)
         const { cache, snapshot, source } = yield* setup(server.url)
         yield* load(cache, 48, 8) // warm ids 2..49
-        assert.deepStrictEqual(yield* cache.get(1), Option.some(old))
+        assertSome(yield* cache.get(1), old)
         const noMaster = yield* freePort
         assert.strictEqual(yield* server.command("REPLICAOF", "127.0.0.1", String(noMaster)), "+OK")
 
         // READONLY: cached keys are hits, new keys are loaded and not cached
         let before = yield* snapshot
-        assert.deepStrictEqual(yield* load(cache, 48, 8), { failed: 0, wrong: 0 })
+        deepStrictEqual(yield* load(cache, 48, 8), { failed: 0, wrong: 0 })
         let s = yield* snapshot
         assert.strictEqual(s.hits - before.hits, 48, "reads still hit on a read-only replica")
         const loadsBefore = yield* source.loads
         for (let id = 100; id < 120; id++) {
-          assert.deepStrictEqual(yield* cache.get(id), Option.some(new User({ id, name: `user ${id}` })))
+          assertSome(yield* cache.get(id), new User({ id, name: `user ${id}` }))
         }
         s = yield* snapshot
         assert.strictEqual((yield* source.loads) - loadsBefore, 20)
@@ -399,7 +400,7 @@ describe("Resilience on real Redis processes", () => {
         assert.isTrue(Exit.isSuccess(yield* Effect.exit(cache.invalidate(1))))
         assert.strictEqual((yield* snapshot).store.invalidationsQueued, 1)
         before = yield* snapshot
-        for (let i = 0; i < 5; i++) assert.deepStrictEqual(yield* cache.get(1), Option.some(fresh))
+        for (let i = 0; i < 5; i++) assertSome(yield* cache.get(1), fresh)
         s = yield* snapshot
         assert.strictEqual(s.fallbacks - before.fallbacks, 5)
         assert.strictEqual(s.store.breaker, "closed")
@@ -407,7 +408,7 @@ describe("Resilience on real Redis processes", () => {
 
         assert.strictEqual(yield* server.command("REPLICAOF", "NO", "ONE"), "+OK")
         const first = yield* firstReadThroughRedis(cache, snapshot)
-        assert.deepStrictEqual(first.value, Option.some(fresh))
+        assertSome(first.value, fresh)
         assert.strictEqual((yield* snapshot).store.invalidationsReplayed, 1)
 
         // OOM (noeviction): fills are refused, invalidations still work (UNLINK is allowed when out of memory)
@@ -415,7 +416,7 @@ describe("Resilience on real Redis processes", () => {
         yield* server.command("CONFIG", "SET", "maxmemory", "1")
         before = yield* snapshot
         for (let id = 120; id < 140; id++) {
-          assert.deepStrictEqual(yield* cache.get(id), Option.some(new User({ id, name: `user ${id}` })))
+          assertSome(yield* cache.get(id), new User({ id, name: `user ${id}` }))
         }
         yield* cache.invalidate(2)
         s = yield* snapshot
@@ -457,23 +458,23 @@ describe("Resilience on real Redis processes", () => {
         }).pipe(Effect.provide(context))
         const snapshot = Effect.flatMap(Metrics.Metrics, (m) => m.snapshot(NAMESPACE)).pipe(Effect.provide(context))
 
-        assert.deepStrictEqual(yield* cache.get(1), Option.some(new User({ id: 1, name: "v1" })))
+        assertSome(yield* cache.get(1), new User({ id: 1, name: "v1" }))
         yield* Effect.sleep("700 millis") // past the TTL
         failing = true
         version = 2
         assert.include(yield* stored(cache.keyOf(1)), "v1", "the expired entry is still held in Redis")
-        assert.deepStrictEqual(yield* cache.get(1), Option.some(new User({ id: 1, name: "v1" })))
+        assertSome(yield* cache.get(1), new User({ id: 1, name: "v1" }))
         let s = yield* snapshot
         assert.strictEqual(s.staleServes, 1)
         assert.strictEqual(s.loadErrors, 1)
         assert.strictEqual(lookups, 2)
         // throttled: within the throttle period the stale value is a plain hit, the failing lookup is left alone
-        assert.deepStrictEqual(yield* cache.get(1), Option.some(new User({ id: 1, name: "v1" })))
+        assertSome(yield* cache.get(1), new User({ id: 1, name: "v1" }))
         assert.strictEqual(lookups, 2)
 
         failing = false
         yield* Effect.sleep("1100 millis") // past the throttle
-        assert.deepStrictEqual(yield* cache.get(1), Option.some(new User({ id: 1, name: "v2" })))
+        assertSome(yield* cache.get(1), new User({ id: 1, name: "v2" }))
         s = yield* snapshot
         assert.strictEqual(lookups, 3)
         assert.strictEqual(s.store.failures, 0)

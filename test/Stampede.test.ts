@@ -6,6 +6,7 @@
 import { CacheAside, Metrics } from "@cache-aside/core"
 import { RedisCacheStore } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import { Data, Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import type * as Scope from "effect/Scope"
 import { Redis } from "ioredis"
@@ -175,7 +176,7 @@ describe("stampede across processes (Redis)", { timeout: 60_000 }, () => {
       assert.strictEqual(yield* lookups(redis), 1)
       for (const s of summaries) {
         assert.strictEqual(s.failures, 0)
-        assert.deepStrictEqual(s.values, { "row v1": 250 })
+        deepStrictEqual(s.values, { "row v1": 250 })
         assert.strictEqual(s.metrics.lockTimeouts, 0)
         assert.strictEqual(s.metrics.cacheErrors, 0)
         // in-process coalescing: one cache read (and at most one lookup) per process
@@ -197,7 +198,7 @@ describe("stampede across processes (Redis)", { timeout: 60_000 }, () => {
       assert.strictEqual(sum(summaries, (s) => s.metrics.loads), count)
       for (const s of summaries) {
         assert.strictEqual(s.failures, 0)
-        assert.deepStrictEqual(s.values, { "row v1": 250 })
+        deepStrictEqual(s.values, { "row v1": 250 })
         assert.strictEqual(s.metrics.lockWaits, 0)
         assert.isAtMost(s.metrics.loads, 1)
       }
@@ -228,7 +229,7 @@ describe("stampede across processes (Redis)", { timeout: 60_000 }, () => {
       assert.strictEqual(yield* lookups(redis), 2)
       for (const s of summaries) {
         assert.strictEqual(s.failures, 0)
-        assert.deepStrictEqual(s.values, { "row v1": 250 })
+        deepStrictEqual(s.values, { "row v1": 250 })
         assert.strictEqual(s.metrics.lockTimeouts, 0)
         assert.isAtLeast(s.metrics.lockWaits, 1)
       }
@@ -257,7 +258,7 @@ describe("stampede across processes (Redis)", { timeout: 60_000 }, () => {
       yield* Effect.promise(() => redis.set("release", "1"))
       const summary = yield* reader.summary
       assert.strictEqual(summary.failures, 0)
-      assert.deepStrictEqual(summary.values, { "old row": 1 }) // the reader answers what it loaded
+      deepStrictEqual(summary.values, { "old row": 1 }) // the reader answers what it loaded
       assert.strictEqual(summary.metrics.leaseRejected, 1) // but does not cache it
       assert.strictEqual(yield* reader.exit, 0)
       const after = yield* parent.cache.get("hot")

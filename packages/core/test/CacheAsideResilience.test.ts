@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { assertSome, deepStrictEqual } from "@effect/vitest/utils"
 import * as Effect from "effect/Effect"
 import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
@@ -77,12 +78,12 @@ describe("CacheAside over a resilient store", () => {
       // lookup at once), the probe closes the breaker, and hits resume
       yield* faults.heal
       yield* TestClock.adjust("1 second")
-      assert.deepStrictEqual(yield* users.get(1), Option.some("v1"))
+      assertSome(yield* users.get(1), "v1")
       yield* probeRuns
       assert.strictEqual((yield* metrics.snapshot()).store.breaker, "closed")
-      assert.deepStrictEqual(yield* users.get(1), Option.some("v1")) // a miss: loaded and cached
+      assertSome(yield* users.get(1), "v1") // a miss: loaded and cached
       const loads = yield* db.loads
-      assert.deepStrictEqual(yield* users.get(1), Option.some("v1"))
+      assertSome(yield* users.get(1), "v1")
       assert.strictEqual(yield* db.loads, loads, "a hit")
       assert.strictEqual((yield* metrics.snapshot("user")).hits, 1)
     }).pipe(Effect.provide(TestStore({ cooldownJitter: 0 }))))
@@ -90,8 +91,8 @@ describe("CacheAside over a resilient store", () => {
   it.scoped("an invalidation made during the outage is applied before the first read after it", () =>
     Effect.gen(function*() {
       const { db, faults, metrics, users } = yield* setup
-      assert.deepStrictEqual(yield* users.get(1), Option.some("v1"))
-      assert.deepStrictEqual(yield* users.get(2), Option.some("v2"))
+      assertSome(yield* users.get(1), "v1")
+      assertSome(yield* users.get(2), "v2")
       yield* faults.failAll()
       yield* db.write(1, "new1")
       yield* db.write(2, "new2")
@@ -101,16 +102,16 @@ describe("CacheAside over a resilient store", () => {
       yield* Fiber.join(invalidate)
       yield* faults.heal
       // (a replay may be in flight, waiting on the clock: run the reads to their end)
-      assert.deepStrictEqual(yield* settle(users.get(1)), Option.some("new1"))
-      assert.deepStrictEqual(yield* settle(users.get(2)), Option.some("new2"))
+      assertSome(yield* settle(users.get(1)), "new1")
+      assertSome(yield* settle(users.get(2)), "new2")
       // the queue drained, and the cache serves the new values
       yield* TestClock.adjust("2 seconds")
       const s = yield* metrics.snapshot()
       assert.strictEqual(s.store.queueSize, 0)
       assert.strictEqual(s.store.invalidationsReplayed, 2)
       const loads = yield* db.loads
-      assert.deepStrictEqual(yield* users.get(1), Option.some("new1"))
-      assert.deepStrictEqual(yield* users.get(2), Option.some("new2"))
+      assertSome(yield* users.get(1), "new1")
+      assertSome(yield* users.get(2), "new2")
       assert.strictEqual(yield* db.loads, loads, "hits")
     }).pipe(Effect.provide(TestStore({ failureThreshold: 100 }))))
 
@@ -121,7 +122,7 @@ describe("CacheAside over a resilient store", () => {
       yield* faults.failAll({ operations: ["set", "compareAndSet"] })
       const fiber = yield* Effect.fork(Effect.forEach([1, 2, 3], (id) => users.get(id)))
       yield* TestClock.adjust("1 second")
-      assert.deepStrictEqual(yield* Fiber.join(fiber), [Option.some("v1"), Option.some("v2"), Option.some("v3")])
+      deepStrictEqual(yield* Fiber.join(fiber), [Option.some("v1"), Option.some("v2"), Option.some("v3")])
       const s = yield* metrics.snapshot("user")
       assert.strictEqual(s.writeErrors, 3)
       assert.strictEqual(s.store.droppedWrites, 3)
@@ -191,7 +192,7 @@ describe("CacheAside over a resilient store", () => {
           Effect.gen(function*() {
             gets++
             const value = yield* settle(users.get(key))
-            assert.deepStrictEqual(value, db.peek(key), `get(${key})`)
+            deepStrictEqual(value, db.peek(key), `get(${key})`)
           })
         for (const step of ops) {
           switch (step._tag) {
@@ -249,7 +250,7 @@ describe("CacheAside over a resilient store", () => {
       yield* TestClock.adjust("49 millis")
       assert.isTrue(Option.isNone(yield* Fiber.poll(fiber)), "still waiting before the limit")
       yield* TestClock.adjust("1 millis")
-      assert.deepStrictEqual(yield* Fiber.join(fiber), Option.some("v1"))
+      assertSome(yield* Fiber.join(fiber), "v1")
       const s = yield* metrics.snapshot("tight")
       assert.strictEqual(s.fallbacks, 1)
       assert.strictEqual(yield* db.loads, 1)
