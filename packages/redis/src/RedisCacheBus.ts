@@ -1,0 +1,167 @@
+/**
+ * The `CacheBus` on Redis: keeps the near caches (L1) of every process coherent.
+ *
+ * - **Pub/sub**: `invalidate`, `set`, `invalidatePattern` and `invalidateAll` publish a small JSON
+ *   message (sender's instance id, namespace, what changed) on the namespace's channel
+ *   `cache-aside-bus:<keyPrefix><prefix>:<namespace>:`; each process evicts what it names and
+ *   skips its own messages. Messages are untrusted: anything that does not decode is ignored.
+ * - **Redis client-side caching**: the data connection runs
+ *   `CLIENT TRACKING on REDIRECT <subscriber id> BCAST PREFIX <keyPrefix><prefix>:<namespace>: ... NOLOOP`
+ *   (one prefix per namespace cached with a near cache, never an empty prefix), so a write to a
+ *   key by *any* client, even one that does not use this library, evicts it from every L1; this
+ *   process's own fills do not evict what it just cached (`NOLOOP`). Re-enabled after every
+ *   reconnect of either connection.
+ * - **A lost connection**: when the subscriber or the data connection drops, or the subscriber
+ *   misses a heartbeat (a paused server), every near cache on the bus is flushed and bypassed
+ *   until both connections are back, subscribed and tracking (invalidations may have been missed).
+ *
+ * The bus needs a second connection (the subscriber) and, with Redis ACLs, these permissions in
+ * addition to the store's: `+publish +subscribe +ping +client|id +client|tracking`, channels
+ * `&cache-aside-bus:* &__redis__:invalidate` (Redis 7 denies channels unless listed, or `allchannels`),
+ * and `+client|setname` (the subscriber names itself `cache-aside-bus`). Client-side caching needs
+ * Redis 6 or later; this module is, with `RedisClient.ts`, the only one that talks to ioredis
+ * (through `internal/tracking.ts`).
+ *
+ * @since 0.1.0
+ */
+import * as CacheBus from "@cache-aside/core/CacheBus"
+import type { CacheStore, InvalidStoreOptions } from "@cache-aside/core/CacheStore"
+import type { Metrics } from "@cache-aside/core/Metrics"
+import * as ResilientCacheStore from "@cache-aside/core/ResilientCacheStore"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import { randomUUID } from "node:crypto"
+import * as tracking from "./internal/tracking.js"
+import * as RedisCacheStore from "./RedisCacheStore.js"
+import * as RedisClient from "./RedisClient.js"
+
+/**
+ * @since 0.1.0
+ */
+export interface Options {
+  /**
+   * How often the subscriber connection is pinged, and how long a ping may take: a server that
+   * stops answering (paused, hung) counts as a lost bus after at most twice this. Default 1 second.
+   */
+  readonly heartbeat?: Duration.DurationInput | undefined
+}
+
+/**
+ * Makes a bus over the data connection of the `RedisClient` in context, with its own subscriber
+ * connection, for the scope's lifetime. Never fails: while Redis is unreachable the bus is
+ * unhealthy (near caches are bypassed). A `RedisClient` without an ioredis connection gives a bus
+ * that is never healthy.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Redacted } from "effect"
+ * import { RedisCacheBus, RedisClient } from "@cache-aside/redis"
+ *
+ * const bus = RedisCacheBus.make().pipe(
+ *   Effect.provide(RedisClient.layer({ url: Redacted.make("redis://localhost:6379") }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<CacheBus.CacheBus["Type"], never, RedisClient.RedisClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const client = yield* RedisClient.RedisClient
+    const instanceId = randomUUID()
+    const registry = new CacheBus.Registry()
+    const connection = client.connection
+    if (connection === undefined) {
+      yield* Effect.logWarning("cache-aside: the Redis client has no ioredis connection; near caches stay bypassed")
+      return CacheBus.CacheBus.of({
+        instanceId,
+        healthy: () => false,
+        publish: () => Effect.void,
+        subscribe: () => Effect.void
+      })
+    }
+    const tracker = yield* tracking.make(connection, {
+      onMessage: (namespace, payload) => {
+        const message = CacheBus.decodeMessage(payload)
+        if (message === undefined || message.sender === instanceId || message.namespace !== namespace) return
+        registry.deliver(namespace, message.invalidation)
+      },
+      onKeys: (keys) => {
+        if (keys !== null) return registry.deliverKeys(keys)
+        for (const namespace of registry.namespaces()) registry.deliver(namespace, { _tag: "All" })
+      },
+      onHealth: () => registry.flushAll()
+    }, { heartbeat: Duration.decode(options.heartbeat ?? "1 second") })
+    return CacheBus.CacheBus.of({
+      instanceId,
+      healthy: tracker.healthy,
+      publish: (namespace, invalidation) =>
+        Effect.flatMap(
+          tracker.publish(namespace, CacheBus.encodeMessage({ sender: instanceId, namespace, invalidation })),
+          (sent) =>
+            sent ? Effect.void : Effect.logDebug("cache-aside: invalidation not published (the bus is unreachable)")
+        ),
+      subscribe: (namespace, subscriber) =>
+        Effect.zipRight(
+          Effect.acquireRelease(
+            Effect.sync(() => registry.add(namespace, subscriber)),
+            (remove) => Effect.sync(remove)
+          ),
+          tracker.watch(namespace)
+        )
+    })
+  })
+
+/**
+ * The bus over the `RedisClient` in context (sharing its data connection with the store).
+ *
+ * @example
+ * ```ts
+ * import { Layer, Redacted } from "effect"
+ * import { RedisCacheBus, RedisCacheStore, RedisClient } from "@cache-aside/redis"
+ *
+ * const Live = Layer.merge(RedisCacheStore.layerWithClient, RedisCacheBus.layerWithClient()).pipe(
+ *   Layer.provide(RedisClient.layer({ url: Redacted.make("redis://localhost:6379") }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const layerWithClient = (
+  options: Options = {}
+): Layer.Layer<CacheBus.CacheBus, never, RedisClient.RedisClient> => Layer.scoped(CacheBus.CacheBus, make(options))
+
+/**
+ * The Redis store and its bus over one client owned by the layer: what an application with near
+ * caches on Redis provides. The store is wrapped like `RedisCacheStore.layer` (resilience).
+ *
+ * @example
+ * ```ts
+ * import { Layer, Redacted } from "effect"
+ * import { Metrics } from "@cache-aside/core"
+ * import { RedisCacheBus } from "@cache-aside/redis"
+ *
+ * const Live = RedisCacheBus.layer({ url: Redacted.make("redis://localhost:6379") }).pipe(
+ *   Layer.provideMerge(Metrics.layer)
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const layer = (
+  options: RedisCacheStore.Options & { readonly bus?: Options | undefined } = {}
+): Layer.Layer<CacheStore | CacheBus.CacheBus, InvalidStoreOptions, Metrics> => {
+  const bare = Layer.merge(RedisCacheStore.layerWithClient, layerWithClient(options.bus)).pipe(
+    Layer.provide(RedisClient.layer(options))
+  )
+  return options.resilience === false
+    ? bare
+    : ResilientCacheStore.layer(bare, {
+      timeout: options.commandTimeout ?? RedisClient.defaultCommandTimeout,
+      storeEnforcesTimeout: options.resilience?.timeout === undefined,
+      ...options.resilience
+    })
+}
