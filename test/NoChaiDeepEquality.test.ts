@@ -1,0 +1,76 @@
+/**
+ * The guard against chai's deep equality on Effect data: the lint rule `local/no-chai-deep-equality`,
+ * run through the repository's own ESLint config on test files, reports every deep comparison that
+ * cannot tell `Option.none()` from `Option.some(x)` and accepts the Effect-aware ones.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
+import { Option } from "effect"
+import { ESLint } from "eslint"
+import { fileURLToPath } from "node:url"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+const eslint = new ESLint({ cwd: root })
+
+/** The lines (1-based) where the guard fires when `code` is a test file at `filePath`. */
+const flagged = async (code: string, filePath = "test/Scratch.test.ts") => {
+  const [result] = await eslint.lintText(code, { filePath })
+  return result!.messages.filter((m) => m.ruleId === "local/no-chai-deep-equality").map((m) => m.line)
+}
+
+// one lint of a cold ESLint (config, parser, plugins) on a loaded machine; a bound against a hang only
+const lintBound = 60_000
+
+describe("lint guard: no chai deep equality in tests", () => {
+  it("chai's deep equality cannot tell None from Some; @effect/vitest/utils' can", () => {
+    // the blindness the guard exists for: chai compares Options through their iterators
+    // eslint-disable-next-line local/no-chai-deep-equality
+    assert.doesNotThrow(() => assert.deepStrictEqual<Option.Option<number>>(Option.none(), Option.some(1)))
+    assert.throws(() => deepStrictEqual<Option.Option<number>>(Option.none(), Option.some(1)))
+  })
+
+  it("reports chai's assert deep equality imported from @effect/vitest, vitest or chai, under any alias", async () => {
+    const code = [
+      "import { assert } from \"@effect/vitest\"",
+      "import { assert as vassert } from \"vitest\"",
+      "import { Option } from \"effect\"",
+      "assert.deepStrictEqual(Option.none(), Option.some(1))",
+      "vassert.deepEqual([Option.none()], [Option.some(1)])",
+      "assert.notDeepStrictEqual(Option.none(), Option.some(1))",
+      "assert.sameDeepMembers([Option.none()], [Option.some(1)])",
+      "assert.strictEqual(1, 1)",
+      ""
+    ].join("\n")
+    deepStrictEqual(await flagged(code), [4, 5, 6, 7])
+    deepStrictEqual(await flagged(code, "packages/core/test/Scratch.test.ts"), [4, 5, 6, 7])
+  }, lintBound)
+
+  it("reports expect(...).toEqual and its kin unless addEqualityTesters() is called in the file", async () => {
+    const body = [
+      "import { expect } from \"vitest\"",
+      "import { Option } from \"effect\"",
+      "expect(Option.none()).toEqual(Option.some(1))",
+      "expect(Option.none()).not.toStrictEqual(Option.some(1))",
+      "expect([Option.none()]).toContainEqual(Option.some(1))",
+      "expect(1).toBe(1)",
+      ""
+    ]
+    deepStrictEqual(await flagged(body.join("\n")), [3, 4, 5])
+    const withTesters = ["import { addEqualityTesters } from \"@effect/vitest\"", "addEqualityTesters()", ...body]
+    deepStrictEqual(await flagged(withTesters.join("\n")), [])
+  }, lintBound)
+
+  it("accepts the Effect-aware assertions and node:assert's strict deep equality", async () => {
+    const code = [
+      "import { assertNone, assertSome, deepStrictEqual } from \"@effect/vitest/utils\"",
+      "import * as nodeAssert from \"node:assert\"",
+      "import { Option } from \"effect\"",
+      "assertSome(Option.some(1), 1)",
+      "assertNone(Option.none())",
+      "deepStrictEqual([Option.some(1)], [Option.some(1)])",
+      "nodeAssert.deepStrictEqual(Option.some(1), Option.some(1))",
+      ""
+    ].join("\n")
+    deepStrictEqual(await flagged(code), [])
+  }, lintBound)
+})
