@@ -6,6 +6,16 @@ export * as CacheAside from "./CacheAside.js"
 /**
  * @since 0.1.0
  */
+export * as CacheBus from "./CacheBus.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as CacheService from "./CacheService.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as CacheStore from "./CacheStore.js"
 
 /**
@@ -37,6 +47,11 @@ export * as MemoryCacheStore from "./MemoryCacheStore.js"
  * @since 0.1.0
  */
 export * as Metrics from "./Metrics.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as NearCache from "./NearCache.js"
 
 /**
  * @since 0.1.0

@@ -5,6 +5,11 @@
 /**
  * @since 0.1.0
  */
+export * as RedisCacheBus from "./RedisCacheBus.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as RedisCacheStore from "./RedisCacheStore.js"
 
 /**

@@ -1,0 +1,128 @@
+/**
+ * RedisCacheBus on a real redis-server: messages between instances, writes by a plain client seen
+ * through client-side caching, and a lost (killed, paused) subscriber connection flushing.
+ * Outcomes are counted; waits are generous bounds against hangs.
+ */
+import { CacheBus } from "@cache-aside/core"
+import { RedisCacheBus, RedisClient } from "@cache-aside/redis"
+import { assert, describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
+import { Effect, Layer, Redacted, Schedule } from "effect"
+import { Redis } from "ioredis"
+import { RedisServer } from "./utils/RedisServer.js"
+
+const namespace = "cache:nbus:"
+
+/** A subscriber that records what it is told. */
+const recorder = () => {
+  const evicted: Array<CacheBus.Invalidation> = []
+  let flushes = 0
+  const subscriber: CacheBus.Subscriber = {
+    evict: (invalidation) => evicted.push(invalidation),
+    flush: () => flushes++
+  }
+  return { subscriber, evicted, flushes: () => flushes }
+}
+
+/** One process's bus and data client, over its own connections. */
+const instance = (server: RedisServer["Type"], heartbeat = "200 millis") =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(
+      Layer.merge(RedisCacheBus.layerWithClient({ heartbeat }), Layer.empty).pipe(
+        Layer.provideMerge(RedisClient.layer({ url: Redacted.make(server.url), commandTimeout: "2 seconds" }))
+      )
+    )
+    const bus = yield* Effect.provide(CacheBus.CacheBus, context)
+    const client = yield* Effect.provide(RedisClient.RedisClient, context)
+    return { bus, client }
+  })
+
+/** Waits (polling, at most 5 seconds of real time) until `done()`. */
+const eventually = (what: string, done: () => boolean) =>
+  Effect.suspend(() => done() ? Effect.void : Effect.fail(what)).pipe(
+    Effect.retry(Schedule.intersect(Schedule.spaced("5 millis"), Schedule.recurs(1000))),
+    Effect.orDie
+  )
+
+const plainClient = (server: RedisServer["Type"]) =>
+  Effect.acquireRelease(Effect.sync(() => new Redis(server.url)), (redis) => Effect.sync(() => redis.disconnect()))
+
+describe("RedisCacheBus", () => {
+  it.scopedLive("a message reaches the other instance, not its sender; malformed messages are ignored", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const a = yield* instance(server)
+      const b = yield* instance(server)
+      const seenA = recorder()
+      const seenB = recorder()
+      yield* a.bus.subscribe(namespace, seenA.subscriber)
+      yield* b.bus.subscribe(namespace, seenB.subscriber)
+      yield* eventually("both healthy", () => a.bus.healthy() && b.bus.healthy())
+      const raw = yield* plainClient(server)
+      yield* Effect.promise(() => raw.publish(`cache-aside-bus:${namespace}`, "{not json"))
+      yield* Effect.promise(() => raw.publish(`cache-aside-bus:${namespace}`, JSON.stringify({ sender: "x" })))
+      yield* a.bus.publish(namespace, { _tag: "Keys", keys: ["cache:nbus:1:a"] })
+      yield* a.bus.publish(namespace, { _tag: "Pattern", pattern: "cache:nbus:1:u*" })
+      yield* a.bus.publish("cache:other:", { _tag: "All" })
+      yield* eventually("two messages at b", () => seenB.evicted.length >= 2)
+      yield* Effect.sleep("100 millis")
+      deepStrictEqual(seenB.evicted, [
+        { _tag: "Keys", keys: ["cache:nbus:1:a"] },
+        { _tag: "Pattern", pattern: "cache:nbus:1:u*" }
+      ])
+      assert.strictEqual(seenA.evicted.length, 0, "the sender skips its own messages")
+    }))
+
+  it.scopedLive("a write by a plain client evicts the key; the instance's own writes do not (NOLOOP)", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const a = yield* instance(server)
+      const seen = recorder()
+      yield* a.bus.subscribe(namespace, seen.subscriber)
+      yield* eventually("healthy", () => a.bus.healthy())
+      // the instance's own data connection writes: no eviction
+      yield* a.client.setPx("cache:nbus:1:own", new TextEncoder().encode("v"), 60_000)
+      const raw = yield* plainClient(server)
+      yield* Effect.promise(() => raw.set("cache:other:1:x", "v")) // another namespace: not tracked
+      yield* Effect.promise(() => raw.set("cache:nbus:1:k,1", "v")) // a comma in the key stays one key
+      yield* eventually("eviction", () => seen.evicted.length >= 1)
+      yield* Effect.promise(() => raw.flushdb())
+      yield* eventually("flushdb", () => seen.evicted.length >= 2)
+      yield* Effect.sleep("100 millis")
+      deepStrictEqual(seen.evicted, [{ _tag: "Keys", keys: ["cache:nbus:1:k,1"] }, { _tag: "All" }])
+    }))
+
+  it.scopedLive("a killed subscriber connection flushes, and tracking comes back on the new connection", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const a = yield* instance(server)
+      const seen = recorder()
+      yield* a.bus.subscribe(namespace, seen.subscriber)
+      yield* eventually("healthy", () => a.bus.healthy())
+      assert.strictEqual(seen.flushes(), 1, "one flush when the bus first became healthy")
+      const raw = yield* plainClient(server)
+      yield* Effect.promise(() => raw.client("KILL", "TYPE", "pubsub"))
+      yield* eventually("a flush on the loss", () => seen.flushes() >= 2)
+      yield* eventually("healthy again", () => a.bus.healthy())
+      assert.strictEqual(seen.flushes(), 3, "flushed on the loss and on the recovery")
+      yield* Effect.promise(() => raw.set("cache:nbus:1:after", "v"))
+      yield* eventually("eviction after the reconnect", () => seen.evicted.length >= 1)
+      deepStrictEqual(seen.evicted, [{ _tag: "Keys", keys: ["cache:nbus:1:after"] }])
+    }))
+
+  it.scopedLive("a paused server: the missed heartbeat flushes and the bus stays unhealthy until it answers", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const a = yield* instance(server, "100 millis")
+      const seen = recorder()
+      yield* a.bus.subscribe(namespace, seen.subscriber)
+      yield* eventually("healthy", () => a.bus.healthy())
+      yield* server.pause
+      yield* eventually("a flush while paused", () => seen.flushes() >= 2)
+      assert.isFalse(a.bus.healthy())
+      yield* Effect.sleep("300 millis")
+      assert.isFalse(a.bus.healthy(), "still unhealthy while the server is paused")
+      yield* server.resume
+      yield* eventually("healthy after the resume", () => a.bus.healthy())
+    }))
+})
