@@ -1,0 +1,290 @@
+/**
+ * CacheAside against its peers, side by side on one Redis: hand-written cache-aside on raw
+ * ioredis, BentoCache (Redis only; memory L1 + Redis + bus), cache-manager 7 with @keyv/redis,
+ * CacheAside (Redis only; with its near cache), and the floor (`runPromise` of a bare
+ * `Effect.succeed`). Workloads A to E (see `peers/workloads.ts`), in two modes: through Promises
+ * and inside one Effect program. Rounds interleave the contenders in a rotating order; the tables
+ * show medians and the median of the per-round ratios to raw ioredis. Writes
+ * bench/results/peers.json and the chart bench/results/peers.svg. See bench/README.md.
+ *
+ * Flags and environment:
+ * - `--quick`             a few seconds per cell (3 rounds of 200 ms); the default is the full run
+ * - `REDIS_URL`           use this Redis instead of spawning a `redis-server` on a free port
+ * - `BENCH_ROUNDS`        measured rounds (full 5, quick 3)
+ * - `BENCH_RUN_MS`        duration of a run of A, B, D, E (full 800, quick 200)
+ * - `BENCH_ZIPF_OPS`      gets per run of C (full 10000, quick 4000)
+ * - `BENCH_ONLY`          workloads to run, e.g. `A,B` (default all)
+ * - `BENCH_CONTENDERS`    contender ids to run besides raw, e.g. `cache-aside,cache-aside-near`
+ * - `BENCH_MODES`         `promise`, `effect` or both (default)
+ */
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import { Redis } from "ioredis"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import { performance } from "node:perf_hooks"
+import { renderChart } from "./peers/chart.js"
+import * as Contenders from "./peers/contenders.js"
+import { type Cell, chartInput, costTable, type Labels, makeCell, ratioTable } from "./peers/report.js"
+import { type Mode, runOnce, type Sample } from "./peers/runner.js"
+import { distinctIn, makeWorkloads, type Workload, ZIPF_EXPONENT, ZIPF_KEYS, zipfSequence } from "./peers/workloads.js"
+import { redisVersion as readRedisVersion, startRedis } from "./redis-server.js"
+
+// ---------------------------------------------------------------------------------------------
+// configuration
+
+const QUICK = process.argv.includes("--quick")
+
+const envInt = (name: string, fallback: number): number => {
+  const parsed = Number.parseInt(process.env[name] ?? "", 10)
+  return Number.isFinite(parsed) && parsed > 0 ? parsed : fallback
+}
+const envList = (name: string): ReadonlyArray<string> | undefined =>
+  process.env[name]?.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
+
+const ROUNDS = envInt("BENCH_ROUNDS", QUICK ? 3 : 5)
+const sizes = {
+  runMillis: envInt("BENCH_RUN_MS", QUICK ? 200 : 800),
+  zipfOps: envInt("BENCH_ZIPF_OPS", QUICK ? 4000 : 10_000)
+}
+/** A warm-up run (JIT, connections, the hot key's first fill) is this fraction of a measured run. */
+const WARMUP_SCALE = 0.25
+const ONLY = envList("BENCH_ONLY")
+const ONLY_CONTENDERS = envList("BENCH_CONTENDERS")
+const MODES: ReadonlyArray<Mode> = (envList("BENCH_MODES") ?? ["promise", "effect"]).filter(
+  (m): m is Mode => m === "promise" || m === "effect"
+)
+
+const workloads = makeWorkloads(sizes).filter((w) => ONLY === undefined || ONLY.includes(w.id))
+
+const command = [
+  ...["BENCH_ROUNDS", "BENCH_RUN_MS", "BENCH_ZIPF_OPS", "BENCH_ONLY", "BENCH_CONTENDERS", "BENCH_MODES"].flatMap((
+    name
+  ) => process.env[name] === undefined ? [] : [`${name}=${process.env[name]}`]),
+  "npx -y pnpm@10.34.9 --filter @cache-aside/bench peers",
+  ...(QUICK ? ["--quick"] : [])
+].join(" ")
+
+// ---------------------------------------------------------------------------------------------
+// environment
+
+const readVersion = (pkg: string): string => {
+  try {
+    const url = new URL(`../node_modules/${pkg}/package.json`, import.meta.url)
+    return (JSON.parse(Fs.readFileSync(url, "utf8")) as { version?: string }).version ?? "unknown"
+  } catch {
+    return "unknown"
+  }
+}
+
+const nproc = (): number => {
+  try {
+    return Number.parseInt(ChildProcess.execFileSync("nproc", { encoding: "utf8" }).trim(), 10)
+  } catch {
+    return Os.availableParallelism()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the measurement
+
+const makeContenders = async (url: string): Promise<Array<Contenders.Contender>> => {
+  const wanted = (id: string) => id === "raw" || ONLY_CONTENDERS === undefined || ONLY_CONTENDERS.includes(id)
+  const all: Array<Contenders.Contender> = []
+  const add = async (id: string, make: () => Contenders.Contender | Promise<Contenders.Contender>) => {
+    if (wanted(id)) all.push(await make())
+  }
+  await add("raw", () => Contenders.raw(url))
+  await add("bentocache", () => Contenders.bentocache(url, false))
+  await add("bentocache-l1", () => Contenders.bentocache(url, true))
+  await add("cache-manager", () => Contenders.cacheManager(url))
+  await add("cache-aside", () => Contenders.cacheAside(url, undefined))
+  if (Contenders.NEAR_CACHE !== undefined) {
+    await add("cache-aside-near", () => Contenders.cacheAside(url, Contenders.NEAR_CACHE))
+  }
+  await add("floor", () => Contenders.floor())
+  return all
+}
+
+interface Context {
+  readonly admin: Redis
+  readonly runtime: ManagedRuntime.ManagedRuntime<never, never>
+  epoch: number
+}
+
+const warn = (label: string, what: string, sample: Sample) => {
+  const problems = [
+    ...(sample.error === undefined ? [] : [`error: ${sample.error}`]),
+    ...(sample.wrong > 0 ? [`${sample.wrong} gets answered no or the wrong row`] : []),
+    ...((sample.counters["cacheErrors"] ?? 0) > 0 || (sample.counters["fallbacks"] ?? 0) > 0
+      ? [`store errors: ${JSON.stringify(sample.counters)}`]
+      : [])
+  ]
+  if (problems.length > 0) console.log(`    warning: ${label}, ${what}: ${problems.join("; ")}`)
+}
+
+/** Every contender of one mode on one workload: a warm-up each, then interleaved rounds. */
+const measure = async (
+  ctx: Context,
+  workload: Workload,
+  mode: Mode,
+  contenders: ReadonlyArray<Contenders.Contender>
+): Promise<Array<Cell>> => {
+  const active = contenders.filter((c) => mode === "promise" || c.getEffect !== undefined)
+  const run = async (contender: Contenders.Contender, scale: number) => {
+    if (workload.flushBeforeRun) await ctx.admin.flushall()
+    return runOnce({ contender, workload, mode, epoch: ctx.epoch++, scale, admin: ctx.admin, runtime: ctx.runtime })
+  }
+  for (const c of active) warn(c.label, `${workload.id} ${mode} warm-up`, await run(c, WARMUP_SCALE))
+  const samples = new Map(active.map((c) => [c.id, [] as Array<Sample>]))
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let j = 0; j < active.length; j++) {
+      const c = active[(round + j) % active.length]!
+      const sample = await run(c, 1)
+      warn(c.label, `${workload.id} ${mode} round ${round + 1}`, sample)
+      samples.get(c.id)!.push(sample)
+    }
+  }
+  const cells = active.map((c) => makeCell(workload, mode, c.id, samples.get(c.id)!, samples.get("raw")!))
+  const line = cells.map((cell) => {
+    const figure = workload.metric === "throughput"
+      ? `${Math.round(cell.opsPerSecond)}/s`
+      : `${cell.cpuMicrosPerOp.toFixed(1)}µs`
+    return `${cell.contender} ${figure} (${cell.ratio.toFixed(2)}x)`
+  })
+  console.log(`  ${workload.id} ${mode}: ${line.join(", ")}`)
+  return cells
+}
+
+// ---------------------------------------------------------------------------------------------
+// main
+
+const main = async () => {
+  const startedAt = performance.now()
+  const server = await startRedis({ allowEnv: true })
+  const admin = new Redis(server.url)
+  const runtime = ManagedRuntime.make(Logger.minimumLogLevel(LogLevel.Error))
+  const contenders: Array<Contenders.Contender> = []
+  try {
+    const redisVersion = await readRedisVersion(server.url)
+    await admin.flushall()
+    contenders.push(...await makeContenders(server.url))
+    const zipf = zipfSequence(ZIPF_KEYS, ZIPF_EXPONENT, sizes.zipfOps)
+    console.log(
+      `peers${QUICK ? " --quick" : ""}: ${ROUNDS} rounds, ${sizes.runMillis} ms per run of A/B/D/E, ` +
+        `${sizes.zipfOps} gets per run of C (${distinctIn(zipf, sizes.zipfOps)} distinct keys), modes ${
+          MODES.join("+")
+        }, redis ${redisVersion} at ${server.spawned ? `${server.url} (spawned)` : "REDIS_URL"}`
+    )
+    const ctx: Context = { admin, runtime, epoch: 0 }
+    const cells: Array<Cell> = []
+    for (const workload of workloads) {
+      for (const c of contenders) c.db.delayMillis = workload.lookupMillis
+      for (const mode of MODES) cells.push(...await measure(ctx, workload, mode, contenders))
+      await admin.flushall()
+    }
+    await report({ cells, contenders, redisVersion, spawned: server.spawned, startedAt, zipf })
+  } finally {
+    for (const c of contenders) await c.close().catch(() => {})
+    await runtime.dispose()
+    admin.disconnect()
+    await server.stop()
+  }
+}
+
+interface ReportInput {
+  readonly cells: ReadonlyArray<Cell>
+  readonly contenders: ReadonlyArray<Contenders.Contender>
+  readonly redisVersion: string
+  readonly spawned: boolean
+  readonly startedAt: number
+  readonly zipf: Int32Array
+}
+
+const report = async (input: ReportInput) => {
+  const near = input.cells.find((c) => c.contender === "cache-aside-near" && (c.workload === "A" || c.workload === "B"))
+  const nearInactive = near !== undefined && near.redisCommandsPerOp > 0.5
+  const labels: Labels = {
+    workloads,
+    contenders: input.contenders.map((c) => ({
+      id: c.id,
+      label: c.id === "cache-aside-near" && nearInactive ? `${c.label} (INACTIVE: option ignored)` : c.label
+    }))
+  }
+  const machine = `${
+    Os.cpus()[0]?.model ?? "unknown CPU"
+  }, nproc ${nproc()}, ${Os.type()} ${Os.arch()}, Node ${process.version}`
+  const packages = Object.fromEntries(
+    ["effect", "ioredis", "bentocache", "cache-manager", "keyv", "@keyv/redis"].map((p) => [p, readVersion(p)])
+  )
+  const seconds = Math.round((performance.now() - input.startedAt) / 1000)
+  const date = new Date().toISOString()
+  const notes = [
+    `Ratios are medians over ${ROUNDS} rounds of (contender ÷ raw ioredis in the same round, same mode).`,
+    "A–C: throughput, higher is better. D–E: client CPU per miss (process.cpuUsage over the run ÷ gets), lower is better.",
+    `C: each run starts cold on fresh keys; ${sizes.zipfOps} gets touch ${
+      distinctIn(input.zipf, sizes.zipfOps)
+    } distinct keys.`,
+    ...(nearInactive
+      ? [
+        "The near-cache contender was INACTIVE: CacheAside.make ignored `nearCache` (about one Redis command per hit)."
+      ]
+      : [])
+  ]
+  const sections = MODES.flatMap((mode) => [
+    `### ${mode === "promise" ? "Through Promises (each get its own runPromise)" : "Inside one Effect program"}`,
+    "",
+    ratioTable(input.cells, labels, mode),
+    "",
+    costTable(input.cells, labels, mode),
+    ""
+  ])
+  console.log(["", ...sections, ...notes.map((n) => `- ${n}`), ""].join("\n"))
+  console.log(
+    `machine: ${machine}; redis-server ${input.redisVersion}${
+      input.spawned ? " (spawned, same machine)" : " (REDIS_URL)"
+    }`
+  )
+  console.log(`packages: ${Object.entries(packages).map(([k, v]) => `${k} ${v}`).join(", ")}`)
+  console.log(`reproduce: ${command}`)
+
+  const out = (name: string) => new URL(`../results/${name}`, import.meta.url)
+  Fs.mkdirSync(out("."), { recursive: true })
+  const json = {
+    benchmark: "peers",
+    date,
+    quick: QUICK,
+    command,
+    machine,
+    redis: { version: input.redisVersion, spawned: input.spawned },
+    packages,
+    config: { rounds: ROUNDS, warmupScale: WARMUP_SCALE, ...sizes, modes: MODES, l1Entries: Contenders.L1_ENTRIES },
+    nearCache: { option: Contenders.NEAR_CACHE ?? null, active: near === undefined ? null : !nearInactive },
+    contenders: labels.contenders,
+    workloads: workloads.map((w) => ({ id: w.id, title: w.title, metric: w.metric, concurrency: w.concurrency })),
+    notes,
+    cells: input.cells,
+    durationSeconds: seconds
+  }
+  Fs.writeFileSync(out("peers.json"), JSON.stringify(json, null, 2) + "\n")
+  const svg = renderChart(chartInput(
+    input.cells,
+    labels,
+    MODES,
+    `CacheAside and its peers: × raw ioredis in the same round (log scale, higher is better)${
+      QUICK ? ", quick run" : ""
+    }`,
+    `A–C: ops/s ratio; D–E: raw's client CPU per miss ÷ the contender's. ${machine}; redis ${input.redisVersion}; ${
+      date.slice(0, 16)
+    } UTC`
+  ))
+  Fs.writeFileSync(out("peers.svg"), svg)
+  console.log(`wrote bench/results/peers.json and bench/results/peers.svg (${seconds} s)`)
+}
+
+main().catch((error: unknown) => {
+  console.error(error)
+  process.exitCode = 1
+})
