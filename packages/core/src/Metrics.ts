@@ -32,6 +32,9 @@ export const eventDescriptions = {
   lockWaits: "gets that waited for another process' fill (the lock option)",
   lockTimeouts: "lock waits that gave up and loaded by themselves",
   leaseRejected: "fills refused because the lease was gone: the key was invalidated or leased again meanwhile",
+  nearHits: "gets answered from the near cache (L1) in process memory (counted in hits too)",
+  nearEvictions: "near cache entries evicted by an invalidation from another process or a write by any Redis client",
+  nearFlushes: "near cache flushes because the bus connection was lost or came back (invalidations may have been missed)",
   lookupTimeouts: "lookups that passed their soft or hard timeout"
 } as const
 
