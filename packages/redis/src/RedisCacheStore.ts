@@ -5,17 +5,19 @@
  *
  * @since 0.1.0
  */
-import { CacheStore, CacheUnavailable } from "@cache-aside/core/CacheStore"
+import { CacheStore, CacheUnavailable, InvalidStoreOptions } from "@cache-aside/core/CacheStore"
 import * as Glob from "@cache-aside/core/Glob"
-import type { InvalidStoreOptions } from "@cache-aside/core/CacheStore"
 import type { Metrics } from "@cache-aside/core/Metrics"
 import * as ResilientCacheStore from "@cache-aside/core/ResilientCacheStore"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import { createHash } from "node:crypto"
+import * as internalOptions from "./internal/options.js"
 import * as RedisClient from "./RedisClient.js"
 
 const sha1 = (bytes: Uint8Array): string => createHash("sha1").update(bytes).digest("hex")
@@ -74,7 +76,13 @@ export const make: Effect.Effect<CacheStore["Type"], never, RedisClient.RedisCli
           }
         } while (cursor !== "0")
         return count
-      }).pipe(Effect.mapError((error) => new CacheUnavailable({ operation: "deletePattern", cause: error.cause })))
+      }).pipe(
+        // one operation name for the whole walk; an error reply (OOM, READONLY) keeps `replied`, so
+        // it does not count towards opening the circuit breaker
+        Effect.mapError((error) =>
+          new CacheUnavailable({ operation: "deletePattern", cause: error.cause, replied: error.replied })
+        )
+      )
 
     return CacheStore.of({
       get: redis.getBuffer,
@@ -111,10 +119,11 @@ export const layerWithClient: Layer.Layer<CacheStore, never, RedisClient.RedisCl
 )
 
 /**
- * Options of the Redis store layers: the connection (`RedisClient.Options`), and `resilience`:
- * the `ResilientCacheStore` options (circuit breaker, queued invalidations, retries) that wrap the
- * store by default, with its operation timeout set to the `commandTimeout`. `false` turns the
- * wrapper off (the bare store still fails fast with `CacheUnavailable`).
+ * Options of the Redis store layers: the connection (`RedisClient.Options`, `maxEntryBytes`
+ * included), and `resilience`: the `ResilientCacheStore` options (circuit breaker, queued
+ * invalidations, retries) that wrap the store by default, with its operation timeout set to the
+ * `commandTimeout`. `false` turns the wrapper off (the bare store still fails fast with
+ * `CacheUnavailable`).
  *
  * @since 0.1.0
  */
@@ -122,22 +131,44 @@ export interface Options extends RedisClient.Options {
   readonly resilience?: ResilientCacheStore.Options | false | undefined
 }
 
+/**
+ * Wraps the bare store in a `ResilientCacheStore`. The wrapper adds no timer of its own only when
+ * the client really enforces a time limit on every command (`clientTimeout`): a caller-built client
+ * without a finite `commandTimeout` gets the wrapper's timer, so a hung Redis still fails calls and
+ * opens the breaker.
+ */
 const resilient = <E, R>(
   bare: Layer.Layer<CacheStore, E, R>,
-  options: Options
+  resilience: ResilientCacheStore.Options | false | undefined,
+  name: string,
+  clientTimeout: Option.Option<Duration.Duration>
 ): Layer.Layer<CacheStore, E | InvalidStoreOptions, R | Metrics> =>
-  options.resilience === false
+  resilience === false
     ? bare
     : ResilientCacheStore.layer(bare, {
-      timeout: options.commandTimeout ?? RedisClient.defaultCommandTimeout,
-      // the client's commandTimeout fails every command after `timeout`: no second timer per call
-      storeEnforcesTimeout: options.resilience?.timeout === undefined,
-      ...options.resilience
+      name,
+      timeout: Option.getOrElse(clientTimeout, () => RedisClient.defaultCommandTimeout),
+      storeEnforcesTimeout: Option.isSome(clientTimeout) && resilience?.timeout === undefined,
+      ...resilience
     })
+
+const storeName = (
+  options: { readonly name?: string | undefined; readonly resilience?: unknown }
+): string | undefined => {
+  if (options.name !== undefined) return options.name
+  const resilience = options.resilience
+  if (typeof resilience === "object" && resilience !== null && "name" in resilience) {
+    const name = (resilience as { readonly name?: unknown }).name
+    if (typeof name === "string") return name
+  }
+  return undefined
+}
 
 /**
  * The store over a client owned by the layer (see `RedisClient.Options` for the defaults),
- * wrapped in a `ResilientCacheStore` unless `resilience: false`.
+ * wrapped in a `ResilientCacheStore` unless `resilience: false`. Invalid options (a port out of
+ * range, a non-finite timeout, a malformed URL, a TLS key that does not load, ...) fail the layer
+ * with `InvalidStoreOptions`; Redis being down does not.
  *
  * @example
  * ```ts
@@ -153,10 +184,20 @@ const resilient = <E, R>(
  * @since 0.1.0
  */
 export const layer = (options: Options = {}): Layer.Layer<CacheStore, InvalidStoreOptions, Metrics> =>
-  resilient(Layer.provide(layerWithClient, RedisClient.layer(options)), options)
+  Layer.unwrapEffect(Effect.suspend(() => {
+    const name = storeName(options)
+    const resolved = internalOptions.resolve({ ...options, name })
+    if (Either.isLeft(resolved)) {
+      return Effect.fail(new InvalidStoreOptions({ message: `RedisCacheStore: ${resolved.left}` }))
+    }
+    const clientTimeout = internalOptions.ownTimeout(resolved.right.redis.commandTimeout)
+    const bare = Layer.provide(layerWithClient, RedisClient.layer({ ...options, name: resolved.right.name }))
+    return Effect.succeed(resilient(bare, options.resilience, resolved.right.name, clientTimeout))
+  }))
 
 /**
- * The store over a client configured from `Config` (wrapped like `layer`).
+ * The store over a client configured from `Config` (wrapped like `layer`). Invalid values are a
+ * `ConfigError`.
  *
  * @example
  * ```ts
@@ -173,13 +214,22 @@ export const layerFromConfig = (
   options: Pick<Options, "resilience"> = {}
 ): Layer.Layer<CacheStore, ConfigError.ConfigError | InvalidStoreOptions, Metrics> =>
   Layer.unwrapEffect(
-    Effect.map(Config.unwrap(config), (client) => layer({ ...client, ...options }))
+    Effect.map(
+      Config.mapOrFail(Config.unwrap(config), (client) => {
+        const resolved = internalOptions.resolve(client)
+        return Either.isLeft(resolved)
+          ? Either.left(ConfigError.InvalidData([], `RedisCacheStore: ${resolved.left}`))
+          : Either.right(client)
+      }),
+      (client) => layer({ ...client, ...options })
+    )
   )
 
 /**
- * The store over a client configured from the environment: `REDIS_URL` (required),
- * `REDIS_KEY_PREFIX`, `REDIS_COMMAND_TIMEOUT`, `REDIS_CONNECT_TIMEOUT` (see `RedisClient.config`),
- * wrapped like `layer`.
+ * The store over a client configured from the environment (see `RedisClient.config`: `REDIS_URL`,
+ * `REDIS_USERNAME`, `REDIS_PASSWORD`, `REDIS_DB`, `REDIS_KEY_PREFIX`, `REDIS_COMMAND_TIMEOUT`,
+ * `REDIS_CONNECT_TIMEOUT`, `REDIS_MAX_ENTRY_BYTES` and the `REDIS_TLS_*` variables), wrapped like
+ * `layer`.
  *
  * @example
  * ```ts
@@ -196,7 +246,20 @@ export const layerConfig: Layer.Layer<CacheStore, ConfigError.ConfigError | Inva
   layerFromConfig(RedisClient.config)
 
 /**
- * The store over a client the caller owns (never closed by the layer), wrapped like `layer`.
+ * Options of `layerFromClient`: `resilience` as in `Options`, and the store's `maxEntryBytes` and
+ * `name`. The connection settings are the client's own.
+ *
+ * @since 0.1.0
+ */
+export interface FromClientOptions extends RedisClient.FromClientOptions {
+  readonly resilience?: ResilientCacheStore.Options | false | undefined
+}
+
+/**
+ * The store over a client the caller owns (never closed by the layer), wrapped like `layer`. A
+ * client built without a finite `commandTimeout` (the ioredis default) has no time limit of its
+ * own: the wrapper then bounds every call (250 millis unless `resilience.timeout` says otherwise),
+ * so a hung Redis still falls back and opens the breaker.
  *
  * @example
  * ```ts
@@ -211,6 +274,13 @@ export const layerConfig: Layer.Layer<CacheStore, ConfigError.ConfigError | Inva
  */
 export const layerFromClient = (
   client: RedisClient.IORedis,
-  options: Pick<Options, "resilience"> = {}
-): Layer.Layer<CacheStore, InvalidStoreOptions, Metrics> =>
-  resilient(Layer.provide(layerWithClient, RedisClient.layerFromClient(client)), options)
+  options: FromClientOptions = {}
+): Layer.Layer<CacheStore, InvalidStoreOptions, Metrics> => {
+  const name = storeName(options) ?? "default"
+  return resilient(
+    Layer.provide(layerWithClient, RedisClient.layerFromClient(client, { ...options, name })),
+    options.resilience,
+    name,
+    internalOptions.ownTimeout(client.options.commandTimeout)
+  )
+}

@@ -4,24 +4,38 @@
  * client (node-redis, a cluster client) can be added behind the same service later.
  *
  * Building the layer never fails when Redis is down: the client keeps reconnecting in the
- * background and each operation fails fast with `CacheUnavailable` until Redis is back.
+ * background and each operation fails fast with `CacheUnavailable` until Redis is back. Options
+ * are validated first: a value that cannot make a working client is an `InvalidStoreOptions`
+ * (a `ConfigError` through `Config`), never a defect.
+ *
+ * Secrets never leave: the URL is parsed here (ioredis never sees it), errors are reduced to their
+ * message with the password removed (ioredis errors carry the command's arguments, AUTH's
+ * password included), and a refused password or a failed TLS handshake is logged once at ERROR and
+ * kept as a health state (`health`), not only seen as an open circuit breaker.
  *
  * @since 0.1.0
  */
-import { CacheUnavailable } from "@cache-aside/core/CacheStore"
+import { CacheUnavailable, InvalidStoreOptions } from "@cache-aside/core/CacheStore"
+import { Metrics } from "@cache-aside/core/Metrics"
+import type { StoreRecorder } from "@cache-aside/core/Metrics"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Runtime from "effect/Runtime"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { Redis, ReplyError } from "ioredis"
-import type { RedisOptions } from "ioredis"
+import * as Fs from "node:fs"
+import * as health from "./internal/health.js"
+import * as internalOptions from "./internal/options.js"
+import * as scripts from "./internal/scripts.js"
 
 /**
  * The `ioredis` client type accepted by `fromClient` / `layerFromClient`.
@@ -31,9 +45,44 @@ import type { RedisOptions } from "ioredis"
 export type IORedis = Redis
 
 /**
+ * The connection's health: `"healthy"` (connected), `"connecting"` (not connected, for a reason
+ * that may pass: Redis down, network), `"unhealthy: auth"` (the server refused the credentials),
+ * `"unhealthy: tls"` (the TLS handshake failed), `"unhealthy: acl"` (the user may not run a command
+ * the store needs, until the next connection).
+ *
+ * @since 0.1.0
+ */
+export type Health = health.Health
+
+/**
+ * A failed Redis command as the cause of a `CacheUnavailable`: the error's message only (never the
+ * command's arguments, which hold keys, values and AUTH's password), with the password removed.
+ * `reply` is `true` when Redis answered with an error reply (`OOM`, `READONLY`, `NOPERM`, ...).
+ *
+ * @example
+ * ```ts
+ * import { CacheStore } from "@cache-aside/core"
+ * import { RedisClient } from "@cache-aside/redis"
+ *
+ * const isOutOfMemory = (error: CacheStore.CacheUnavailable) =>
+ *   error.cause instanceof RedisClient.RedisError && error.cause.message.startsWith("OOM")
+ * ```
+ *
+ * @since 0.1.0
+ */
+export class RedisError extends Schema.TaggedError<RedisError>("@cache-aside/redis/RedisError")("RedisError", {
+  message: Schema.String,
+  reply: Schema.Boolean
+}) {}
+
+/**
  * The operations the Redis store needs. Keys are given without the client's `keyPrefix`: the
  * client adds it, except for `scan`'s `match` pattern and the keys `scan` returns (Redis does not
  * know about the prefix there), which is why `keyPrefix` is exposed.
+ *
+ * Reads are bounded: an entry longer than `maxEntryBytes` is never transferred; the server
+ * checks the length in the same round trip, removes the entry and the read answers `None`
+ * (counted as `oversizedEntries`, logged at WARN without the key).
  *
  * @since 0.1.0
  */
@@ -45,9 +94,18 @@ export interface Service {
    * caching on it and duplicates it for its subscriber). Not for application code.
    */
   readonly connection?: IORedis | undefined
-  /** `GET key` as bytes. */
+  /** The largest entry a read returns, in bytes. */
+  readonly maxEntryBytes: number
+  /**
+   * The time limit the client itself puts on every command (its `commandTimeout`), if it has one:
+   * without one, a wrapper must bound each call (a caller-built `new Redis(url)` has none).
+   */
+  readonly commandTimeout: Option.Option<Duration.Duration>
+  /** The connection's health now. */
+  readonly health: Effect.Effect<Health>
+  /** `GET key` as bytes, bounded by `maxEntryBytes`. */
   readonly getBuffer: (key: string) => Effect.Effect<Option.Option<Uint8Array>, CacheUnavailable>
-  /** `MGET keys...` as bytes, aligned with `keys`. An empty list makes no round-trip. */
+  /** `MGET keys...` as bytes, aligned with `keys`, bounded by `maxEntryBytes`. An empty list makes no round-trip. */
   readonly mgetBuffer: (
     keys: ReadonlyArray<string>
   ) => Effect.Effect<ReadonlyArray<Option.Option<Uint8Array>>, CacheUnavailable>
@@ -99,6 +157,22 @@ export interface Service {
 export class RedisClient extends Context.Tag("@cache-aside/redis/RedisClient")<RedisClient, Service>() {}
 
 /**
+ * TLS settings: PEM file contents for the CA (to trust a private CA), the client certificate and
+ * its key (`Redacted`), the server name to verify (default: the host), and whether to reject a
+ * server whose certificate does not verify (default `true`; turn it off only in tests). Giving
+ * `tls` turns TLS on, as a `rediss://` URL does.
+ *
+ * @since 0.1.0
+ */
+export interface TlsOptions {
+  readonly ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
+  readonly cert?: string | Uint8Array | undefined
+  readonly key?: Redacted.Redacted<string | Uint8Array> | undefined
+  readonly servername?: string | undefined
+  readonly rejectUnauthorized?: boolean | undefined
+}
+
+/**
  * Connection options. Defaults are chosen for a cache, where a slow answer is worse than none:
  * commands time out after `commandTimeout`, commands are not queued while disconnected (they fail
  * at once with `CacheUnavailable`), and the client reconnects forever with a backoff capped at 1s.
@@ -106,36 +180,80 @@ export class RedisClient extends Context.Tag("@cache-aside/redis/RedisClient")<R
  * @since 0.1.0
  */
 export interface Options {
-  /** A `redis://` or `rediss://` URL. Fields given below override the URL's. */
+  /** A `redis://` or `rediss://` URL (`redis://[[username]:password@]host[:port][/db]`). Fields given below override the URL's. */
   readonly url?: Redacted.Redacted<string> | undefined
   readonly host?: string | undefined
+  /** 1 to 65535. */
   readonly port?: number | undefined
+  /** A database number, 0 or more. */
   readonly db?: number | undefined
+  /** An ACL user (Redis 6+). */
   readonly username?: string | undefined
   readonly password?: Redacted.Redacted<string> | undefined
   /** Prepended to every key by the client. Default: none. */
   readonly keyPrefix?: string | undefined
-  /** How long a command may take before it fails with `CacheUnavailable`. Default 250 millis. */
+  /** How long a command may take before it fails with `CacheUnavailable` (1 ms to 24 days). Default 250 millis. */
   readonly commandTimeout?: Duration.DurationInput | undefined
   /**
    * How long to wait for the first connection (the layer is built anyway when Redis is down), and
-   * the socket connect timeout. Default 1 second.
+   * the socket connect timeout (1 ms to 24 days). Default 1 second.
    */
   readonly connectTimeout?: Duration.DurationInput | undefined
+  /**
+   * The largest entry a read returns, in bytes (1 to 512 MiB). A longer entry is removed on the
+   * server without being transferred and read as absent. Default 16 MiB.
+   */
+  readonly maxEntryBytes?: number | undefined
+  /** TLS (see `TlsOptions`); a `rediss://` URL turns it on with the defaults. */
+  readonly tls?: TlsOptions | undefined
+  /** Names the store in logs and metrics (the `store` label). Default `"default"`. */
+  readonly name?: string | undefined
 }
 
-/** An error reply (`OOM`, `READONLY`, ...) means Redis is up and answering: `replied` says so. */
+/**
+ * The default command timeout: a hung Redis fails a command after this.
+ *
+ * @since 0.1.0
+ */
+export const defaultCommandTimeout: Duration.Duration = internalOptions.defaultCommandTimeout
+
+/**
+ * The default `maxEntryBytes`: 16 MiB.
+ *
+ * @since 0.1.0
+ */
+export const defaultMaxEntryBytes: number = internalOptions.defaultMaxEntryBytes
+
+const quitTimeoutMillis = 1000
+
 /** ioredis rejects a command that passed `commandTimeout` with a plain `Error("Command timed out")`. */
 const isCommandTimeout = (cause: unknown): boolean => cause instanceof Error && cause.message === "Command timed out"
 
-const unavailable = (operation: string) => (cause: unknown) =>
-  new CacheUnavailable({
+/** Everything the wrapped client needs besides the client. */
+interface Settings {
+  readonly maxEntryBytes: number
+  readonly secrets: ReadonlyArray<string>
+  readonly tracker: health.Tracker
+  readonly recorder: StoreRecorder | undefined
+  readonly report: health.Report
+}
+
+const failureOf = (settings: Settings, operation: string) => (cause: unknown): CacheUnavailable => {
+  if (isCommandTimeout(cause)) {
+    return new CacheUnavailable({
+      operation,
+      cause: new Cause.TimeoutException(`Redis did not answer ${operation} within the command timeout`)
+    })
+  }
+  const replied = cause instanceof ReplyError
+  if (replied) settings.tracker.onCommandError(cause)
+  return new CacheUnavailable({
     operation,
-    cause: isCommandTimeout(cause)
-      ? new Cause.TimeoutException(`Redis did not answer ${operation} within the command timeout`)
-      : cause,
-    replied: cause instanceof ReplyError
+    // the message only: ioredis errors carry `command.args` (keys, values, AUTH's password)
+    cause: new RedisError({ message: health.safeMessage(cause, settings.secrets), reply: replied }),
+    replied
   })
+}
 
 const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
@@ -180,25 +298,10 @@ const readyWithin = (client: Redis, millis: number): Effect.Effect<void> =>
     return Effect.sync(cleanup)
   })
 
-const compareAndSetScript = `
-local current = redis.call("GET", KEYS[1])
-if current and redis.sha1hex(current) == ARGV[1] then
-  redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
-  return 1
-end
-return 0
-`
-
-const compareAndDeleteScript = `
-local current = redis.call("GET", KEYS[1])
-if current and redis.sha1hex(current) == ARGV[1] then
-  redis.call("DEL", KEYS[1])
-  return 1
-end
-return 0
-`
+type Reply = Buffer | number | null | undefined
 
 interface Scripts {
+  readonly cacheAsideReadBuffer: (...args: ReadonlyArray<string | number>) => Promise<Array<Reply>>
   readonly cacheAsideCompareAndSet: (
     key: string,
     expectedSha1: string,
@@ -209,34 +312,79 @@ interface Scripts {
 }
 
 /** Defines the scripts on the client once (ioredis runs them with EVALSHA, falling back to EVAL after a SCRIPT FLUSH). */
-const scripts = (client: Redis): Scripts => {
+const defineScripts = (client: Redis): Scripts => {
   const candidate = client as unknown as Partial<Scripts>
+  if (typeof candidate.cacheAsideReadBuffer !== "function") {
+    client.defineCommand("cacheAsideRead", { lua: scripts.read })
+  }
   if (typeof candidate.cacheAsideCompareAndSet !== "function") {
-    client.defineCommand("cacheAsideCompareAndSet", { numberOfKeys: 1, lua: compareAndSetScript })
+    client.defineCommand("cacheAsideCompareAndSet", { numberOfKeys: 1, lua: scripts.compareAndSet })
   }
   if (typeof candidate.cacheAsideCompareAndDelete !== "function") {
-    client.defineCommand("cacheAsideCompareAndDelete", { numberOfKeys: 1, lua: compareAndDeleteScript })
+    client.defineCommand("cacheAsideCompareAndDelete", { numberOfKeys: 1, lua: scripts.compareAndDelete })
   }
   return client as unknown as Scripts
 }
 
+/**
+ * Reads keys through the bounded read script, in chunks of at most `readBatchLimit` keys; an
+ * over-limit entry (removed by the script) reads as absent and is counted and logged here.
+ */
+const boundedRead = (client: Redis, settings: Settings) => {
+  const script = defineScripts(client)
+  const maxBytes = settings.maxEntryBytes
+  const decode = (replies: ReadonlyArray<Reply>): Array<Option.Option<Uint8Array>> => {
+    let oversized = 0
+    const out = replies.map((reply): Option.Option<Uint8Array> => {
+      if (typeof reply === "number") {
+        oversized++
+        return Option.none()
+      }
+      return reply === null || reply === undefined ? Option.none() : Option.some(reply)
+    })
+    if (oversized > 0) {
+      settings.recorder?.increment("oversizedEntries", oversized)
+      settings.report(
+        "warn",
+        `cache-aside: removed ${oversized} entr${
+          oversized === 1 ? "y" : "ies"
+        } over maxEntryBytes (${maxBytes} bytes) without reading ${
+          oversized === 1 ? "it" : "them"
+        } (store ${settings.tracker.store})`
+      )
+    }
+    return out
+  }
+  return (keys: ReadonlyArray<string>): Promise<Array<Option.Option<Uint8Array>>> => {
+    if (keys.length <= scripts.readBatchLimit) {
+      return script.cacheAsideReadBuffer(keys.length, ...keys, maxBytes).then(decode)
+    }
+    const chunks: Array<Promise<Array<Option.Option<Uint8Array>>>> = []
+    for (let i = 0; i < keys.length; i += scripts.readBatchLimit) {
+      const chunk = keys.slice(i, i + scripts.readBatchLimit)
+      chunks.push(script.cacheAsideReadBuffer(chunk.length, ...chunk, maxBytes).then(decode))
+    }
+    return Promise.all(chunks).then((parts) => parts.flat())
+  }
+}
+
 type Read = (result: Effect.Effect<Option.Option<Uint8Array>, CacheUnavailable>) => void
 
-const toOption = (buffer: Buffer | null | undefined): Option.Option<Uint8Array> =>
-  buffer === null || buffer === undefined ? Option.none() : Option.some(buffer)
-
 /**
- * Single-key reads, batched: the first `GET` of a turn goes out at once; every other one asked for
- * while the current batch of fibers runs goes out as ONE `MGET` when they yield (a microtask), so
- * 64 concurrent gets cost two commands instead of 64, and a lone get adds no delay. This is what ioredis'
- * auto-pipelining does for any command, but without its per-batch pipeline object and its
+ * Single-key reads, batched: the first read of a turn goes out at once; every other one asked for
+ * while the current batch of fibers runs goes out as ONE script call when they yield (a microtask),
+ * so 64 concurrent gets cost two commands instead of 64, and a lone get adds no delay. This is what
+ * ioredis' auto-pipelining does for any command, but without its per-batch pipeline object and its
  * `setImmediate` delay, which double the cost of a sequential get.
  */
-const readBatcher = (client: Redis) => {
+const readBatcher = (
+  read: (keys: ReadonlyArray<string>) => Promise<Array<Option.Option<Uint8Array>>>,
+  fail: (cause: unknown) => CacheUnavailable
+) => {
   let keys: Array<string> = []
   let waiters: Array<Read> = []
-  const fail = (batch: ReadonlyArray<Read>) => (cause: unknown) => {
-    const error = Effect.fail(unavailable("get")(cause))
+  const failAll = (batch: ReadonlyArray<Read>) => (cause: unknown) => {
+    const error = Effect.fail(fail(cause))
     for (const waiter of batch) waiter(error)
   }
   const flush = () => {
@@ -244,13 +392,9 @@ const readBatcher = (client: Redis) => {
     const batch = waiters
     keys = []
     waiters = []
-    if (batch.length === 1) {
-      client.getBuffer(batchKeys[0]!).then((buffer) => batch[0]!(Effect.succeed(toOption(buffer))), fail(batch))
-      return
-    }
-    client.mgetBuffer(...batchKeys).then((buffers) => {
-      for (let i = 0; i < batch.length; i++) batch[i]!(Effect.succeed(toOption(buffers[i])))
-    }, fail(batch))
+    read(batchKeys).then((values) => {
+      for (let i = 0; i < batch.length; i++) batch[i]!(Effect.succeed(values[i] ?? Option.none()))
+    }, failAll(batch))
   }
   let scheduled = false
   const flushLater = () => {
@@ -261,10 +405,10 @@ const readBatcher = (client: Redis) => {
     Effect.async((resume) => {
       if (!scheduled) {
         // the first read of a turn goes out at once (no added latency for a lone get); reads that
-        // follow in the same turn gather into one MGET sent when the turn yields
+        // follow in the same turn gather into one call sent when the turn yields
         scheduled = true
         queueMicrotask(flushLater)
-        client.getBuffer(key).then((buffer) => resume(Effect.succeed(toOption(buffer))), fail([resume]))
+        read([key]).then((values) => resume(Effect.succeed(values[0] ?? Option.none())), failAll([resume]))
         return
       }
       keys.push(key)
@@ -272,37 +416,22 @@ const readBatcher = (client: Redis) => {
     })
 }
 
-/**
- * Wraps an `ioredis` client as the service. Does not own the client: closing it is the caller's job.
- *
- * @example
- * ```ts
- * import { Redis, ReplyError } from "ioredis"
- * import { RedisClient } from "@cache-aside/redis"
- *
- * const service = RedisClient.fromClient(new Redis(process.env.REDIS_URL!))
- * ```
- *
- * @since 0.1.0
- */
-export const fromClient = (client: IORedis): Service => {
+const wrap = (client: Redis, settings: Settings): Service => {
   const prefix = client.options.keyPrefix ?? ""
+  const unavailable = (operation: string) => failureOf(settings, operation)
+  const read = boundedRead(client, settings)
+  const script = defineScripts(client)
   return {
     keyPrefix: prefix,
     connection: client,
-    getBuffer: readBatcher(client),
+    maxEntryBytes: settings.maxEntryBytes,
+    commandTimeout: internalOptions.ownTimeout(client.options.commandTimeout),
+    health: Effect.sync(() => settings.tracker.health),
+    getBuffer: readBatcher(read, unavailable("get")),
     mgetBuffer: (keys) =>
       keys.length === 0
         ? Effect.succeed([])
-        : Effect.tryPromise({
-          try: () => client.mgetBuffer(...keys),
-          catch: unavailable("getMany")
-        }).pipe(Effect.map((buffers) =>
-          keys.map((_, i) => {
-            const buffer = buffers[i]
-            return toOption(buffer)
-          })
-        )),
+        : Effect.tryPromise({ try: () => read(keys), catch: unavailable("getMany") }),
     setPx: (key, value, millis) =>
       Effect.tryPromise({
         try: () => client.set(key, toBuffer(value), "PX", millis),
@@ -315,12 +444,12 @@ export const fromClient = (client: IORedis): Service => {
       }).pipe(Effect.map((reply) => reply === "OK")),
     compareAndSetPx: (key, expectedSha1, value, millis) =>
       Effect.tryPromise({
-        try: () => scripts(client).cacheAsideCompareAndSet(key, expectedSha1, toBuffer(value), millis),
+        try: () => script.cacheAsideCompareAndSet(key, expectedSha1, toBuffer(value), millis),
         catch: unavailable("compareAndSet")
       }).pipe(Effect.map((written) => written === 1)),
     compareAndDelete: (key, expectedSha1) =>
       Effect.tryPromise({
-        try: () => scripts(client).cacheAsideCompareAndDelete(key, expectedSha1),
+        try: () => script.cacheAsideCompareAndDelete(key, expectedSha1),
         catch: unavailable("compareAndDelete")
       }).pipe(Effect.map((deleted) => deleted === 1)),
     unlink: (keys) =>
@@ -338,44 +467,60 @@ export const fromClient = (client: IORedis): Service => {
   }
 }
 
-/**
- * The default command timeout: a hung Redis fails a command after this.
- *
- * @since 0.1.0
- */
-export const defaultCommandTimeout: Duration.Duration = Duration.millis(250)
-const defaultConnectTimeout = Duration.seconds(1)
-const quitTimeoutMillis = 1000
+/** Logging, metrics and health of one client, from the current runtime and the `Metrics` in context (if any). */
+const makeSettings = (
+  name: string,
+  secrets: ReadonlyArray<string>,
+  maxEntryBytes: number
+): Effect.Effect<Settings> =>
+  Effect.gen(function*() {
+    const runtime = yield* Effect.runtime<never>()
+    const metrics = yield* Effect.serviceOption(Metrics)
+    const recorder = Option.isSome(metrics) ? metrics.value.storeRecorder(name) : undefined
+    const run = Runtime.runFork(runtime)
+    const report = (level: "error" | "warn" | "info" | "debug", message: string) => {
+      const log = level === "error"
+        ? Effect.logError(message)
+        : level === "warn"
+        ? Effect.logWarning(message)
+        : level === "info"
+        ? Effect.logInfo(message)
+        : Effect.logDebug(message)
+      run(Effect.annotateLogs(log, "store", name))
+    }
+    const tracker = new health.Tracker(name, secrets, report, recorder)
+    return { maxEntryBytes, secrets, tracker, recorder, report }
+  })
 
-const toRedisOptions = (options: Options): RedisOptions => {
-  const commandTimeout = Duration.toMillis(Duration.decode(options.commandTimeout ?? defaultCommandTimeout))
-  const connectTimeout = Duration.toMillis(Duration.decode(options.connectTimeout ?? defaultConnectTimeout))
-  const redisOptions: RedisOptions = {
-    // safe defaults for a cache first
-    lazyConnect: false,
-    // writes (lease, fill, set) are auto-pipelined; reads are batched into MGET by `readBatcher`,
-    // which costs less per command and adds no setImmediate delay to a lone get
-    enableAutoPipelining: true,
-    autoPipeliningIgnoredCommands: ["get", "mget"],
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: Math.max(1, Math.ceil(commandTimeout)),
-    connectTimeout: Math.max(1, Math.ceil(connectTimeout)),
-    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1000)
+/** Listens to the client's events for health and logs (never letting an "error" event go unhandled); returns the undo. */
+const listen = (client: Redis, tracker: health.Tracker): () => void => {
+  const onError = (error: unknown) => tracker.onError(error)
+  const onReady = () => tracker.onReady()
+  const onClose = () => tracker.onClose()
+  client.on("error", onError)
+  client.on("ready", onReady)
+  client.on("close", onClose)
+  if (client.status === "ready") tracker.onReady()
+  return () => {
+    client.off("error", onError)
+    client.off("ready", onReady)
+    client.off("close", onClose)
   }
-  if (options.host !== undefined) redisOptions.host = options.host
-  if (options.port !== undefined) redisOptions.port = options.port
-  if (options.db !== undefined) redisOptions.db = options.db
-  if (options.username !== undefined) redisOptions.username = options.username
-  if (options.password !== undefined) redisOptions.password = Redacted.value(options.password)
-  if (options.keyPrefix !== undefined && options.keyPrefix !== "") redisOptions.keyPrefix = options.keyPrefix
-  return redisOptions
 }
 
+const resolveOptions = (options: Options): Effect.Effect<internalOptions.Resolved, InvalidStoreOptions> =>
+  Effect.suspend(() => {
+    const resolved = internalOptions.resolve(options)
+    return Either.isLeft(resolved)
+      ? Effect.fail(new InvalidStoreOptions({ message: `RedisClient: ${resolved.left}` }))
+      : Effect.succeed(resolved.right)
+  })
+
 /**
- * Creates a client owned by the scope. Waits for the first connection at most `connectTimeout`,
- * and succeeds even when Redis is down. On release: `QUIT`, bounded by one second, then
- * `disconnect()`, so a hung Redis never hangs shutdown.
+ * Creates a client owned by the scope. Validates the options first (`InvalidStoreOptions`), then
+ * waits for the first connection at most `connectTimeout`, and succeeds even when Redis is down.
+ * On release: `QUIT`, bounded by one second, then `disconnect()`, so a hung Redis never hangs
+ * shutdown. Reads the `Metrics` in context, if any, for its store events.
  *
  * @example
  * ```ts
@@ -390,21 +535,22 @@ const toRedisOptions = (options: Options): RedisOptions => {
  *
  * @since 0.1.0
  */
-export const make = (options: Options = {}): Effect.Effect<Service, never, Scope.Scope> =>
+export const make = (options: Options = {}): Effect.Effect<Service, InvalidStoreOptions, Scope.Scope> =>
   Effect.gen(function*() {
-    const redisOptions = toRedisOptions(options)
-    const connectTimeout = redisOptions.connectTimeout ?? 1000
-    const runtime = yield* Effect.runtime<never>()
+    const resolved = yield* resolveOptions(options)
+    const settings = yield* makeSettings(resolved.name, resolved.secrets, resolved.maxEntryBytes)
     const client = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const client = options.url === undefined
-          ? new Redis(redisOptions)
-          : new Redis(Redacted.value(options.url), redisOptions)
-        // Errors surface per operation as CacheUnavailable; an unhandled "error" event would crash the process.
-        client.on("error", (error: unknown) => {
-          Runtime.runFork(runtime)(Effect.logDebug("redis client error", error))
-        })
-        return client
+      Effect.try({
+        try: () => {
+          const client = new Redis(resolved.redis)
+          // errors surface per operation as CacheUnavailable; an unhandled "error" event would crash the process
+          listen(client, settings.tracker)
+          return client
+        },
+        catch: (cause) =>
+          new InvalidStoreOptions({
+            message: `RedisClient: ioredis refused the options: ${health.safeMessage(cause, resolved.secrets)}`
+          })
       }),
       (client) =>
         Effect.gen(function*() {
@@ -414,8 +560,52 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
           client.disconnect(false)
         })
     )
-    yield* readyWithin(client, connectTimeout)
-    return fromClient(client)
+    yield* readyWithin(client, resolved.connectTimeoutMillis)
+    return wrap(client, settings)
+  })
+
+/**
+ * Options for a client the caller owns: `maxEntryBytes` and `name` as in `Options`; the connection
+ * settings are the client's own.
+ *
+ * @since 0.1.0
+ */
+export interface FromClientOptions {
+  readonly maxEntryBytes?: number | undefined
+  readonly name?: string | undefined
+}
+
+/**
+ * Wraps an `ioredis` client as the service, for the scope's lifetime. Does not own the client:
+ * closing it is the caller's job; the listeners added for health and logs are removed with the
+ * scope. A client without its own finite `commandTimeout` (the ioredis default) has no time
+ * limit: `commandTimeout` is `None`, and the store layers then bound each call themselves.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Redis } from "ioredis"
+ * import { RedisClient } from "@cache-aside/redis"
+ *
+ * const program = Effect.gen(function* () {
+ *   const redis = yield* RedisClient.fromClient(new Redis(process.env.REDIS_URL!))
+ *   return yield* redis.getBuffer("key")
+ * }).pipe(Effect.scoped)
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const fromClient = (
+  client: IORedis,
+  options: FromClientOptions = {}
+): Effect.Effect<Service, InvalidStoreOptions, Scope.Scope> =>
+  Effect.gen(function*() {
+    const resolved = yield* resolveOptions({ maxEntryBytes: options.maxEntryBytes, name: options.name })
+    const password = client.options.password
+    const secrets = typeof password === "string" && password !== "" ? [password] : []
+    const settings = yield* makeSettings(resolved.name, secrets, resolved.maxEntryBytes)
+    yield* Effect.acquireRelease(Effect.sync(() => listen(client, settings.tracker)), (undo) => Effect.sync(undo))
+    return wrap(client, settings)
   })
 
 /**
@@ -431,10 +621,13 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
  *
  * @since 0.1.0
  */
-export const layer = (options: Options = {}): Layer.Layer<RedisClient> => Layer.scoped(RedisClient, make(options))
+export const layer = (options: Options = {}): Layer.Layer<RedisClient, InvalidStoreOptions> =>
+  Layer.scoped(RedisClient, make(options))
+
+const invalidData = (error: InvalidStoreOptions): ConfigError.ConfigError => ConfigError.InvalidData([], error.message)
 
 /**
- * A layer reading its options from `Config`.
+ * A layer reading its options from `Config`. Invalid values are a `ConfigError`.
  *
  * @example
  * ```ts
@@ -452,14 +645,46 @@ export const layer = (options: Options = {}): Layer.Layer<RedisClient> => Layer.
 export const layerFromConfig = (
   config: Config.Config.Wrap<Options>
 ): Layer.Layer<RedisClient, ConfigError.ConfigError> =>
-  Layer.scoped(RedisClient, Effect.flatMap(Config.unwrap(config), make))
+  Layer.scoped(
+    RedisClient,
+    Effect.flatMap(Config.unwrap(config), (options) => Effect.mapError(make(options), invalidData))
+  )
 
 const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
   Config.map(Config.option(config), Option.getOrUndefined)
 
+/** A file's contents, read when the config is loaded; an unreadable file is a ConfigError naming the variable and path. */
+const fileContents = (name: string): Config.Config<Buffer | undefined> =>
+  optional(Config.mapOrFail(Config.string(name), (path) => {
+    try {
+      return Either.right(Fs.readFileSync(path))
+    } catch (error) {
+      const code = typeof error === "object" && error !== null && "code" in error ? String(error.code) : "error"
+      return Either.left(ConfigError.InvalidData([name], `${name}: cannot read ${JSON.stringify(path)} (${code})`))
+    }
+  }))
+
+const tlsConfig: Config.Config<TlsOptions | undefined> = Config.map(
+  Config.all({
+    ca: fileContents("REDIS_TLS_CA_FILE"),
+    cert: fileContents("REDIS_TLS_CERT_FILE"),
+    key: fileContents("REDIS_TLS_KEY_FILE"),
+    servername: optional(Config.string("REDIS_TLS_SERVERNAME")),
+    rejectUnauthorized: optional(Config.boolean("REDIS_TLS_REJECT_UNAUTHORIZED"))
+  }),
+  ({ ca, cert, key, rejectUnauthorized, servername }): TlsOptions | undefined =>
+    ca === undefined && cert === undefined && key === undefined && servername === undefined &&
+      rejectUnauthorized === undefined
+      ? undefined
+      : { ca, cert, key: key === undefined ? undefined : Redacted.make(key), servername, rejectUnauthorized }
+)
+
 /**
- * Options from the environment: `REDIS_URL` (required), and optionally `REDIS_KEY_PREFIX`,
- * `REDIS_COMMAND_TIMEOUT` and `REDIS_CONNECT_TIMEOUT` (durations such as `500 millis`).
+ * Options from the environment: `REDIS_URL` (required), and optionally `REDIS_USERNAME`,
+ * `REDIS_PASSWORD`, `REDIS_DB`, `REDIS_KEY_PREFIX`, `REDIS_COMMAND_TIMEOUT` and
+ * `REDIS_CONNECT_TIMEOUT` (durations such as `500 millis`), `REDIS_MAX_ENTRY_BYTES`, and TLS:
+ * `REDIS_TLS_CA_FILE`, `REDIS_TLS_CERT_FILE`, `REDIS_TLS_KEY_FILE` (paths, read when the config is
+ * loaded), `REDIS_TLS_SERVERNAME`, `REDIS_TLS_REJECT_UNAUTHORIZED`. Any TLS variable turns TLS on.
  *
  * @example
  * ```ts
@@ -472,9 +697,14 @@ const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
  */
 export const config: Config.Config<Options> = Config.all({
   url: Config.redacted("REDIS_URL"),
+  username: optional(Config.string("REDIS_USERNAME")),
+  password: optional(Config.redacted("REDIS_PASSWORD")),
+  db: optional(Config.integer("REDIS_DB")),
   keyPrefix: optional(Config.string("REDIS_KEY_PREFIX")),
   commandTimeout: optional(Config.duration("REDIS_COMMAND_TIMEOUT")),
-  connectTimeout: optional(Config.duration("REDIS_CONNECT_TIMEOUT"))
+  connectTimeout: optional(Config.duration("REDIS_CONNECT_TIMEOUT")),
+  maxEntryBytes: optional(Config.integer("REDIS_MAX_ENTRY_BYTES")),
+  tls: tlsConfig
 })
 
 /**
@@ -497,7 +727,7 @@ export const layerConfig: Layer.Layer<RedisClient, ConfigError.ConfigError> = la
  *
  * @example
  * ```ts
- * import { Redis, ReplyError } from "ioredis"
+ * import { Redis } from "ioredis"
  * import { RedisClient } from "@cache-aside/redis"
  *
  * const redis = new Redis("redis://localhost:6379")
@@ -506,5 +736,7 @@ export const layerConfig: Layer.Layer<RedisClient, ConfigError.ConfigError> = la
  *
  * @since 0.1.0
  */
-export const layerFromClient = (client: IORedis): Layer.Layer<RedisClient> =>
-  Layer.sync(RedisClient, () => fromClient(client))
+export const layerFromClient = (
+  client: IORedis,
+  options: FromClientOptions = {}
+): Layer.Layer<RedisClient, InvalidStoreOptions> => Layer.scoped(RedisClient, fromClient(client, options))

@@ -1,0 +1,264 @@
+/**
+ * Turns the public `RedisClient.Options` into ioredis options, validating every field: a value that
+ * cannot make a working client (a port out of range, an infinite timeout, a malformed URL, a TLS
+ * key that does not load) is a message for `InvalidStoreOptions` or a `ConfigError`, never a
+ * defect and never a client that silently fails every command. The URL is parsed here, so ioredis
+ * never sees it and no parse error can carry it; messages never include the URL, the password or
+ * the TLS key.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type { RedisOptions } from "ioredis"
+import * as Tls from "node:tls"
+import * as validate from "./validate.js"
+
+/** @internal */
+export const defaultCommandTimeout: Duration.Duration = Duration.millis(250)
+/** @internal */
+export const defaultConnectTimeout: Duration.Duration = Duration.seconds(1)
+/** The largest string Redis stores (`proto-max-bulk-len`'s default). @internal */
+export const maxRedisStringBytes = 512 * 1024 * 1024
+/** @internal */
+export const defaultMaxEntryBytes = 16 * 1024 * 1024
+
+/**
+ * The time limit a client puts on its own commands, from its `commandTimeout` option: only a
+ * finite, positive number is one (ioredis' default, `undefined`, is none).
+ *
+ * @internal
+ */
+export const ownTimeout = (commandTimeout: unknown): Option.Option<Duration.Duration> =>
+  typeof commandTimeout === "number" && Number.isFinite(commandTimeout) && commandTimeout > 0
+    ? Option.some(Duration.millis(commandTimeout))
+    : Option.none()
+
+/** TLS material: file contents (PEM), the key `Redacted`. @internal */
+export interface TlsInput {
+  readonly ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
+  readonly cert?: string | Uint8Array | undefined
+  readonly key?: Redacted.Redacted<string | Uint8Array> | undefined
+  readonly servername?: string | undefined
+  readonly rejectUnauthorized?: boolean | undefined
+}
+
+/** The fields of `RedisClient.Options` this module reads. @internal */
+export interface Input {
+  readonly url?: Redacted.Redacted<string> | undefined
+  readonly host?: string | undefined
+  readonly port?: number | undefined
+  readonly db?: number | undefined
+  readonly username?: string | undefined
+  readonly password?: Redacted.Redacted<string> | undefined
+  readonly keyPrefix?: string | undefined
+  readonly commandTimeout?: Duration.DurationInput | undefined
+  readonly connectTimeout?: Duration.DurationInput | undefined
+  readonly maxEntryBytes?: number | undefined
+  readonly tls?: TlsInput | undefined
+  readonly name?: string | undefined
+}
+
+/** @internal */
+export interface Resolved {
+  readonly redis: RedisOptions
+  readonly connectTimeoutMillis: number
+  readonly maxEntryBytes: number
+  readonly name: string
+  /** Strings that must never appear in a log line (the password), for scrubbing error messages. */
+  readonly secrets: ReadonlyArray<string>
+}
+
+interface UrlParts {
+  readonly tls: boolean
+  readonly host: string
+  readonly port: number | undefined
+  readonly username: string | undefined
+  readonly password: string | undefined
+  readonly db: number | undefined
+}
+
+const urlShape = "redis://[[username]:password@]host[:port][/db] or rediss://..."
+
+const decodePart = (part: string): string | undefined => {
+  if (part === "") return undefined
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Parses a Redis URL. Errors name what is wrong and never include the URL (it may hold a password).
+ *
+ * @internal
+ */
+export const parseUrl = (url: string): Either.Either<UrlParts, string> => {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return Either.left(`url is not a valid URL (${urlShape}); the URL is not shown, it may hold a password`)
+  }
+  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") {
+    return Either.left(`url must use redis:// or rediss:// (${urlShape})`)
+  }
+  if (parsed.search !== "" || parsed.hash !== "") {
+    return Either.left("url must not have query parameters or a fragment: give options instead")
+  }
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1")
+  if (host === "") return Either.left(`url has no host (${urlShape})`)
+  const port = parsed.port === "" ? undefined : Number(parsed.port)
+  if (port === 0) return Either.left("url port must be between 1 and 65535")
+  const path = parsed.pathname.replace(/^\//, "")
+  let db: number | undefined
+  if (path !== "") {
+    if (!/^\d{1,9}$/.test(path)) return Either.left(`url path must be a database number (${urlShape})`)
+    db = Number(path)
+  }
+  const username = decodePart(parsed.username)
+  const password = decodePart(parsed.password)
+  if ((parsed.username !== "" && username === undefined) || (parsed.password !== "" && password === undefined)) {
+    return Either.left("url user information is not valid percent-encoding")
+  }
+  return Either.right({ tls: parsed.protocol === "rediss:", host, port, username, password, db })
+}
+
+const toBuffer = (value: string | Uint8Array): string | Buffer =>
+  typeof value === "string" ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+
+const tlsOptions = (input: TlsInput): Either.Either<Tls.ConnectionOptions, string> => {
+  const out: Tls.ConnectionOptions = {}
+  if ((input.cert === undefined) !== (input.key === undefined)) {
+    return Either.left("tls.cert and tls.key must be given together")
+  }
+  if (input.ca !== undefined) {
+    out.ca = Array.isArray(input.ca)
+      ? input.ca.map(toBuffer)
+      : toBuffer(input.ca as string | Uint8Array)
+  }
+  if (input.cert !== undefined) out.cert = toBuffer(input.cert)
+  if (input.key !== undefined) {
+    if (!Redacted.isRedacted(input.key)) return Either.left("tls.key must be Redacted")
+    out.key = toBuffer(Redacted.value(input.key))
+  }
+  if (input.servername !== undefined) {
+    const servername = validate.name("tls.servername", input.servername)
+    if (Either.isLeft(servername)) return Either.left(servername.left)
+    out.servername = servername.right
+  }
+  if (input.rejectUnauthorized !== undefined) {
+    const reject = validate.boolean("tls.rejectUnauthorized", input.rejectUnauthorized)
+    if (Either.isLeft(reject)) return Either.left(reject.left)
+    out.rejectUnauthorized = reject.right
+  }
+  try {
+    // loads the CA, certificate and key now, so a bad file fails the layer instead of every connect
+    Tls.createSecureContext({ ca: out.ca, cert: out.cert, key: out.key })
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.slice(0, 200) : "unknown error"
+    return Either.left(`tls: the CA, certificate or key cannot be loaded (${reason})`)
+  }
+  return Either.right(out)
+}
+
+type Check = Either.Either<unknown, string>
+
+const firstError = (checks: ReadonlyArray<Check>): string | undefined => {
+  for (const check of checks) if (Either.isLeft(check)) return check.left
+  return undefined
+}
+
+/**
+ * Validates the options and builds the ioredis options: safe defaults for a cache first, then the
+ * URL's fields, then the explicit fields.
+ *
+ * @internal
+ */
+export const resolve = (input: Input): Either.Either<Resolved, string> => {
+  let url: UrlParts | undefined
+  if (input.url !== undefined) {
+    if (!Redacted.isRedacted(input.url)) return Either.left("url must be Redacted")
+    const parsed = parseUrl(Redacted.value(input.url))
+    if (Either.isLeft(parsed)) return Either.left(parsed.left)
+    url = parsed.right
+  }
+  if (input.password !== undefined && !Redacted.isRedacted(input.password)) {
+    return Either.left("password must be Redacted")
+  }
+  const commandTimeout = validate.duration(
+    "commandTimeout",
+    input.commandTimeout ?? defaultCommandTimeout,
+    1,
+    validate.maxTimerMillis
+  )
+  const connectTimeout = validate.duration(
+    "connectTimeout",
+    input.connectTimeout ?? defaultConnectTimeout,
+    1,
+    validate.maxTimerMillis
+  )
+  const maxEntryBytes = validate.integer(
+    "maxEntryBytes",
+    input.maxEntryBytes ?? defaultMaxEntryBytes,
+    1,
+    maxRedisStringBytes
+  )
+  const tls = input.tls === undefined ? undefined : tlsOptions(input.tls)
+  const error = firstError([
+    commandTimeout,
+    connectTimeout,
+    maxEntryBytes,
+    input.host === undefined ? Either.right(0) : validate.name("host", input.host),
+    input.port === undefined ? Either.right(0) : validate.integer("port", input.port, 1, 65535),
+    input.db === undefined ? Either.right(0) : validate.integer("db", input.db, 0, 2 ** 31 - 1),
+    input.username === undefined ? Either.right(0) : validate.name("username", input.username),
+    input.keyPrefix === undefined || typeof input.keyPrefix === "string"
+      ? Either.right(0)
+      : Either.left("keyPrefix must be a string"),
+    input.name === undefined ? Either.right(0) : validate.name("name", input.name),
+    tls ?? Either.right(0)
+  ])
+  if (error !== undefined) return Either.left(error)
+  const commandMillis = Math.max(1, Math.ceil(Duration.toMillis(Either.getOrThrow(commandTimeout))))
+  const connectMillis = Math.max(1, Math.ceil(Duration.toMillis(Either.getOrThrow(connectTimeout))))
+  const redis: RedisOptions = {
+    // safe defaults for a cache first
+    lazyConnect: false,
+    // writes (lease, fill, set) are auto-pipelined; reads are batched by the client's read batcher,
+    // which costs less per command and adds no setImmediate delay to a lone get
+    enableAutoPipelining: true,
+    autoPipeliningIgnoredCommands: ["get", "mget", "evalsha", "eval"],
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: commandMillis,
+    connectTimeout: connectMillis,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1000)
+  }
+  const password = input.password !== undefined ? Redacted.value(input.password) : url?.password
+  const host = input.host ?? url?.host
+  const port = input.port ?? url?.port
+  const db = input.db ?? url?.db
+  const username = input.username ?? url?.username
+  if (host !== undefined) redis.host = host
+  if (port !== undefined) redis.port = port
+  if (db !== undefined) redis.db = db
+  if (username !== undefined) redis.username = username
+  if (password !== undefined) redis.password = password
+  if (input.keyPrefix !== undefined && input.keyPrefix !== "") redis.keyPrefix = input.keyPrefix
+  if (tls !== undefined) redis.tls = Either.getOrThrow(tls)
+  else if (url?.tls === true) redis.tls = {}
+  const secrets: Array<string> = []
+  if (password !== undefined && password !== "") secrets.push(password)
+  if (input.url !== undefined) secrets.push(Redacted.value(input.url))
+  return Either.right({
+    redis,
+    connectTimeoutMillis: connectMillis,
+    maxEntryBytes: Either.getOrThrow(maxEntryBytes),
+    name: input.name ?? "default",
+    secrets
+  })
+}

@@ -1,0 +1,70 @@
+/**
+ * The Lua scripts of the Redis store, run through ioredis' `defineCommand` (EVALSHA, falling back
+ * to EVAL after a `SCRIPT FLUSH`). Every read goes through `read`, so that an entry larger than
+ * `maxEntryBytes` is never transferred: its length is checked on the server in the same round trip
+ * and it is removed there. A later "lease and read in one round trip" extends `read` (more ARGV),
+ * not a second script.
+ *
+ * @internal
+ */
+
+/**
+ * `KEYS`: the keys to read. `ARGV[1]`: the largest entry, in bytes, that may be returned.
+ * Returns one element per key: the value, `false` (nil: absent, or not a string), or the entry's
+ * length as an integer when it was over the limit (it has been removed with `UNLINK`).
+ * `STRLEN` is O(1); when every entry fits (the common case) the answer is one `MGET`.
+ *
+ * @internal
+ */
+export const read = `
+local max = tonumber(ARGV[1])
+local over = nil
+for i = 1, #KEYS do
+  local len = redis.pcall("STRLEN", KEYS[i])
+  if type(len) == "number" and len > max then
+    over = over or {}
+    over[i] = len
+  end
+end
+if not over then
+  return redis.call("MGET", unpack(KEYS))
+end
+local out = {}
+for i = 1, #KEYS do
+  if over[i] then
+    redis.call("UNLINK", KEYS[i])
+    out[i] = over[i]
+  else
+    local value = redis.pcall("GET", KEYS[i])
+    if type(value) == "string" then out[i] = value else out[i] = false end
+  end
+end
+return out
+`
+
+/**
+ * Most keys per `read` call: Lua's `unpack` is bounded by the C stack (about 8,000 values).
+ *
+ * @internal
+ */
+export const readBatchLimit = 1000
+
+/** `KEYS[1]`; `ARGV`: expected SHA-1 (hex), new value, PX millis. 1 when written. @internal */
+export const compareAndSet = `
+local current = redis.call("GET", KEYS[1])
+if current and redis.sha1hex(current) == ARGV[1] then
+  redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
+  return 1
+end
+return 0
+`
+
+/** `KEYS[1]`; `ARGV[1]`: expected SHA-1 (hex). 1 when deleted. @internal */
+export const compareAndDelete = `
+local current = redis.call("GET", KEYS[1])
+if current and redis.sha1hex(current) == ARGV[1] then
+  redis.call("DEL", KEYS[1])
+  return 1
+end
+return 0
+`
