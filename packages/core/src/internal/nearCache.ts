@@ -113,7 +113,9 @@ export class NearCache<A> {
     const until = Math.min(expiresAt, now + this.options.ttlMillis)
     if (!(until > now)) return
     if (this.options.maxBytes !== undefined && !(size >= 1 && size <= this.options.maxBytes)) return
-    this.lru.set(key, { value, expiresAt: until }, { size: Math.max(1, size) })
+    const slot: Slot<A> = { value, expiresAt: until }
+    if (this.options.maxBytes === undefined) this.lru.set(key, slot)
+    else this.lru.set(key, slot, { size: Math.max(1, size) })
   }
 
   /** Removes keys (a local write, or a message); every read that began before cannot fill them. */
