@@ -29,6 +29,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import { performance } from "node:perf_hooks"
 import { redisVersion as readRedisVersion, startRedis } from "./redis-server.js"
+import { makeScoped } from "./scoped.js"
 
 // ---------------------------------------------------------------------------------------------
 // configuration
@@ -216,14 +217,18 @@ const cacheAsideContender = async (url: string): Promise<Contender> => {
   const runtime = ManagedRuntime.make(
     Layer.provideMerge(RedisCacheStore.layer({ url: Redacted.make(url) }), Metrics.layer)
   )
-  const users = await runtime.runPromise(CacheAside.make({
-    namespace: "user",
-    key: (id: number) => String(id),
-    schema: User,
-    lookup: (id: number) => Effect.succeed(Option.some(classUser(id))),
-    ttl: `${TTL_SECONDS} seconds`,
-    jitter: 0.1
-  }))
+  const scoped = await makeScoped(
+    runtime,
+    CacheAside.make({
+      namespace: "user",
+      key: (id: number) => String(id),
+      schema: User,
+      lookup: (id: number) => Effect.succeed(Option.some(classUser(id))),
+      ttl: `${TTL_SECONDS} seconds`,
+      jitter: 0.1
+    })
+  )
+  const users = scoped.value
   const metrics = await runtime.runPromise(Metrics.Metrics)
   const snapshot = () => runtime.runPromise(metrics.snapshot("user"))
 
@@ -282,7 +287,7 @@ const cacheAsideContender = async (url: string): Promise<Contender> => {
         }
       }
     },
-    close: () => runtime.dispose()
+    close: scoped.close
   }
 }
 

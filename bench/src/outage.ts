@@ -33,6 +33,7 @@ import { Redis } from "ioredis"
 import * as Fs from "node:fs"
 import { performance } from "node:perf_hooks"
 import { redisVersion, startRedis } from "./redis-server.js"
+import { makeScoped } from "./scoped.js"
 
 // ---------------------------------------------------------------------------------------------
 // configuration
@@ -177,13 +178,17 @@ const cacheAsideContender = async (
       Layer.provideMerge(quiet ? Logger.minimumLogLevel(LogLevel.Error) : Layer.empty)
     )
   )
-  const users = await runtime.runPromise(CacheAside.make({
-    namespace: "user",
-    key: (id: number) => String(id),
-    schema: User,
-    lookup: (id: number) => Effect.map(Effect.promise(() => dbCall(id)), Option.some),
-    ttl: "3600 seconds"
-  }))
+  const scoped = await makeScoped(
+    runtime,
+    CacheAside.make({
+      namespace: "user",
+      key: (id: number) => String(id),
+      schema: User,
+      lookup: (id: number) => Effect.map(Effect.promise(() => dbCall(id)), Option.some),
+      ttl: "3600 seconds"
+    })
+  )
+  const users = scoped.value
   const one = (id: number, latencies: Array<number>, count: { errors: number }) =>
     Effect.suspend(() => {
       const started = performance.now()
@@ -224,7 +229,7 @@ const cacheAsideContender = async (
       }))
     },
     counters: () => runtime.runPromise(Effect.flatMap(Metrics.Metrics, (m) => m.snapshot("user"))),
-    close: () => runtime.dispose()
+    close: scoped.close
   }
 }
 

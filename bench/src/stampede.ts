@@ -39,6 +39,7 @@ import * as Os from "node:os"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import { redisVersion as readRedisVersion, startRedis } from "./redis-server.js"
+import { makeScoped } from "./scoped.js"
 
 // ---------------------------------------------------------------------------------------------
 // configuration
@@ -138,20 +139,24 @@ const makeDriver = async (config: ChildConfig, lookup: () => Promise<Row>): Prom
         Metrics.layer
       )
       const runtime = ManagedRuntime.make(layer)
-      const cache = await runtime.runPromise(CacheAside.make({
-        namespace: "bench",
-        key: (key: string) => key,
-        schema: RowSchema,
-        lookup: () => Effect.map(Effect.promise(lookup), Option.some),
-        ttl: Duration.millis(ttlMillis),
-        jitter: 0,
-        lock: config.contender === "cache-aside-lock"
-      }))
+      const scoped = await makeScoped(
+        runtime,
+        CacheAside.make({
+          namespace: "bench",
+          key: (key: string) => key,
+          schema: RowSchema,
+          lookup: () => Effect.map(Effect.promise(lookup), Option.some),
+          ttl: Duration.millis(ttlMillis),
+          jitter: 0,
+          lock: config.contender === "cache-aside-lock"
+        })
+      )
+      const cache = scoped.value
       const snapshot = Effect.flatMap(Metrics.Metrics, (m) => m.snapshot("bench"))
       const quiet = Logger.withMinimumLogLevel(LogLevel.Error)
       return {
         get: () => runtime.runPromise(quiet(cache.get(HOT_KEY))).then((value) => Option.getOrThrow(value)),
-        close: () => runtime.dispose(),
+        close: scoped.close,
         extra: async () => {
           const s = await runtime.runPromise(snapshot)
           return {

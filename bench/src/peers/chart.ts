@@ -109,8 +109,8 @@ export const renderChart = (input: ChartInput): string => {
   const values = input.panels.flatMap((p) => p.groups.flatMap((g) => g.bars.flatMap((b) => b.value ?? [])))
   const range = axisRange(values)
   const legend = input.contenders.map((contender, c) => {
-    const x = LEFT + (c % 4) * 270
-    const y = 52 + Math.floor(c / 4) * 18
+    const x = LEFT + (c % 3) * 370
+    const y = 52 + Math.floor(c / 3) * 18
     return `<rect x="${x}" y="${y - 10}" width="12" height="12" fill="${COLORS[c % COLORS.length]}"/>` +
       `<text x="${x + 17}" y="${y}" font-size="12">${escapeXml(contender.label)}</text>`
   })

@@ -13,7 +13,6 @@ import { memoryDriver } from "bentocache/drivers/memory"
 import { redisBusDriver, redisDriver } from "bentocache/drivers/redis"
 import { createCache } from "cache-manager"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
@@ -21,9 +20,9 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import * as Scope from "effect/Scope"
 import { Redis } from "ioredis"
 import { Keyv } from "keyv"
+import { makeScoped } from "../scoped.js"
 import { type Row, rowOf } from "./workloads.js"
 
 /** Time-to-live of every cached row (long: no workload waits for an expiry). */
@@ -154,7 +153,7 @@ const RowSchema = Schema.Struct({ id: Schema.String, name: Schema.String, email:
 
 /**
  * `CacheAside.make` on `RedisCacheStore.layer({ url })` with its defaults, built once in a
- * `ManagedRuntime`; the handle lives in a `Scope` that `close` closes.
+ * `ManagedRuntime`; the handle lives in a `Scope` of its own that `close` closes.
  */
 export const cacheAside = async (url: string, nearCache: NearCacheOption | undefined): Promise<Contender> => {
   const db = new Database()
@@ -175,8 +174,8 @@ export const cacheAside = async (url: string, nearCache: NearCacheOption | undef
   const options: CacheAside.Options<string, Row, Row, never, never> = nearCache === undefined
     ? base
     : { ...base, nearCache } as typeof base
-  const scope = await runtime.runPromise(Scope.make())
-  const cache = await runtime.runPromise(Scope.extend(CacheAside.make(options), scope))
+  const scoped = await makeScoped(runtime, CacheAside.make(options))
+  const cache = scoped.value
   const metrics = await runtime.runPromise(Metrics.Metrics)
   const getEffect = (key: string) => Effect.map(cache.get(key), Option.getOrUndefined)
   return {
@@ -191,10 +190,7 @@ export const cacheAside = async (url: string, nearCache: NearCacheOption | undef
       for (const [name, value] of Object.entries(snapshot)) if (typeof value === "number") numbers[name] = value
       return numbers
     },
-    close: async () => {
-      await runtime.runPromise(Scope.close(scope, Exit.void))
-      await runtime.dispose()
-    }
+    close: scoped.close
   }
 }
 
