@@ -204,7 +204,9 @@ interface ReportInput {
 }
 
 const report = async (input: ReportInput) => {
-  const near = input.cells.find((c) => c.contender === "cache-aside-near" && (c.workload === "A" || c.workload === "B"))
+  // A (one hot key, sequential) tells: a working near cache answers it with no Redis command, while
+  // without one every get sends one (B does not tell: its concurrent gets share one read anyway)
+  const near = input.cells.find((c) => c.contender === "cache-aside-near" && c.workload === "A")
   const nearInactive = near !== undefined && near.redisCommandsPerOp > 0.5
   const labels: Labels = {
     workloads,
@@ -252,6 +254,9 @@ const report = async (input: ReportInput) => {
 
   const out = (name: string) => new URL(`../results/${name}`, import.meta.url)
   Fs.mkdirSync(out("."), { recursive: true })
+  // a partial run (BENCH_ONLY, BENCH_CONTENDERS, BENCH_MODES) keeps the full results
+  const partial = ONLY !== undefined || ONLY_CONTENDERS !== undefined || envList("BENCH_MODES") !== undefined
+  const base = partial ? "peers.partial" : "peers"
   const json = {
     benchmark: "peers",
     date,
@@ -268,7 +273,7 @@ const report = async (input: ReportInput) => {
     cells: input.cells,
     durationSeconds: seconds
   }
-  Fs.writeFileSync(out("peers.json"), JSON.stringify(json, null, 2) + "\n")
+  Fs.writeFileSync(out(`${base}.json`), JSON.stringify(json, null, 2) + "\n")
   const svg = renderChart(chartInput(
     input.cells,
     labels,
@@ -280,8 +285,8 @@ const report = async (input: ReportInput) => {
       date.slice(0, 16)
     } UTC`
   ))
-  Fs.writeFileSync(out("peers.svg"), svg)
-  console.log(`wrote bench/results/peers.json and bench/results/peers.svg (${seconds} s)`)
+  Fs.writeFileSync(out(`${base}.svg`), svg)
+  console.log(`wrote bench/results/${base}.json and bench/results/${base}.svg (${seconds} s)`)
 }
 
 main().catch((error: unknown) => {

@@ -6,6 +6,7 @@
  */
 import * as CacheAside from "@cache-aside/core/CacheAside"
 import * as Metrics from "@cache-aside/core/Metrics"
+import * as RedisCacheBus from "@cache-aside/redis/RedisCacheBus"
 import * as RedisCacheStore from "@cache-aside/redis/RedisCacheStore"
 import KeyvRedis from "@keyv/redis"
 import { BentoCache, bentostore } from "bentocache"
@@ -77,7 +78,7 @@ export interface Contender {
   /** A get through Promises, as a non-Effect caller makes it. */
   readonly get: (key: string) => Promise<Row | undefined>
   /** A get inside an Effect program; `undefined`: the contender does not run in that mode. */
-  readonly getEffect: ((key: string) => Effect.Effect<Row | undefined>) | undefined
+  readonly getEffect: ((key: string) => Effect.Effect<Row | undefined, unknown>) | undefined
   /** The library's own counters (CacheAside's Metrics snapshot), to spot store errors. */
   readonly counters?: (() => Promise<Record<string, number>>) | undefined
   readonly close: () => Promise<void>
@@ -152,15 +153,18 @@ export const cacheManager = (url: string): Contender => {
 const RowSchema = Schema.Struct({ id: Schema.String, name: Schema.String, email: Schema.String, score: Schema.Number })
 
 /**
- * `CacheAside.make` on `RedisCacheStore.layer({ url })` with its defaults, built once in a
- * `ManagedRuntime`; the handle lives in a `Scope` of its own that `close` closes.
+ * `CacheAside.make` with its defaults, built once in a `ManagedRuntime`, on
+ * `RedisCacheStore.layer({ url })`; with a near cache on `RedisCacheBus.layer({ url })` (the store
+ * and the bus that keeps near caches coherent: pub/sub and Redis client-side caching). The handle
+ * lives in a `Scope` of its own that `close` closes.
  */
 export const cacheAside = async (url: string, nearCache: NearCacheOption | undefined): Promise<Contender> => {
   const db = new Database()
+  const store = nearCache === undefined
+    ? RedisCacheStore.layer({ url: Redacted.make(url) })
+    : RedisCacheBus.layer({ url: Redacted.make(url) })
   const runtime = ManagedRuntime.make(
-    Layer.provideMerge(RedisCacheStore.layer({ url: Redacted.make(url) }), Metrics.layer).pipe(
-      Layer.merge(Logger.minimumLogLevel(LogLevel.Error))
-    )
+    Layer.provideMerge(store, Metrics.layer).pipe(Layer.merge(Logger.minimumLogLevel(LogLevel.Error)))
   )
   const namespace = nearCache === undefined ? "peers" : "peers-near"
   const base = {

@@ -87,11 +87,11 @@ const promiseLoop = async (
 }
 
 const effectLoop = (
-  get: (key: string) => Effect.Effect<Row | undefined>,
+  get: (key: string) => Effect.Effect<Row | undefined, unknown>,
   keyOf: (i: number) => string,
   concurrency: number,
   more: More
-): Effect.Effect<LoopResult> =>
+): Effect.Effect<LoopResult, unknown> =>
   Effect.suspend(() => {
     let started = 0
     let wrong = 0
