@@ -13,6 +13,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type { RedisOptions } from "ioredis"
+import * as Crypto from "node:crypto"
 import * as Tls from "node:tls"
 import * as validate from "./validate.js"
 
@@ -130,6 +131,18 @@ export const parseUrl = (url: string): Either.Either<UrlParts, string> => {
 const toBuffer = (value: string | Uint8Array): string | Buffer =>
   typeof value === "string" ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
 
+/** At least one PEM certificate that parses (Node ignores a CA that is not one, and then trusts nothing). */
+const isCertificate = (pem: string | Uint8Array): boolean => {
+  const text = typeof pem === "string" ? pem : Buffer.from(pem).toString("latin1")
+  if (!text.includes("-----BEGIN CERTIFICATE-----")) return false
+  try {
+    new Crypto.X509Certificate(text)
+    return true
+  } catch {
+    return false
+  }
+}
+
 const tlsOptions = (input: TlsInput): Either.Either<Tls.ConnectionOptions, string> => {
   const out: Tls.ConnectionOptions = {}
   if ((input.cert === undefined) !== (input.key === undefined)) {
@@ -154,6 +167,12 @@ const tlsOptions = (input: TlsInput): Either.Either<Tls.ConnectionOptions, strin
     const reject = validate.boolean("tls.rejectUnauthorized", input.rejectUnauthorized)
     if (Either.isLeft(reject)) return Either.left(reject.left)
     out.rejectUnauthorized = reject.right
+  }
+  for (const [what, pem] of [["tls.ca", input.ca], ["tls.cert", input.cert]] as const) {
+    const pems = pem === undefined ? [] : Array.isArray(pem) ? pem : [pem as string | Uint8Array]
+    for (const one of pems) {
+      if (!isCertificate(one)) return Either.left(`${what} must be PEM certificates (file contents, not a path)`)
+    }
   }
   try {
     // loads the CA, certificate and key now, so a bad file fails the layer instead of every connect
