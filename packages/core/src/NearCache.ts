@@ -19,12 +19,17 @@
  * - **A lost bus**: when the bus connection drops, every near cache on it is flushed and bypassed
  *   until the connection is back (invalidations may have been missed meanwhile).
  *
+ * `layerDefault(options)` turns a near cache on for every cache made under it (a cache's own
+ * `nearCache` option, or `nearCache: false`, wins).
+ *
  * Without a `CacheBus` in context, a near cache is coherent within its process only: use it so
  * only when one process uses the store, or when values may be stale for up to `ttl`.
  *
  * @since 0.1.0
  */
+import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
+import * as Layer from "effect/Layer"
 
 /**
  * Options of a near cache.
@@ -62,3 +67,30 @@ export interface Options {
   /** Longest an entry is kept (never past the store entry's own expiry). At least one millisecond. */
   readonly ttl: Duration.DurationInput
 }
+
+/**
+ * The near cache options of caches that set none: `undefined` (no near cache) unless a
+ * `layerDefault` is provided.
+ *
+ * @since 0.1.0
+ */
+export class Default extends Context.Reference<Default>()("@cache-aside/core/NearCache/Default", {
+  defaultValue: (): Options | undefined => undefined
+}) {}
+
+/**
+ * Gives every cache made under this layer a near cache with `options`, unless it sets its own
+ * `nearCache` (or `nearCache: false`).
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { NearCache } from "@cache-aside/core"
+ * import { RedisCacheBus } from "@cache-aside/redis"
+ *
+ * const Live = Layer.merge(RedisCacheBus.layer(), NearCache.layerDefault({ maxEntries: 10_000, ttl: "1 minute" }))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const layerDefault = (options: Options): Layer.Layer<Default> => Layer.succeed(Default, options)
