@@ -180,3 +180,18 @@ describe("memory bus", () => {
     )
   })
 })
+
+describe("near cache reads (begin / fill)", () => {
+  it("a fill keeps the token of the read that began it; a fill no read began is not kept", () => {
+    const { cache } = make()
+    cache.fill("never-read", Option.some("x"), 1000, 1, 0)
+    assert.isUndefined(cache.get("never-read", 1))
+    cache.begin("k")
+    cache.evictKeys(["k"]) // an invalidation while the read was in flight
+    cache.fill("k", Option.some("old"), 1000, 1, 0)
+    assert.isUndefined(cache.get("k", 1))
+    cache.begin("k")
+    cache.fill("k", Option.some("new"), 1000, 1, 0)
+    assertSome(cache.get("k", 1)!, "new")
+  })
+})

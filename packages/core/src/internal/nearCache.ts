@@ -69,6 +69,8 @@ export class NearCache<A> {
   private floor = 0
   /** Per-key epochs of recent evictions. */
   private readonly evictedAt = new Map<string, number>()
+  /** Tokens of store reads that began and have not filled yet. */
+  private readonly pending = new Map<string, number>()
 
   constructor(
     readonly options: Resolved,
@@ -90,6 +92,27 @@ export class NearCache<A> {
   /** Taken before a store read: `set` later checks that nothing was evicted since. */
   token(): number {
     return this.epoch
+  }
+
+  /**
+   * Marks the start of a store read of `key` (the read path's one read step): the token that a
+   * later `fill` of the key checks. An earlier read still pending keeps its (older, stricter) token.
+   */
+  begin(key: string): void {
+    if (this.pending.has(key)) return
+    if (this.pending.size >= maxRemembered) this.pending.clear() // forgotten reads just do not fill
+    this.pending.set(key, this.epoch)
+  }
+
+  /**
+   * A fresh value of `key` was read or filled: kept if a read of the key began (`begin`) and
+   * nothing it covers was evicted since. A fill no read began is not kept.
+   */
+  fill(key: string, value: Option.Option<A>, expiresAt: number, size: number, now: number): void {
+    const token = this.pending.get(key)
+    if (token === undefined) return
+    this.pending.delete(key)
+    this.set(key, value, expiresAt, size, token, now)
   }
 
   /** The value held for `key`, if fresh at `now` and the bus is healthy; `undefined` otherwise. */
