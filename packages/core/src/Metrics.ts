@@ -34,8 +34,10 @@ export const eventDescriptions = {
   leaseRejected: "fills refused because the lease was gone: the key was invalidated or leased again meanwhile",
   nearHits: "gets answered from the near cache (L1) in process memory (counted in hits too)",
   nearEvictions: "near cache entries evicted by an invalidation from another process or a write by any Redis client",
-  nearFlushes: "near cache flushes because the bus connection was lost or came back (invalidations may have been missed)",
-  lookupTimeouts: "lookups that passed their soft or hard timeout"
+  nearFlushes:
+    "near cache flushes because the bus connection was lost or came back (invalidations may have been missed)",
+  lookupTimeouts: "lookups that passed their soft or hard timeout",
+  ttlErrors: "values not cached because the ttl function gave an invalid duration (NaN, infinite, too long)"
 } as const
 
 /**
@@ -260,6 +262,38 @@ const toSnapshot = (counts: Record<Event, number>, store: StoreSnapshot): Snapsh
   return { ...counts, hitRatio: reads === 0 ? 0 : counts.hits / reads, store }
 }
 
+/** One tags array per namespace (see `make`): shared by every recorder of that namespace. */
+const namespaceTags = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+const tagsOf = (namespace: string): ReadonlyArray<MetricLabel.MetricLabel> => {
+  let tags = namespaceTags.get(namespace)
+  if (tags === undefined) {
+    tags = [MetricLabel.make("namespace", namespace)]
+    namespaceTags.set(namespace, tags)
+  }
+  return tags
+}
+
+/**
+ * The recorder used when no `Metrics` service is provided: it feeds Effect's global `Metric`
+ * registry only (so exporters still see every counter), without per-layer counts or snapshots.
+ *
+ * @example
+ * ```ts
+ * import { Metrics } from "@cache-aside/core"
+ *
+ * Metrics.globalRecorder("user").increment("hits")
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const globalRecorder = (namespace: string): Recorder => {
+  const tags = tagsOf(namespace)
+  return {
+    increment: (event, by = 1) => counters[event].unsafeUpdate(by, tags),
+    observeLoad: (millis) => loadDuration.unsafeUpdate(millis, tags)
+  }
+}
+
 /**
  * Makes a metrics service with counters of its own (two layers never share counts), which also
  * feeds the global Effect metrics tagged with `namespace`.
@@ -278,7 +312,7 @@ export const make: Effect.Effect<Context.Tag.Service<Metrics>> = Effect.sync(() 
     // One tags array per namespace, passed as is: Effect caches a metric's hook per tags array
     // (by identity), so the hit path skips the registry lookup. `Metric.taggedWithLabels` would
     // build a new array on every update and miss that cache.
-    const tags = [MetricLabel.make("namespace", namespace)]
+    const tags = tagsOf(namespace)
     const created: Recorder = {
       increment: (event, by = 1) => {
         counts[event] += by

@@ -11,7 +11,7 @@ class Database extends Context.Tag("test/Database")<Database, { readonly name: s
 const Services = Layer.provideMerge(MemoryCacheStore.layer(), Metrics.layer)
 
 describe("the lookup's requirements", () => {
-  it.effect("are captured by make: gets need nothing, and the captured services win over the caller's", () =>
+  it.scoped("are captured by make: gets need nothing, and the captured services win over the caller's", () =>
     Effect.gen(function*() {
       const cache = yield* CacheAside.make({
         namespace: "ctx",

@@ -25,7 +25,7 @@ const setup = Effect.gen(function*() {
 })
 
 describe("tracing", () => {
-  it.effect("a traced caller gets a cache_aside.load span around the lookup; an untraced one pays for none", () =>
+  it.scoped("a traced caller gets a cache_aside.load span around the lookup; an untraced one pays for none", () =>
     Effect.gen(function*() {
       const { cache, seen } = yield* setup
       yield* cache.get(1)

@@ -1,0 +1,185 @@
+/**
+ * `getMany`: one store round trip for every key; the keys another get already has in flight are
+ * joined; the others are led by one batch fiber in the cache's `FiberSet` (registered together with
+ * their flights in one uninterruptible step). Misses are leased and loaded with one `loadMany`
+ * (with the lookup's hard timeout, span and metrics), answers matched by key; a key the batch does
+ * not answer loads on its own. Keys another process holds the lease of wait for its fill (the lock)
+ * *while* this batch loads its own keys, so overlapping batches never wait on each other. Without
+ * `loadMany`, misses load one by one with bounded concurrency.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import type * as Option from "effect/Option"
+import type { CacheUnavailable } from "../CacheStore.js"
+import type { CacheAsideImpl } from "./cacheAside.js"
+import { unavailable } from "./entry.js"
+import type { Read } from "./entry.js"
+import type { Flight, Outcome } from "./flight.js"
+import { Retry } from "./flight.js"
+import * as Lease from "./lease.js"
+
+interface Led<K, A, E> {
+  readonly key: K
+  readonly userKey: string
+  readonly full: string
+  readonly flight: Flight<A, E>
+}
+
+/** @internal */
+export const getMany = <K, A, E, R>(
+  impl: CacheAsideImpl<K, A, E, R>,
+  input: Iterable<K>
+): Effect.Effect<Array<Option.Option<A>>, E> =>
+  Effect.suspend(() => {
+    const keys = Array.from(input)
+    const userKeys = keys.map(impl.config.key)
+    const fulls = userKeys.map((userKey) => impl.keys.full(userKey))
+    return Effect.uninterruptibleMask((restore) => {
+      const flights = new Map<string, Flight<A, E>>()
+      const led: Array<Led<K, A, E>> = []
+      fulls.forEach((full, i) => {
+        if (flights.has(full)) return
+        const existing = impl.flights.get<A, E>(full)
+        if (existing !== undefined) {
+          impl.recorder.increment("coalesced")
+          flights.set(full, existing)
+        } else {
+          const flight = impl.flights.register<A, E>(full, userKeys[i]!)
+          led.push({ key: keys[i]!, userKey: userKeys[i]!, full, flight })
+          flights.set(full, flight)
+        }
+      })
+      const distinct = Array.from(flights.values())
+      const spawn = led.length === 0
+        ? Effect.void
+        : impl.flights.spawn(led.map((l) => l.flight), lead(impl, led))
+      return Effect.flatMap(Effect.zipRight(spawn, impl.flights.await(distinct, restore)), (outcomes) => {
+        const byFull = new Map<string, Outcome<A, E>>()
+        distinct.forEach((flight, i) => byFull.set(flight.full, outcomes[i]!))
+        return Effect.forEach(keys, (key, i): Effect.Effect<Option.Option<A>, E> => {
+          const outcome = byFull.get(fulls[i]!)!
+          return outcome === Retry ? impl.get(key) : outcome
+        })
+      })
+    })
+  })
+
+/** Settles a led flight with the exit of `work`. */
+const settleWith = <K, A, E, R>(
+  impl: CacheAsideImpl<K, A, E, R>,
+  l: Led<K, A, E>,
+  work: Effect.Effect<Option.Option<A>, E>
+): Effect.Effect<void> => Effect.map(Effect.exit(work), (exit) => impl.flights.settle(l.flight, exit))
+
+/** The batch leader: one read for every led key, then hits answered, misses loaded. */
+const lead = <K, A, E, R>(impl: CacheAsideImpl<K, A, E, R>, led: ReadonlyArray<Led<K, A, E>>): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const stored = yield* Effect.either(impl.store.getMany(led.map((l) => l.full)))
+    const failed = Either.isLeft(stored) ? stored.left : undefined
+    const reads: Array<Read<A>> = Either.isLeft(stored)
+      ? led.map(() => unavailable(stored.left))
+      : led.map((l, i) => impl.entries.classify(l.full, stored.right[i]!))
+    const batchable: Array<readonly [Led<K, A, E>, Read<A>]> = []
+    const single: Array<readonly [Led<K, A, E>, Read<A>]> = []
+    const now: Array<Effect.Effect<void>> = []
+    led.forEach((l, i) => {
+      const read = reads[i]!
+      const answer = impl.answerNow(l.key, l.userKey, l.full, read)
+      if (answer !== undefined) now.push(settleWith(impl, l, answer))
+      else if (impl.config.loadMany !== undefined && isBatchable(read)) batchable.push([l, read])
+      else single.push([l, read])
+    })
+    yield* Effect.all(now, { discard: true })
+    if (batchable.length === 1) single.push(batchable.pop()!)
+    yield* Effect.all([
+      Effect.forEach(
+        single,
+        ([l, read]) => settleWith(impl, l, impl.resolve(l.key, l.userKey, l.full, l.flight, read)),
+        {
+          concurrency: impl.config.batchConcurrency,
+          discard: true
+        }
+      ),
+      batchable.length === 0 ? Effect.void : loadBatch(impl, batchable, failed)
+    ], { concurrency: "unbounded", discard: true })
+  })
+
+/** The bytes a lease takes over: a dead or corrupt entry's. */
+const overOf = (read: Read<unknown>): Uint8Array | undefined =>
+  read._tag === "Dead" || read._tag === "Corrupt" ? read.bytes : undefined
+
+const isBatchable = (read: Read<unknown>): boolean =>
+  read._tag === "Absent" || read._tag === "Dead" || read._tag === "Corrupt" || read._tag === "Unavailable"
+
+/** Misses leased (each one's lease a resource of this scope) and loaded with one `loadMany`. */
+const loadBatch = <K, A, E, R>(
+  impl: CacheAsideImpl<K, A, E, R>,
+  misses: ReadonlyArray<readonly [Led<K, A, E>, Read<A>]>,
+  failed: CacheUnavailable | undefined
+): Effect.Effect<void> =>
+  Effect.scoped(Effect.gen(function*() {
+    impl.recorder.increment("misses", misses.length)
+    if (failed !== undefined) {
+      yield* impl.cacheError(failed, "fallbacks")
+      impl.recorder.increment("fallbacks", misses.length - 1)
+    }
+    for (const [l, read] of misses) {
+      if (read._tag === "Corrupt") yield* impl.corrupt(l.full, read.error)
+    }
+    const taken = yield* Effect.forEach(misses, ([l, read]) =>
+      read._tag === "Unavailable"
+        ? Effect.succeed(undefined)
+        : Lease.take(impl.store, l.full, impl.config.leaseTtl, overOf(read)), {
+      concurrency: "unbounded"
+    })
+    const waiting: Array<Led<K, A, E>> = []
+    const loading: Array<readonly [Led<K, A, E>, Lease.Lease | undefined]> = []
+    misses.forEach(([l], i) => {
+      const t = taken[i]
+      if (t?._tag === "Held" && impl.config.lock !== undefined) waiting.push(l)
+      else loading.push([l, t?._tag === "Mine" ? t.lease : undefined])
+    })
+    yield* Effect.all([
+      Effect.forEach(
+        waiting,
+        (l) => settleWith(impl, l, impl.waitForFill(l.key, l.userKey, l.full, l.flight, undefined, undefined)),
+        { concurrency: "unbounded", discard: true }
+      ),
+      loadMine(impl, loading)
+    ], { concurrency: "unbounded", discard: true })
+  }))
+
+/** One `loadMany` for the keys this batch loads; a key it leaves out loads on its own. */
+const loadMine = <K, A, E, R>(
+  impl: CacheAsideImpl<K, A, E, R>,
+  loading: ReadonlyArray<readonly [Led<K, A, E>, Lease.Lease | undefined]>
+): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    if (loading.length === 0) return
+    const loaded = yield* Effect.exit(impl.lookup.loadMany(loading.map(([l]) => l.key)))
+    if (Exit.isFailure(loaded)) {
+      const failure = Exit.failCause(loaded.cause)
+      for (const [l] of loading) impl.flights.settle(l.flight, failure)
+      return
+    }
+    const [answers, delta] = loaded.value
+    yield* Effect.forEach(loading, ([l, lease]) => {
+      const value = answers.get(l.userKey)
+      if (value === undefined) {
+        return settleWith(
+          impl,
+          l,
+          lease === undefined
+            ? impl.loadOnly(l.key, l.userKey, l.full)
+            : impl.loadAndFill(l.key, l.userKey, l.full, l.flight, lease)
+        )
+      }
+      const filled = lease === undefined
+        ? Effect.map(impl.entries.prepare(l.full, value, delta), (prepared) => prepared.value)
+        : impl.fill(l.full, l.flight, lease, value, delta)
+      return settleWith(impl, l, filled)
+    }, { concurrency: impl.config.batchConcurrency, discard: true })
+  })

@@ -1,0 +1,406 @@
+/**
+ * The read path of one cache: `CacheAsideImpl` holds the cache's state in fields (keys, flights,
+ * entries, the lookup, the background fibers) and its methods are the steps of a get:
+ *
+ * ```
+ * get -> keys -> flight (join or lead) -> store read -> entry (classify) -> decide
+ *     -> [answer now: fresh / stale]  or  [background: lease -> load -> fill (CAS) -> release]
+ * ```
+ *
+ * @internal
+ */
+import type * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as FiberSet from "effect/FiberSet"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import type { CacheAside } from "../CacheAside.js"
+import type { CacheStore, CacheUnavailable } from "../CacheStore.js"
+import * as Codec from "../Codec.js"
+import * as Glob from "../Glob.js"
+import type { Recorder } from "../Metrics.js"
+import * as batch from "./batch.js"
+import { Entries } from "./entry.js"
+import type { Found, Read } from "./entry.js"
+import type { AnyFlight, Flight } from "./flight.js"
+import { Flights, Retry } from "./flight.js"
+import { Keys } from "./keys.js"
+import * as Lease from "./lease.js"
+import { Lookup, whenTraced } from "./lookup.js"
+import type { Config } from "./options.js"
+import * as refresh from "./refresh.js"
+
+/** Whether a store failure is (or wraps, at any depth) a circuit breaker's refusal: logged once by the store. */
+export const isBreakerOpen = (error: unknown): boolean => {
+  let current: unknown = error
+  for (let depth = 0; depth < 16 && typeof current === "object" && current !== null; depth++) {
+    if (Predicate.isTagged(current, "CircuitOpen")) return true
+    current = "cause" in current ? current.cause : undefined
+  }
+  return false
+}
+
+/** @internal */
+export class CacheAsideImpl<K, A, E, R> {
+  readonly keys: Keys
+  readonly flights: Flights
+  readonly entries: Entries<A>
+  readonly lookup: Lookup<K, A, E, R, E>
+  /** Keys whose background refresh runs in this process. */
+  readonly refreshing = new Set<string>()
+  readonly logAnnotations: { readonly namespace: string }
+  readonly now: () => number
+
+  constructor(
+    readonly config: Config<K, A, E, R>,
+    readonly store: CacheStore["Type"],
+    readonly recorder: Recorder,
+    readonly fibers: FiberSet.FiberSet<unknown, unknown>,
+    captured: Context.Context<R>,
+    clock: Clock.Clock,
+    timeoutError: (userKey: string) => E
+  ) {
+    this.now = () => clock.unsafeCurrentTimeMillis()
+    this.keys = new Keys(config.prefix, config.namespace, config.version)
+    this.flights = new Flights(fibers)
+    this.entries = new Entries<A>(config, recorder, this.now)
+    this.lookup = new Lookup(config, recorder, captured, this.now, timeoutError)
+    this.logAnnotations = { namespace: config.namespace }
+  }
+
+  keyOf = (key: K): string => this.keys.full(this.config.key(key))
+
+  // ---------------------------------------------------------------------------------------------
+  // hooks: the one place a fresh decoded value is produced, and the one place invalidations apply
+
+  /** A fresh value was read or filled (the near cache's fill point). */
+  fresh(_full: string, _value: Option.Option<A>, _expiresAt: number): void {}
+
+  /** Applies an invalidation in this process: flights of matching keys do not cache their result. */
+  invalidateLocal(matches: (flight: AnyFlight) => boolean): void {
+    for (const flight of this.flights.all()) {
+      if (matches(flight)) {
+        flight.invalidated = true
+        this.flights.unregister(flight)
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // small steps
+
+  /** Counts a store failure and logs it, unless a circuit breaker refused the call (the store logged that once). */
+  cacheError(error: CacheUnavailable, event: "fallbacks" | "writeErrors" | undefined): Effect.Effect<void> {
+    this.recorder.increment("cacheErrors")
+    if (event !== undefined) this.recorder.increment(event)
+    if (isBreakerOpen(error)) return Effect.void
+    return Effect.logWarning("cache-aside: cache store unavailable", error.message).pipe(
+      Effect.annotateLogs({ ...this.logAnnotations, operation: error.operation })
+    )
+  }
+
+  /** Runs work in the cache's `FiberSet` (closing the cache's scope stops it); its failures are logged. */
+  fork(work: Effect.Effect<void, unknown>, cleanup: Effect.Effect<void> = Effect.void): Effect.Effect<void> {
+    const logged = Effect.catchAllCause(
+      work,
+      (cause) =>
+        Effect.logWarning("cache-aside: background work failed", cause).pipe(Effect.annotateLogs(this.logAnnotations))
+    )
+    return Effect.uninterruptible(
+      Effect.map(Effect.forkDaemon(Effect.ensuring(Effect.interruptible(logged), cleanup)), (fiber) => {
+        FiberSet.unsafeAdd(this.fibers, fiber)
+      })
+    )
+  }
+
+  read(full: string): Effect.Effect<Read<A>> {
+    return Effect.match(this.store.get(full), {
+      onFailure: (error): Read<A> => ({ _tag: "Unavailable", error }),
+      onSuccess: (stored) => this.entries.classify(full, stored)
+    })
+  }
+
+  corrupt(full: string, error: Codec.CodecError): Effect.Effect<void> {
+    this.recorder.increment("decodeErrors")
+    return Effect.logWarning("cache-aside: corrupt cache entry taken over", error.reason).pipe(
+      Effect.annotateLogs({ ...this.logAnnotations, key: full })
+    )
+  }
+
+  /** A load whose result is not cached (the store failed, a newer entry, no lease). */
+  loadOnly(key: K, userKey: string, full: string): Effect.Effect<Option.Option<A>, E> {
+    return Effect.flatMap(
+      this.lookup.load(key, userKey),
+      ([value, delta]) => Effect.map(this.entries.prepare(full, value, delta), (prepared) => prepared.value)
+    )
+  }
+
+  /**
+   * Loads and fills under `lease` (ours, another loader's seen without the lock, or the stale bytes
+   * a refresh replaces): the fill is a compare-and-set, skipped when the flight was invalidated.
+   */
+  loadAndFill(
+    key: K,
+    userKey: string,
+    full: string,
+    flight: Flight<A, E> | undefined,
+    lease: Lease.Lease
+  ): Effect.Effect<Option.Option<A>, E> {
+    return Effect.flatMap(
+      this.lookup.load(key, userKey),
+      ([value, delta]) => this.fill(full, flight, lease, value, delta)
+    )
+  }
+
+  /** Prepares and writes a loaded value under `lease`; answers the decoded value. Never fails. */
+  fill(
+    full: string,
+    flight: Flight<A, E> | undefined,
+    lease: Lease.Lease,
+    value: Option.Option<A>,
+    delta: number
+  ): Effect.Effect<Option.Option<A>> {
+    return Effect.flatMap(this.entries.prepare(full, value, delta), (prepared) => {
+      const write = prepared.write
+      if (write === undefined || flight?.invalidated === true) return Effect.succeed(prepared.value)
+      return Effect.as(
+        Effect.matchEffect(Lease.fill(this.store, lease, write.bytes, write.ttl), {
+          onFailure: (error) => this.cacheError(error, "writeErrors"),
+          onSuccess: (written) =>
+            Effect.sync(() => {
+              if (!written) this.recorder.increment("leaseRejected")
+              else this.fresh(full, prepared.value, this.now() + Duration.toMillis(write.ttl) - this.config.keepMillis)
+            })
+        }),
+        prepared.value
+      )
+    })
+  }
+
+  /**
+   * A miss: take the lease (`SET NX`, or a compare-and-set over `over`, the dead or corrupt bytes
+   * read), load, fill. Another loader holds it: wait for its fill (the lock) or load alone.
+   */
+  miss(
+    key: K,
+    userKey: string,
+    full: string,
+    flight: Flight<A, E> | undefined,
+    over: Uint8Array | undefined,
+    deadline: number | undefined
+  ): Effect.Effect<Option.Option<A>, E> {
+    return Lease.use(this.store, full, this.config.leaseTtl, over, (taken) => {
+      switch (taken._tag) {
+        case "Mine":
+          return this.loadAndFill(key, userKey, full, flight, taken.lease)
+        case "Held":
+          return this.config.lock !== undefined
+            ? this.waitForFill(key, userKey, full, flight, deadline, undefined)
+            : this.loadOnly(key, userKey, full)
+        case "Unavailable":
+          // the read worked, the write path did not: the value is served, not cached
+          return Effect.zipRight(this.cacheError(taken.error, "writeErrors"), this.loadOnly(key, userKey, full))
+      }
+    })
+  }
+
+  /**
+   * The lock: polls until the lease holder's fill lands, the lease goes away (then takes it), or
+   * the deadline passes (then loads by itself, filling under the last lease seen). Counted once per
+   * get; the deadline is wall-clock time from the first wait, whatever `poll` is.
+   */
+  waitForFill(
+    key: K,
+    userKey: string,
+    full: string,
+    flight: Flight<A, E> | undefined,
+    deadline: number | undefined,
+    seen: Uint8Array | undefined
+  ): Effect.Effect<Option.Option<A>, E> {
+    return Effect.suspend(() => {
+      const lock = this.config.lock!
+      if (deadline === undefined) {
+        this.recorder.increment("lockWaits")
+        deadline = this.now() + lock.waitMillis
+      }
+      const until = deadline
+      const remaining = until - this.now()
+      if (remaining <= 0) {
+        this.recorder.increment("lockTimeouts")
+        return seen === undefined
+          ? this.loadOnly(key, userKey, full)
+          : this.loadAndFill(key, userKey, full, flight, Lease.borrowed(full, seen))
+      }
+      return Effect.flatMap(
+        Effect.zipRight(Effect.sleep(Duration.millis(Math.min(lock.pollMillis, remaining))), this.read(full)),
+        (found): Effect.Effect<Option.Option<A>, E> => {
+          switch (found._tag) {
+            case "Found":
+              return Effect.succeed(found.value)
+            case "Absent":
+              // the holder released its lease (not cached, failed) or an invalidation removed it
+              return this.miss(key, userKey, full, flight, undefined, until)
+            case "Dead":
+              return this.miss(key, userKey, full, flight, found.bytes, until)
+            case "Corrupt":
+              return Effect.zipRight(
+                this.corrupt(full, found.error),
+                this.miss(key, userKey, full, flight, found.bytes, until)
+              )
+            case "Leased":
+              return this.waitForFill(key, userKey, full, flight, until, found.bytes)
+            case "Newer":
+              return this.loadOnly(key, userKey, full)
+            case "Unavailable":
+              return Effect.zipRight(this.cacheError(found.error, "fallbacks"), this.loadOnly(key, userKey, full))
+          }
+        }
+      )
+    })
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // the decision table
+
+  /** A read answered at once (a fresh or stale hit), or `undefined` when it needs a load. */
+  answerNow(key: K, userKey: string, full: string, found: Read<A>): Effect.Effect<Option.Option<A>> | undefined {
+    if (found._tag !== "Found" || found.state === "failSafe") return undefined
+    this.recorder.increment("hits")
+    if (found.state === "stale") {
+      this.recorder.increment("staleServes")
+      return Effect.as(refresh.inBackground(this, key, userKey, full, found.bytes), found.value)
+    }
+    this.fresh(full, found.value, found.entry.expiresAt)
+    if (this.config.beta === 0 || found.entry.delta <= 0) return Effect.succeed(found.value)
+    return Effect.flatMap(refresh.shouldRefreshEarly(this, found.entry), (early) => {
+      if (!early) return Effect.succeed(found.value)
+      this.recorder.increment("earlyRefreshes")
+      return Effect.as(refresh.inBackground(this, key, userKey, full, found.bytes), found.value)
+    })
+  }
+
+  /** What a read that needs a load does (in the flight's background fiber). */
+  resolve(
+    key: K,
+    userKey: string,
+    full: string,
+    flight: Flight<A, E>,
+    found: Read<A>
+  ): Effect.Effect<Option.Option<A>, E> {
+    this.recorder.increment("misses")
+    switch (found._tag) {
+      case "Unavailable":
+        return Effect.zipRight(this.cacheError(found.error, "fallbacks"), this.loadOnly(key, userKey, full))
+      case "Absent":
+        return this.miss(key, userKey, full, flight, undefined, undefined)
+      case "Dead":
+        return this.miss(key, userKey, full, flight, found.bytes, undefined)
+      case "Corrupt":
+        return Effect.zipRight(
+          this.corrupt(full, found.error),
+          this.miss(key, userKey, full, flight, found.bytes, undefined)
+        )
+      case "Newer":
+        return this.loadOnly(key, userKey, full)
+      case "Leased":
+        // Without the lock, load now and fill under the lease that was seen: the compare-and-set
+        // succeeds only while that lease is still there, so an invalidation since still wins.
+        return this.config.lock !== undefined
+          ? this.waitForFill(key, userKey, full, flight, undefined, found.bytes)
+          : this.loadAndFill(key, userKey, full, flight, Lease.borrowed(full, found.bytes))
+      case "Found":
+        return refresh.reloadOverStale(this, key, userKey, full, flight, found as Found<A>)
+    }
+  }
+
+  get = (key: K): Effect.Effect<Option.Option<A>, E> =>
+    Effect.suspend(() => {
+      const userKey = this.config.key(key)
+      const full = this.keys.full(userKey)
+      const existing = this.flights.get<A, E>(full)
+      if (existing !== undefined) {
+        this.recorder.increment("coalesced")
+        return Effect.flatMap(
+          this.flights.await([existing]),
+          ([outcome]) => outcome === Retry ? this.get(key) : outcome!
+        )
+      }
+      return this.flights.lead<A, E>(full, userKey, (flight) =>
+        Effect.flatMap(this.read(full), (found) =>
+          this.answerNow(key, userKey, full, found) ??
+            this.flights.background(flight, this.resolve(key, userKey, full, flight, found))))
+    })
+
+  // ---------------------------------------------------------------------------------------------
+  // the rest of the handle
+
+  getMany = (keys: Iterable<K>): Effect.Effect<Array<Option.Option<A>>, E> => batch.getMany(this, keys)
+
+  getOption = (key: K): Effect.Effect<Option.Option<Option.Option<A>>> =>
+    Effect.suspend(() => {
+      const full = this.keyOf(key)
+      return Effect.map(this.read(full), (found) =>
+        found._tag === "Found" && found.state !== "failSafe" ? Option.some(found.value) : Option.none())
+    })
+
+  refresh = (key: K): Effect.Effect<void, E> => refresh.now(this, key)
+
+  set = (key: K, value: A): Effect.Effect<void, CacheUnavailable | Codec.CodecError> =>
+    Effect.suspend(() => {
+      const full = this.keyOf(key)
+      this.invalidateLocal((flight) => flight.full === full)
+      return Effect.flatMap(
+        this.entries.ttlFor(Option.some(value)),
+        (ttl): Effect.Effect<void, CacheUnavailable | Codec.CodecError> => {
+          if (Option.isNone(ttl)) return Effect.asVoid(this.store.delete([full]))
+          const encoded = this.entries.encode(Option.some(value), ttl.value, 0)
+          if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
+          const back = this.entries.decode(full, encoded.right.bytes)
+          if (Either.isLeft(back)) return Effect.fail(back.left)
+          return this.store.set(full, encoded.right.bytes, encoded.right.ttl)
+        }
+      )
+    })
+
+  invalidate = (key: K): Effect.Effect<void, CacheUnavailable> =>
+    Effect.suspend(() => {
+      const full = this.keyOf(key)
+      this.invalidateLocal((flight) => flight.full === full)
+      return Effect.asVoid(this.store.delete([full]))
+    })
+
+  invalidateAll: Effect.Effect<number, CacheUnavailable> = Effect.suspend(() => {
+    this.invalidateLocal(() => true)
+    return this.store.deletePattern(this.keys.namespacePattern)
+  })
+
+  invalidatePattern = (pattern: string): Effect.Effect<number, CacheUnavailable> =>
+    Effect.suspend(() => {
+      const matches = Glob.matcher(pattern)
+      this.invalidateLocal((flight) => matches(flight.userKey))
+      return this.store.deletePattern(this.keys.pattern(pattern))
+    })
+
+  /** The handle. */
+  handle(): CacheAside<K, A, E> {
+    const spanOptions = { kind: "client", attributes: this.logAnnotations, captureStackTrace: false } as const
+    const get = this.get
+    const getMany = this.getMany
+    return {
+      namespace: this.config.namespace,
+      keyOf: this.keyOf,
+      get: this.config.spanEveryGet ? (key) => Effect.withSpan(get(key), "cache_aside.get", spanOptions) : get,
+      getMany: (keys) =>
+        whenTraced(getMany(keys), (traced) => Effect.withSpan(traced, "cache_aside.get_many", spanOptions)),
+      getOption: this.getOption,
+      refresh: this.refresh,
+      set: this.set,
+      invalidate: this.invalidate,
+      invalidateAll: this.invalidateAll,
+      invalidatePattern: this.invalidatePattern
+    }
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * Single flight per key: one read (and, on a miss, one load) in flight per key per process; gets of
+ * the same key join it.
+ *
+ * A get leads a flight: it registers the flight and the finalizer that settles it in one
+ * uninterruptible step, and reads the store inline (a hit costs no fork). When the read needs a
+ * load, the load runs as a fiber of the cache's `FiberSet` ("background"), and the leader waits for
+ * it as its joiners do: each waiter is counted in and out with `acquireUseRelease`, so an
+ * interrupted caller only removes itself, and the load is interrupted when its last waiter has
+ * gone. A flight interrupted during its inline read settles with `Retry`: its joiners try again.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
+import type * as Option from "effect/Option"
+
+/** @internal */
+export const Retry: unique symbol = Symbol.for("@cache-aside/core/CacheAside/Retry")
+
+/** What a flight answers its waiters: the get's exit, or `Retry` (its leader was interrupted). @internal */
+export type Outcome<A, E> = Exit.Exit<Option.Option<A>, E> | typeof Retry
+
+/** A load that serves one or more flights (a get's, or a `getMany`'s batch). @internal */
+export interface Task {
+  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  readonly flights: ReadonlyArray<AnyFlight>
+}
+
+/** @internal */
+export class Flight<A, E> {
+  outcome: Outcome<A, E> | undefined = undefined
+  deferred: Deferred.Deferred<Outcome<A, E>> | undefined = undefined
+  /** The load serving this flight, once its leader's read asked for one. */
+  task: Task | undefined = undefined
+  /** Callers waiting for the outcome (the leader, once its load runs, and the joiners). */
+  waiters = 0
+  /** Set when the key was invalidated or overwritten while the flight ran: its result is not cached. */
+  invalidated = false
+  /** Still in the map (a soft timeout answers a flight whose load goes on: it stays until the load ends). */
+  registered = true
+  constructor(readonly full: string, readonly userKey: string) {}
+}
+
+/** A flight of any value and error type, for bookkeeping that looks at neither. @internal */
+export type AnyFlight = Flight<unknown, unknown>
+
+const anyFlight = <A, E>(flight: Flight<A, E>): AnyFlight => flight as unknown as AnyFlight
+
+const retryOf = <A, E>(exit: Exit.Exit<Option.Option<A>, E>): Outcome<A, E> =>
+  Exit.isFailure(exit) && Cause.isInterrupted(exit.cause) ? Retry : exit
+
+/**
+ * The flights of one cache.
+ *
+ * @internal
+ */
+export class Flights {
+  private readonly map = new Map<string, AnyFlight>()
+  constructor(private readonly set: FiberSet.FiberSet<unknown, unknown>) {}
+
+  get<A, E>(full: string): Flight<A, E> | undefined {
+    return this.map.get(full) as Flight<A, E> | undefined
+  }
+
+  get size(): number {
+    return this.map.size
+  }
+
+  /** Every flight in the map (for invalidations). */
+  all(): IterableIterator<AnyFlight> {
+    return this.map.values()
+  }
+
+  /** Registers a flight (synchronously: call it in an uninterruptible region). */
+  register<A, E>(full: string, userKey: string): Flight<A, E> {
+    const flight = new Flight<A, E>(full, userKey)
+    this.map.set(full, anyFlight(flight))
+    return flight
+  }
+
+  /** Answers the flight's waiters (once); the flight may stay registered while its load goes on. */
+  answer<A, E>(flight: Flight<A, E>, outcome: Outcome<A, E>): void {
+    if (flight.outcome !== undefined) return
+    flight.outcome = outcome
+    if (flight.deferred !== undefined) Deferred.unsafeDone(flight.deferred, Exit.succeed(outcome))
+  }
+
+  /** Ends a flight: unregistered and answered (if not yet). */
+  end<A, E>(flight: Flight<A, E>, outcome: Outcome<A, E>): void {
+    this.unregister(flight)
+    this.answer(flight, outcome)
+  }
+
+  /** Removes the flight from the map: the next get of its key starts a new one. */
+  unregister<A, E>(flight: Flight<A, E>): void {
+    if (flight.registered) {
+      flight.registered = false
+      if (this.map.get(flight.full) === anyFlight(flight)) this.map.delete(flight.full)
+    }
+  }
+
+  /**
+   * Leads a new flight for `full`: `work` reads (and decides) inline; when it settles without a
+   * background load, its exit is the flight's outcome.
+   */
+  lead<A, E>(
+    full: string,
+    userKey: string,
+    work: (flight: Flight<A, E>) => Effect.Effect<Option.Option<A>, E>
+  ): Effect.Effect<Option.Option<A>, E> {
+    return Effect.uninterruptibleMask((restore) => {
+      const flight = this.register<A, E>(full, userKey)
+      return Effect.onExit(restore(work(flight)), (exit) => {
+        if (flight.task === undefined) this.end(flight, retryOf(exit))
+        return Effect.void
+      })
+    })
+  }
+
+  /**
+   * Waits for the outcome of flights, each counted as waited for until this caller leaves (answered
+   * or interrupted). When a flight's last waiter leaves before it is answered, it is unregistered,
+   * and its load is interrupted once no flight of that load is left unanswered.
+   */
+  await<A, E>(
+    flights: ReadonlyArray<Flight<A, E>>,
+    restore: <X, Y>(effect: Effect.Effect<X, Y>) => Effect.Effect<X, Y> = (effect) => effect
+  ): Effect.Effect<Array<Outcome<A, E>>> {
+    return Effect.acquireUseRelease(
+      Effect.sync(() => {
+        for (const flight of flights) flight.waiters++
+      }),
+      () => restore(Effect.forEach(flights, (flight) => this.outcomeOf(flight))),
+      () => Effect.sync(() => this.leave(flights))
+    )
+  }
+
+  private outcomeOf<A, E>(flight: Flight<A, E>): Effect.Effect<Outcome<A, E>> {
+    if (flight.outcome !== undefined) return Effect.succeed(flight.outcome)
+    flight.deferred ??= Deferred.unsafeMake<Outcome<A, E>>(FiberId.none)
+    return Deferred.await(flight.deferred)
+  }
+
+  private leave<A, E>(flights: ReadonlyArray<Flight<A, E>>): void {
+    for (const flight of flights) {
+      flight.waiters--
+      if (flight.waiters > 0 || flight.outcome !== undefined) continue
+      const task = flight.task
+      if (task === undefined) continue // still in its leader's inline read: the leader settles it
+      this.end(flight, Retry)
+      if (task.fiber !== undefined && task.flights.every((f) => f.outcome !== undefined)) {
+        task.fiber.unsafeInterruptAsFork(FiberId.none)
+      }
+    }
+  }
+
+  /**
+   * Runs `work` as the load of `flights` in the cache's `FiberSet` (so closing the cache's scope
+   * interrupts it), inheriting the caller's context (its span). Its exit ends every flight it has
+   * not answered. Call it in an uninterruptible region: the fork and its bookkeeping are one step.
+   */
+  spawn<A, E>(flights: ReadonlyArray<Flight<A, E>>, work: Effect.Effect<unknown, unknown>): Effect.Effect<void> {
+    const task: Task = { fiber: undefined, flights: flights.map(anyFlight) }
+    for (const flight of flights) flight.task = task
+    return Effect.map(Effect.forkDaemon(Effect.interruptible(work)), (fiber) => {
+      task.fiber = fiber
+      FiberSet.unsafeAdd(this.set, fiber)
+      fiber.addObserver((exit) => {
+        const outcome = retryOf(exit as Exit.Exit<Option.Option<unknown>, unknown>)
+        for (const flight of task.flights) this.end(flight, outcome)
+      })
+    })
+  }
+
+  /** Ends a flight with the exit of its work (an interrupt: `Retry`). */
+  settle<A, E>(flight: Flight<A, E>, exit: Exit.Exit<Option.Option<A>, E>): void {
+    this.end(flight, retryOf(exit))
+  }
+
+  /**
+   * Moves a led flight's remaining work (a load) into the background, and waits for it as one of
+   * its waiters: the fork and the count of this waiter are one uninterruptible step. Called by the
+   * leader, inside `lead`.
+   */
+  background<A, E>(flight: Flight<A, E>, work: Effect.Effect<Option.Option<A>, E>): Effect.Effect<Option.Option<A>, E> {
+    const settled = Effect.onExit(work, (exit) => Effect.sync(() => this.settle(flight, exit)))
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(
+        Effect.zipRight(this.spawn([flight], settled), this.await([flight], restore)),
+        // Retry: the load was interrupted while this caller waited, which only the closing of the
+        // cache's scope does
+        ([outcome]) => outcome === Retry ? Effect.interrupt : outcome!
+      )
+    )
+  }
+}

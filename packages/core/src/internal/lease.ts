@@ -1,0 +1,106 @@
+/**
+ * The lease ("Scaling Memcache at Facebook", NSDI 2013, 3.2.1) as one resource: a placeholder with
+ * a random token put under a key (`SET NX PX`, or a compare-and-set over bytes that are to be taken
+ * over), consumed by the fill's compare-and-set, and released by compare-and-delete on every other
+ * exit (failure, interrupt, a value that must not be cached, an invalidation meanwhile).
+ *
+ * `get`, `getMany`, the lock waiter and the background refreshes all take leases through `take`
+ * (scoped) or `use`; none of them touches a lease's bytes otherwise.
+ *
+ * @internal
+ */
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import { randomUUID } from "node:crypto"
+import type { CacheStore, CacheUnavailable } from "../CacheStore.js"
+import * as Codec from "../Codec.js"
+
+/** @internal */
+export class Lease {
+  /** Set once a fill's compare-and-set replaced the lease: nothing left to release. */
+  consumed = false
+  constructor(readonly key: string, readonly bytes: Uint8Array, readonly owned: boolean) {}
+}
+
+/**
+ * What taking a lease gave: `Mine` (release is ours), `Held` (another loader holds the key), or
+ * `Unavailable` (the store failed).
+ *
+ * @internal
+ */
+export type Taken =
+  | { readonly _tag: "Mine"; readonly lease: Lease }
+  | { readonly _tag: "Held" }
+  | { readonly _tag: "Unavailable"; readonly error: CacheUnavailable }
+
+const held: Taken = { _tag: "Held" }
+
+type Store = CacheStore["Type"]
+
+const acquire = (store: Store, key: string, ttl: Duration.Duration, over: Uint8Array | undefined) =>
+  Effect.suspend((): Effect.Effect<Taken> => {
+    const lease = new Lease(key, Codec.lease(randomUUID()), true)
+    const taking = over === undefined
+      ? store.setIfAbsent(key, lease.bytes, ttl)
+      : store.compareAndSet(key, over, lease.bytes, ttl)
+    return Effect.match(taking, {
+      onFailure: (error): Taken => ({ _tag: "Unavailable", error }),
+      onSuccess: (taken): Taken => taken ? { _tag: "Mine", lease } : held
+    })
+  })
+
+const release = (store: Store) => (taken: Taken): Effect.Effect<void> =>
+  taken._tag === "Mine" && !taken.lease.consumed
+    ? Effect.ignore(store.compareAndDelete(taken.lease.key, taken.lease.bytes))
+    : Effect.void
+
+/**
+ * Takes a lease on `key` for the scope: `SET NX` when `over` is undefined, else a compare-and-set
+ * of `over` (the dead or corrupt bytes read) into the lease.
+ *
+ * @internal
+ */
+export const take = (
+  store: Store,
+  key: string,
+  ttl: Duration.Duration,
+  over?: Uint8Array | undefined
+): Effect.Effect<Taken, never, Scope.Scope> => Effect.acquireRelease(acquire(store, key, ttl, over), release(store))
+
+/**
+ * Takes a lease, runs `use` with it, and releases it on every exit unless a fill consumed it.
+ *
+ * @internal
+ */
+export const use = <X, E, R>(
+  store: Store,
+  key: string,
+  ttl: Duration.Duration,
+  over: Uint8Array | undefined,
+  f: (taken: Taken) => Effect.Effect<X, E, R>
+): Effect.Effect<X, E, R> => Effect.acquireUseRelease(acquire(store, key, ttl, over), f, release(store))
+
+/**
+ * Another loader's lease seen in the store, filled under without owning it (the lock off): never
+ * released by us.
+ *
+ * @internal
+ */
+export const borrowed = (key: string, bytes: Uint8Array): Lease => new Lease(key, bytes, false)
+
+/**
+ * The fill: writes `bytes` if the key still holds the lease; `true` when written (the lease is then
+ * consumed).
+ *
+ * @internal
+ */
+export const fill = (
+  store: Store,
+  lease: Lease,
+  bytes: Uint8Array,
+  ttl: Duration.Duration
+): Effect.Effect<boolean, CacheUnavailable> =>
+  Effect.tap(store.compareAndSet(lease.key, lease.bytes, bytes, ttl), (written) => {
+    if (written) lease.consumed = true
+  })

@@ -1,0 +1,121 @@
+/**
+ * Running the user's lookup: with the services `make` captured (never the span `make` ran in: a
+ * lookup's span parent is its caller's), its hard timeout, a `cache_aside.load` span when the caller
+ * is traced, and its metrics. `load` and `loadMany` get exactly the same treatment.
+ *
+ * @internal
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Tracer from "effect/Tracer"
+import type { Recorder } from "../Metrics.js"
+import type { Config } from "./options.js"
+
+/**
+ * Applies `span` only when the caller is traced (a parent span is in context). A span costs more
+ * CPU than a cache hit and a quick lookup together; an untraced application should not pay it.
+ *
+ * @internal
+ */
+export const whenTraced = <A, E>(
+  effect: Effect.Effect<A, E>,
+  span: (effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
+): Effect.Effect<A, E> =>
+  Effect.flatMap(Effect.serviceOption(Tracer.ParentSpan), (parent) => Option.isSome(parent) ? span(effect) : effect)
+
+/** @internal */
+export class Lookup<K, A, E, R, T> {
+  /** The captured services, without the span `make` ran in. */
+  private readonly context: Context.Context<R>
+  private lastCaller: Context.Context<never> | undefined = undefined
+  private callerHasAll = false
+  constructor(
+    private readonly config: Config<K, A, E, R>,
+    private readonly recorder: Recorder,
+    captured: Context.Context<R>,
+    private readonly now: () => number,
+    private readonly timeoutError: (key: string) => T
+  ) {
+    this.context = Context.omit(Tracer.ParentSpan)(captured) as Context.Context<R>
+  }
+
+  /**
+   * Runs an effect with the captured services. When the caller's context already holds every one
+   * of them (gets made where the cache was made, the common case), nothing needs providing:
+   * providing costs more CPU than a cache hit. Checked once per caller context.
+   */
+  provide<X, Y>(effect: Effect.Effect<X, Y, R>): Effect.Effect<X, Y> {
+    return Effect.contextWithEffect((caller: Context.Context<never>) => {
+      if (caller !== this.lastCaller) {
+        this.lastCaller = caller
+        this.callerHasAll = true
+        for (const [service, value] of this.context.unsafeMap) {
+          if (caller.unsafeMap.get(service) !== value) {
+            this.callerHasAll = false
+            break
+          }
+        }
+      }
+      return this.callerHasAll ? effect as Effect.Effect<X, Y> : Effect.provide(effect, this.context)
+    })
+  }
+
+  /** Hard timeout, span, metrics around one lookup (of one key or a batch); answers the value and its duration. */
+  private run<X>(
+    effect: Effect.Effect<X, E, R>,
+    count: number,
+    userKey: string,
+    attributes: Record<string, unknown>
+  ): Effect.Effect<readonly [X, number], E | T> {
+    return Effect.suspend(() => {
+      const start = this.now()
+      this.recorder.increment("loads", count)
+      let lookup: Effect.Effect<X, E | T> = this.provide(effect)
+      const hard = this.config.hardTimeout
+      if (hard !== undefined) {
+        lookup = Effect.timeoutFail(lookup, {
+          duration: hard,
+          onTimeout: () => {
+            this.recorder.increment("lookupTimeouts")
+            return this.timeoutError(userKey)
+          }
+        })
+      }
+      return whenTraced(
+        lookup,
+        (traced) =>
+          Effect.withSpan(traced, "cache_aside.load", { kind: "client", attributes, captureStackTrace: false })
+      ).pipe(
+        Effect.tapError(() => Effect.sync(() => this.recorder.increment("loadErrors", count))),
+        Effect.map((value) => {
+          const delta = this.now() - start
+          this.recorder.observeLoad(delta)
+          return [value, delta] as const
+        })
+      )
+    })
+  }
+
+  /** Loads one key. */
+  load(key: K, userKey: string): Effect.Effect<readonly [Option.Option<A>, number], E | T> {
+    return this.run(this.config.load(key), 1, userKey, { namespace: this.config.namespace, key: userKey })
+  }
+
+  /**
+   * Loads a batch with `loadMany`: the answers by user key (matched by `key(k)`, never by
+   * position). A key left out is not in the map.
+   */
+  loadMany(keys: ReadonlyArray<K>): Effect.Effect<readonly [Map<string, Option.Option<A>>, number], E | T> {
+    const loadMany = this.config.loadMany!
+    const answers = Effect.map(loadMany(keys), (pairs) => {
+      const byKey = new Map<string, Option.Option<A>>()
+      for (const [k, value] of pairs) byKey.set(this.config.key(k), value)
+      return byKey
+    })
+    return this.run(answers, keys.length, `${keys.length} keys`, {
+      namespace: this.config.namespace,
+      keys: keys.length
+    })
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * The options of `CacheAside.make`, validated and decoded once: every duration finite and within
+ * what Redis accepts as `PX`, every name free of `:` and control characters, every number in its
+ * range. A value that cannot make a working cache is a message for `InvalidOptions`, never a defect
+ * and never a silently disabled cache.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type * as Option from "effect/Option"
+import type { Options } from "../CacheAside.js"
+import * as Codec from "../Codec.js"
+import type { DataSource, LoadMany } from "../DataSource.js"
+import * as validate from "./validate.js"
+
+/** @internal */
+export type Ttl<A> =
+  | { readonly _tag: "Static"; readonly millis: number }
+  | { readonly _tag: "Dynamic"; readonly of: (value: A) => Duration.DurationInput }
+
+/**
+ * The decoded options: durations in milliseconds (or `Duration`s where an Effect API takes one).
+ *
+ * @internal
+ */
+export interface Config<K, A, E, R> {
+  readonly namespace: string
+  readonly prefix: string
+  readonly version: string
+  readonly key: (key: K) => string
+  /** The value's codec (its schema, the JSON envelope, compression). */
+  readonly codec: Codec.Codec<A>
+  readonly load: (key: K) => Effect.Effect<Option.Option<A>, E, R>
+  readonly loadMany: LoadMany<K, A, E, R> | undefined
+  readonly ttl: Ttl<A>
+  readonly negativeTtlMillis: number
+  readonly jitter: number
+  readonly compressAbove: number | false | undefined
+  readonly leaseTtl: Duration.Duration
+  /** The lock (on by default): wait for another process's fill, at most `waitMillis`. */
+  readonly lock: { readonly waitMillis: number; readonly pollMillis: number } | undefined
+  readonly swrMillis: number
+  readonly beta: number
+  readonly failSafe: { readonly maxStaleMillis: number; readonly throttleMillis: number } | undefined
+  readonly softTimeout: Duration.Duration | undefined
+  readonly hardTimeout: Duration.Duration | undefined
+  readonly storeTimeout: Duration.Duration | undefined
+  readonly decodeCache: { readonly entries: number; readonly bytes: number }
+  readonly spanEveryGet: boolean
+  /** How long an entry is kept past its logical expiry: for stale-while-revalidate and fail-safe. */
+  readonly keepMillis: number
+  /** How many lookups of one `getMany` run at once when the source has no `loadMany`. */
+  readonly batchConcurrency: number
+}
+
+// eslint-disable-next-line no-control-regex
+const badName = /[:\u0000-\u001f\u007f]/
+
+const name = (what: string, value: unknown): Either.Either<string, string> =>
+  typeof value === "string" && value.length > 0 && !badName.test(value)
+    ? Either.right(value)
+    : Either.left(`${what} must be non-empty, without ":" or control characters, got ${JSON.stringify(value)}`)
+
+const isDataSource = <K, A, E, R>(
+  lookup: ((key: K) => Effect.Effect<Option.Option<A>, E, R>) | DataSource<K, A, E, R>
+): lookup is DataSource<K, A, E, R> => typeof lookup === "object" && lookup !== null && "load" in lookup
+
+const durationMillis = (what: string, input: unknown, min = 0) =>
+  Either.map(validate.duration(what, input, { min }), Duration.toMillis)
+
+const optionalMillis = (what: string, input: unknown, min = 0) =>
+  input === undefined ? Either.right(undefined) : durationMillis(what, input, min)
+
+const optionalDuration = (what: string, input: unknown, min = 0) =>
+  input === undefined ? Either.right(undefined) : validate.duration(what, input, { min })
+
+/** The default decode memo budget in bytes of stored entries (keys included). */
+const defaultDecodeCacheBytes = 16 * 1024 * 1024
+
+/**
+ * Validates and decodes the options; the first invalid one is the message.
+ *
+ * @internal
+ */
+export const decode = <K, A, I, E, R>(
+  options: Options<K, A, I, E, R>
+): Either.Either<Config<K, A, E, R>, string> =>
+  Either.gen(function*() {
+    const namespace = yield* name("namespace", options.namespace)
+    const prefix = yield* name("prefix", options.prefix ?? "cache")
+    const version = yield* name("version", options.version ?? "1")
+    if (typeof options.key !== "function") return yield* Either.left("key must be a function")
+    const ttl: Ttl<A> = typeof options.ttl === "function"
+      ? { _tag: "Dynamic", of: options.ttl }
+      : { _tag: "Static", millis: yield* durationMillis("ttl", options.ttl, 1) }
+    const negativeTtlMillis = options.negativeTtl !== undefined
+      ? yield* durationMillis("negativeTtl", options.negativeTtl)
+      : Math.min(ttl._tag === "Static" ? ttl.millis : 60_000, 60_000)
+    const jitter = yield* validate.fraction("jitter", options.jitter ?? 0.1, 0, 1)
+    const compressAbove = options.compressAbove === undefined || options.compressAbove === false
+      ? options.compressAbove
+      : yield* validate.integer("compressAbove", options.compressAbove, 0)
+    const leaseTtl = yield* validate.duration("leaseTtl", options.leaseTtl ?? "10 seconds", { min: 1 })
+    const lockOptions = options.lock === false ? undefined : options.lock === true ? {} : options.lock ?? {}
+    const lock = lockOptions === undefined ? undefined : {
+      waitMillis: yield* durationMillis("lock.wait", lockOptions.wait ?? "5 seconds"),
+      pollMillis: yield* durationMillis("lock.poll", lockOptions.poll ?? "20 millis", 1)
+    }
+    if (lock !== undefined && lock.pollMillis > Math.max(lock.waitMillis, 1)) {
+      return yield* Either.left(`lock.poll must not be longer than lock.wait`)
+    }
+    const swrMillis = (yield* optionalMillis("staleWhileRevalidate", options.staleWhileRevalidate)) ?? 0
+    const early = options.earlyExpiration
+    const beta = early === true ? 1 : early === false || early === undefined ? 0 : early.beta ?? 1
+    yield* validate.fraction("earlyExpiration.beta", beta, 0, Number.MAX_VALUE)
+    const failSafe = options.failSafe === undefined ? undefined : {
+      maxStaleMillis: yield* durationMillis("failSafe.maxStale", options.failSafe.maxStale),
+      throttleMillis: yield* durationMillis("failSafe.throttle", options.failSafe.throttle ?? "10 seconds", 1)
+    }
+    const softTimeout = yield* optionalDuration("lookupTimeout.soft", options.lookupTimeout?.soft, 1)
+    const hardTimeout = yield* optionalDuration("lookupTimeout.hard", options.lookupTimeout?.hard, 1)
+    const storeTimeout = yield* optionalDuration("storeTimeout", options.storeTimeout, 1)
+    const entries = yield* validate.integer("decodeCacheSize", options.decodeCacheSize ?? 1000, 0)
+    const bytes = yield* validate.integer("decodeCacheBytes", options.decodeCacheBytes ?? defaultDecodeCacheBytes, 0)
+    const batchConcurrency = yield* validate.integer("getManyConcurrency", options.getManyConcurrency ?? 16, 1)
+    const source = isDataSource(options.lookup) ? options.lookup : { load: options.lookup, loadMany: undefined }
+    if (typeof source.load !== "function") return yield* Either.left("lookup must be a function or a DataSource")
+    const keepMillis = Math.max(swrMillis, failSafe?.maxStaleMillis ?? 0)
+    if (ttl._tag === "Static" && ttl.millis + keepMillis > validate.maxTtlMillis) {
+      return yield* Either.left("ttl plus the stale windows (staleWhileRevalidate, failSafe.maxStale) is too long")
+    }
+    return {
+      namespace,
+      prefix,
+      version,
+      key: options.key,
+      codec: Codec.make(options.schema, { compressAbove }),
+      load: source.load,
+      loadMany: source.loadMany ?? undefined,
+      ttl,
+      negativeTtlMillis,
+      jitter,
+      compressAbove,
+      leaseTtl,
+      lock,
+      swrMillis,
+      beta,
+      failSafe,
+      softTimeout,
+      hardTimeout,
+      storeTimeout,
+      decodeCache: { entries, bytes },
+      spanEveryGet: options.spanEveryGet === true,
+      keepMillis,
+      batchConcurrency
+    } satisfies Config<K, A, E, R>
+  })
