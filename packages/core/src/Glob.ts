@@ -2,6 +2,14 @@
  * Redis glob patterns: escaping user-supplied text and matching in memory with the same rules as
  * Redis' `stringmatchlen` (`*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x`).
  *
+ * The matcher is iterative (the two-pointer wildcard algorithm: on a mismatch it only ever
+ * backtracks to the last `*`), so it runs in O(pattern × key) steps for any pattern; a backtracking
+ * regular expression takes exponential time on patterns such as `*a*a*a*a*a*a*a*a*b`.
+ *
+ * Differences from Redis, which compares bytes: a key is compared by UTF-16 code units, so `?` and
+ * classes match one code unit where Redis matches one byte of the UTF-8 encoding (the two agree on
+ * ASCII). Redis gives up on patterns nested more than 1,000 stars deep; this matcher does not.
+ *
  * @since 0.1.0
  */
 
@@ -20,75 +28,143 @@ const special = /[*?[\]\\]/g
  */
 export const escape = (text: string): string => text.replace(special, "\\$&")
 
-const regexSpecial = /[.*+?^${}()|[\]\\/-]/g
-const escapeRegex = (c: string): string => c.replace(regexSpecial, "\\$&")
+/** One element of a character class: a single code unit, or an inclusive range of them. */
+type ClassItem = { readonly lo: number; readonly hi: number }
+
+/** A pattern compiled into tokens; every token but `Star` matches exactly one code unit. */
+type Token =
+  | { readonly _tag: "Star" }
+  | { readonly _tag: "Any" }
+  | { readonly _tag: "Literal"; readonly code: number }
+  | { readonly _tag: "Class"; readonly negate: boolean; readonly items: ReadonlyArray<ClassItem> }
+
+const STAR: Token = { _tag: "Star" }
+const ANY: Token = { _tag: "Any" }
 
 /**
- * Compiles a Redis glob pattern into a `RegExp` that matches whole keys.
- *
- * @example
- * ```ts
- * import { Glob } from "@cache-aside/core"
- * Glob.toRegExp("user:*").test("user:1") // true
- * ```
- *
- * @since 0.1.0
+ * Parses a class starting after its `[`, as Redis does: `\` quotes the next character, `x-y` is a
+ * range (swapped when reversed; Redis reads `a-]` as a range too), and a class left open ends with
+ * the pattern. Returns the token and the index after the class.
  */
-export const toRegExp = (pattern: string): RegExp => {
-  let out = "^"
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!
-    if (c === "*") {
-      out += "[\\s\\S]*"
-    } else if (c === "?") {
-      out += "[\\s\\S]"
-    } else if (c === "\\" && i + 1 < pattern.length) {
-      out += escapeRegex(pattern[++i]!)
-    } else if (c === "[") {
-      let j = i + 1
-      let negate = false
-      if (pattern[j] === "^") {
-        negate = true
-        j++
-      }
-      let cls = ""
-      while (j < pattern.length && pattern[j] !== "]") {
-        if (pattern[j] === "\\" && j + 1 < pattern.length) {
-          cls += escapeRegex(pattern[j + 1]!)
-          j += 2
-        } else if (pattern[j + 1] === "-" && j + 2 < pattern.length && pattern[j + 2] !== "]") {
-          let lo = pattern[j]!
-          let hi = pattern[j + 2]!
-          if (lo > hi) [lo, hi] = [hi, lo]
-          cls += `${escapeRegex(lo)}-${escapeRegex(hi)}`
-          j += 3
-        } else {
-          cls += escapeRegex(pattern[j]!)
-          j++
-        }
-      }
-      // Redis treats an unterminated class as ending at the pattern's end.
-      out += cls === "" ? (negate ? "[\\s\\S]" : "(?!)") : `[${negate ? "^" : ""}${cls}]`
-      i = j
+const parseClass = (pattern: string, start: number): readonly [Token, number] => {
+  let i = start
+  const negate = pattern[i] === "^"
+  if (negate) i++
+  const items: Array<ClassItem> = []
+  while (i < pattern.length) {
+    const c = pattern.charCodeAt(i)
+    if (c === 0x5c && pattern.length - i >= 2) { // "\"
+      const quoted = pattern.charCodeAt(i + 1)
+      items.push({ lo: quoted, hi: quoted })
+      i += 2
+    } else if (c === 0x5d) { // "]"
+      return [{ _tag: "Class", negate, items }, i + 1]
+    } else if (pattern.length - i >= 3 && pattern[i + 1] === "-") {
+      const end = pattern.charCodeAt(i + 2)
+      items.push({ lo: Math.min(c, end), hi: Math.max(c, end) })
+      i += 3
     } else {
-      out += escapeRegex(c)
+      items.push({ lo: c, hi: c })
+      i++
     }
   }
-  return new RegExp(out + "$")
+  return [{ _tag: "Class", negate, items }, i]
+}
+
+const compile = (pattern: string): ReadonlyArray<Token> => {
+  const tokens: Array<Token> = []
+  let i = 0
+  while (i < pattern.length) {
+    const c = pattern[i]!
+    if (c === "*") {
+      if (tokens[tokens.length - 1] !== STAR) tokens.push(STAR) // consecutive stars are one
+      i++
+    } else if (c === "?") {
+      tokens.push(ANY)
+      i++
+    } else if (c === "[") {
+      const [token, next] = parseClass(pattern, i + 1)
+      tokens.push(token)
+      i = next
+    } else if (c === "\\" && i + 1 < pattern.length) {
+      tokens.push({ _tag: "Literal", code: pattern.charCodeAt(i + 1) })
+      i += 2
+    } else {
+      tokens.push({ _tag: "Literal", code: pattern.charCodeAt(i) }) // a trailing "\" is literal
+      i++
+    }
+  }
+  return tokens
+}
+
+const matchesOne = (token: Token, code: number): boolean => {
+  switch (token._tag) {
+    case "Star":
+      return false
+    case "Any":
+      return true
+    case "Literal":
+      return token.code === code
+    case "Class": {
+      let found = false
+      for (const item of token.items) {
+        if (code >= item.lo && code <= item.hi) {
+          found = true
+          break
+        }
+      }
+      return found !== token.negate
+    }
+  }
 }
 
 /**
- * Compiles a Redis glob pattern into a predicate over whole keys.
+ * The two-pointer wildcard match: every token but a star consumes one code unit; on a mismatch the
+ * last star absorbs one more code unit and matching resumes after it. Earlier stars never need to
+ * be revisited, so the work is at most (key length + 1) × (tokens + 1) steps.
+ */
+const run = (tokens: ReadonlyArray<Token>, text: string): boolean => {
+  let t = 0
+  let s = 0
+  let starAt = -1
+  let starText = 0
+  while (s < text.length) {
+    const token = tokens[t]
+    if (token !== undefined && token._tag === "Star") {
+      starAt = t++
+      starText = s
+    } else if (token !== undefined && matchesOne(token, text.charCodeAt(s))) {
+      t++
+      s++
+    } else if (starAt >= 0) {
+      t = starAt + 1
+      s = ++starText
+    } else {
+      return false
+    }
+  }
+  while (t < tokens.length && tokens[t]!._tag === "Star") t++
+  return t === tokens.length
+}
+
+/**
+ * Compiles a Redis glob pattern into a predicate over whole keys. Compile once, match many keys:
+ * the pattern is parsed here, and each match takes at most (key length + 1) × (pattern length + 1)
+ * steps, whatever the pattern.
  *
  * @example
  * ```ts
  * import { Glob } from "@cache-aside/core"
  * Glob.matcher("user:*")("user:1") // true
+ * Glob.matcher("h[a-e]llo")("hello") // true
  * ```
  *
  * @since 0.1.0
  */
 export const matcher = (pattern: string): (text: string) => boolean => {
-  const regex = toRegExp(pattern)
-  return (text) => regex.test(text)
+  // Redis' SCAN and KEYS treat a lone "*" as "every key", the empty key included; for any other
+  // pattern its matcher needs at least one character of key to match a star against
+  if (pattern === "*") return () => true
+  const tokens = compile(pattern)
+  return (text) => text.length === 0 ? pattern.length === 0 : run(tokens, text)
 }

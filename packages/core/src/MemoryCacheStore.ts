@@ -133,11 +133,11 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore["Type"], I
         }),
       deletePattern: (pattern) =>
         Effect.sync(() => {
-          const regex = Glob.toRegExp(pattern)
+          const matches = Glob.matcher(pattern)
           const at = now()
           let count = 0
           for (const [key, slot] of slots) {
-            if (regex.test(key)) {
+            if (matches(key)) {
               slots.delete(key)
               if (slot.expiresAt > at) count++
             }

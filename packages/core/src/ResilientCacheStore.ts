@@ -223,7 +223,7 @@ export const make = (
     const invalidationRetry = retryOf(options.invalidationRetry, defaultRetry)
     const overflowPattern = options.overflowPattern
     const overflowId = overflowPattern === undefined ? undefined : `p:${overflowPattern}`
-    const overflowRegex = overflowPattern === undefined ? undefined : Glob.toRegExp(overflowPattern)
+    const overflowMatches = overflowPattern === undefined ? undefined : Glob.matcher(overflowPattern)
 
     const recorder = (yield* Metrics).storeRecorder(name)
     /** Read by the breaker's probe: any answer, even "absent", shows the store is back. */
@@ -402,7 +402,7 @@ export const make = (
         let collapsed = false
         for (const entry of entries) {
           // once the queue collapsed into the overflow pattern, the keys it covers need no entry
-          if (covered && entry._tag === "Key" && overflowRegex!.test(entry.key)) continue
+          if (covered && entry._tag === "Key" && overflowMatches!(entry.key)) continue
           queue.delete(entry.id)
           queue.set(entry.id, entry)
           queued++
