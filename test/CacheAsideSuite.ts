@@ -93,7 +93,7 @@ export const suite = <R>(
     })
 
   describe("read path", () => {
-    it.effect("a miss loads and caches; the next get is a hit", () =>
+    it.scoped("a miss loads and caches; the next get is a hit", () =>
       Effect.gen(function*() {
         const { cache, snapshot, source } = yield* setup()
         const first = yield* cache.get(1)
@@ -109,7 +109,7 @@ export const suite = <R>(
         assert.strictEqual(s.hitRatio, 0.5)
       }).pipe(Effect.provide(services)))
 
-    it.effect("an entry expires after its TTL and is loaded again", () =>
+    it.scoped("an entry expires after its TTL and is loaded again", () =>
       Effect.gen(function*() {
         const { cache, source } = yield* setup({ ttl: "300 millis" })
         yield* cache.get(1)
@@ -120,7 +120,7 @@ export const suite = <R>(
         assert.strictEqual(yield* source.loads, 2)
       }).pipe(Effect.provide(services)))
 
-    it.effect("a TTL computed from the value; a non-positive one is not cached", () =>
+    it.scoped("a TTL computed from the value; a non-positive one is not cached", () =>
       Effect.gen(function*() {
         const source = yield* DataSource.memory<number, User>(users([1, 2]))
         const cache = yield* CacheAside.make({
@@ -138,7 +138,7 @@ export const suite = <R>(
         assert.strictEqual(yield* source.loads, 3)
       }).pipe(Effect.provide(services)))
 
-    it.effect("a not-found result is cached with its own TTL", () =>
+    it.scoped("a not-found result is cached with its own TTL", () =>
       Effect.gen(function*() {
         const { cache, snapshot, source } = yield* setup({ negativeTtl: "300 millis" })
         assertNone(yield* cache.get(404))
@@ -151,7 +151,7 @@ export const suite = <R>(
         assert.strictEqual(yield* source.loads, 2)
       }).pipe(Effect.provide(services)))
 
-    it.effect("negativeTtl 0 turns null caching off", () =>
+    it.scoped("negativeTtl 0 turns null caching off", () =>
       Effect.gen(function*() {
         const { cache, source } = yield* setup({ negativeTtl: 0 })
         yield* cache.get(404)
@@ -159,7 +159,7 @@ export const suite = <R>(
         assert.strictEqual(yield* source.loads, 2)
       }).pipe(Effect.provide(services)))
 
-    it.effect("a lookup error is returned typed and not cached", () =>
+    it.scoped("a lookup error is returned typed and not cached", () =>
       Effect.gen(function*() {
         let calls = 0
         const cache = yield* CacheAside.make({
@@ -182,7 +182,7 @@ export const suite = <R>(
         assert.strictEqual((yield* metrics.snapshot()).loadErrors, 1)
       }).pipe(Effect.provide(services)))
 
-    it.effect("1,000 concurrent gets of a cold key run one lookup", () =>
+    it.scoped("1,000 concurrent gets of a cold key run one lookup", () =>
       Effect.gen(function*() {
         const { cache, snapshot, source } = yield* setup({ latency: "50 millis" })
         const results = yield* withTimePassing(
@@ -197,7 +197,7 @@ export const suite = <R>(
         assert.strictEqual((yield* snapshot).coalesced, 999)
       }).pipe(Effect.provide(services)))
 
-    it.effect("getMany keeps order with hits, misses, not-found and duplicates", () =>
+    it.scoped("getMany keeps order with hits, misses, not-found and duplicates", () =>
       Effect.gen(function*() {
         const { cache, source } = yield* setup()
         yield* cache.get(2)
@@ -223,7 +223,7 @@ export const suite = <R>(
         deepStrictEqual(yield* cache.getMany([]), [])
       }).pipe(Effect.provide(services)))
 
-    it.effect("values keep their types: Date, Uint8Array, bigint, nested classes", () =>
+    it.scoped("values keep their types: Date, Uint8Array, bigint, nested classes", () =>
       Effect.gen(function*() {
         const profile = new Profile({
           id: 7,
@@ -256,7 +256,7 @@ export const suite = <R>(
         deepStrictEqual(hit, profile)
       }).pipe(Effect.provide(services)))
 
-    it.effect("a hit with unchanged bytes reuses the decoded value; changed bytes decode again", () =>
+    it.scoped("a hit with unchanged bytes reuses the decoded value; changed bytes decode again", () =>
       Effect.gen(function*() {
         const { cache, source } = yield* setup()
         yield* cache.get(1)
@@ -282,7 +282,7 @@ export const suite = <R>(
         deepStrictEqual(a, b)
       }).pipe(Effect.provide(services)))
 
-    it.effect("large values are compressed and come back intact", () =>
+    it.scoped("large values are compressed and come back intact", () =>
       Effect.gen(function*() {
         const big = new User({ id: 1, name: "x".repeat(50_000) })
         const source = yield* DataSource.memory<number, User>([[1, big]])
@@ -301,7 +301,7 @@ export const suite = <R>(
         assert.strictEqual(yield* source.loads, 1)
       }).pipe(Effect.provide(services)))
 
-    it.effect("a corrupt entry is a miss: evicted, counted, replaced", () =>
+    it.scoped("a corrupt entry is a miss: evicted, counted, replaced", () =>
       Effect.gen(function*() {
         const { cache, snapshot, source } = yield* setup()
         const store = yield* CacheStore.CacheStore
@@ -323,7 +323,7 @@ export const suite = <R>(
   })
 
   describe("writes and invalidation", () => {
-    it.effect("invalidate after a write: the next get returns the new row", () =>
+    it.scoped("invalidate after a write: the next get returns the new row", () =>
       Effect.gen(function*() {
         const { cache, source } = yield* setup()
         yield* cache.get(1)
@@ -333,7 +333,7 @@ export const suite = <R>(
         assert.strictEqual(Option.getOrThrow(yield* cache.get(1)).name, "renamed")
       }).pipe(Effect.provide(services)))
 
-    it.effect("set replaces the cached value", () =>
+    it.scoped("set replaces the cached value", () =>
       Effect.gen(function*() {
         const { cache, source } = yield* setup()
         yield* cache.get(1)
@@ -342,7 +342,7 @@ export const suite = <R>(
         assert.strictEqual(yield* source.loads, 1)
       }).pipe(Effect.provide(services)))
 
-    it.effect("glob characters in ids: invalidate deletes exactly that key", () =>
+    it.scoped("glob characters in ids: invalidate deletes exactly that key", () =>
       Effect.gen(function*() {
         const ids = ["1", "1*", "10", "1?", "[1]", "1\\", "a:b"]
         const source = yield* DataSource.memory<string, string>(ids.map((id) => [id, `v${id}`] as const))
@@ -365,7 +365,7 @@ export const suite = <R>(
         assert.strictEqual(yield* source.loads, ids.length + 4 + 5)
       }).pipe(Effect.provide(services)))
 
-    it.effect("invalidateAll clears one namespace and leaves the others alone", () =>
+    it.scoped("invalidateAll clears one namespace and leaves the others alone", () =>
       Effect.gen(function*() {
         const base = uniqueNamespace()
         const a = yield* setup({ namespace: `${base}*` })
@@ -380,7 +380,7 @@ export const suite = <R>(
         assert.strictEqual(yield* c.source.loads, 3)
       }).pipe(Effect.provide(services)))
 
-    it.effect("a new version misses the old entries; invalidateAll clears every version", () =>
+    it.scoped("a new version misses the old entries; invalidateAll clears every version", () =>
       Effect.gen(function*() {
         const namespace = uniqueNamespace()
         const source = yield* DataSource.memory<number, User>(users([1]))
@@ -401,7 +401,7 @@ export const suite = <R>(
         assert.strictEqual(yield* v2.invalidateAll, 2)
       }).pipe(Effect.provide(services)))
 
-    it.effect("an invalidation during a load keeps the loaded (older) row out of the cache", () =>
+    it.scoped("an invalidation during a load keeps the loaded (older) row out of the cache", () =>
       Effect.gen(function*() {
         const rows = new Map([[1, new User({ id: 1, name: "old" })]])
         const started = yield* Deferred.make<void>()
@@ -470,7 +470,7 @@ export const suite = <R>(
         ...extra
       })
 
-    it.effect("the lease: a load that raced an invalidation in another process never caches the old row", () =>
+    it.scoped("the lease: a load that raced an invalidation in another process never caches the old row", () =>
       Effect.gen(function*() {
         const namespace = uniqueNamespace()
         const rows = new Map([[1, new User({ id: 1, name: "old" })]])
@@ -489,7 +489,7 @@ export const suite = <R>(
         assert.strictEqual((yield* metrics.snapshot(namespace)).leaseRejected, 1)
       }).pipe(Effect.provide(services)))
 
-    it.effect("no lock: a reader that finds another's lease loads and fills under it, unless invalidated meanwhile", () =>
+    it.scoped("no lock: a reader that finds another's lease loads and fills under it, unless invalidated meanwhile", () =>
       Effect.gen(function*() {
         const namespace = uniqueNamespace()
         const rows = new Map([[1, new User({ id: 1, name: "v1" })]])
@@ -498,7 +498,11 @@ export const suite = <R>(
         const holding = yield* Effect.fork(holder.get(1))
         yield* Deferred.await(gate.started)
         let loads = 0
-        const reader = yield* make(namespace, (id) => Effect.sync(() => (loads++, Option.fromNullable(rows.get(id)))))
+        const reader = yield* make(
+          namespace,
+          (id) => Effect.sync(() => (loads++, Option.fromNullable(rows.get(id)))),
+          { lock: false }
+        )
         assert.strictEqual(Option.getOrThrow(yield* reader.get(1)).name, "v1")
         assert.strictEqual(Option.getOrThrow(yield* reader.get(1)).name, "v1")
         assert.strictEqual(loads, 1, "the reader filled under A's lease: its second get is a hit")
@@ -513,7 +517,7 @@ export const suite = <R>(
         const holding2 = yield* Effect.fork(holder2.get(1))
         yield* Deferred.await(gate2.started)
         const gate3 = yield* gatedSource(rows)
-        const reader2 = yield* make(namespace2, gate3.lookup)
+        const reader2 = yield* make(namespace2, gate3.lookup, { lock: false })
         const reading = yield* Effect.fork(reader2.get(1))
         yield* Deferred.await(gate3.started) // the reader saw the lease and read v1
         rows.set(1, new User({ id: 1, name: "v2" }))
@@ -527,7 +531,7 @@ export const suite = <R>(
         assert.strictEqual((yield* metrics.snapshot(namespace2)).leaseRejected, 2)
       }).pipe(Effect.provide(services)))
 
-    it.effect("the lock: a reader in another process waits for the lease holder's fill instead of loading", () =>
+    it.scoped("the lock: a reader in another process waits for the lease holder's fill instead of loading", () =>
       Effect.gen(function*() {
         const namespace = uniqueNamespace()
         const rows = new Map([[1, new User({ id: 1, name: "one" })]])
@@ -554,7 +558,7 @@ export const suite = <R>(
         assert.isAtLeast((yield* metrics.snapshot(namespace)).lockWaits, 1)
       }).pipe(Effect.provide(services)))
 
-    it.effect("a lease holder that dies leaves a lease that expires; waiters then load", () =>
+    it.scoped("a lease holder that dies leaves a lease that expires; waiters then load", () =>
       Effect.gen(function*() {
         const namespace = uniqueNamespace()
         const rows = new Map([[1, new User({ id: 1, name: "one" })]])
@@ -578,7 +582,7 @@ export const suite = <R>(
         assert.strictEqual((yield* metrics.snapshot(namespace)).lockTimeouts, 0)
       }).pipe(Effect.provide(services)))
 
-    it.effect("a waiter that waits past its bound loads by itself, without an error", () =>
+    it.scoped("a waiter that waits past its bound loads by itself, without an error", () =>
       Effect.gen(function*() {
         const namespace = uniqueNamespace()
         const rows = new Map([[1, new User({ id: 1, name: "one" })]])
@@ -601,7 +605,7 @@ export const suite = <R>(
         yield* Fiber.join(holding)
       }).pipe(Effect.provide(services)))
 
-    it.effect("stale-while-revalidate: the stale value is served at once and refreshed once", () =>
+    it.scoped("stale-while-revalidate: the stale value is served at once and refreshed once", () =>
       Effect.gen(function*() {
         const namespace = uniqueNamespace()
         const rows = new Map([[1, new User({ id: 1, name: "v1" })]])
@@ -626,7 +630,7 @@ export const suite = <R>(
         assert.strictEqual(loads, 2)
       }).pipe(Effect.provide(services)))
 
-    it.effect("XFetch: reads near expiry refresh early, a bounded number of times; beta 0 never does", () =>
+    it.scoped("XFetch: reads near expiry refresh early, a bounded number of times; beta 0 never does", () =>
       Effect.gen(function*() {
         const rows = new Map([[1, new User({ id: 1, name: "v1" })]])
         const run = (beta: number) =>
@@ -660,7 +664,7 @@ export const suite = <R>(
         assert.strictEqual(without.loads, 1)
       }).pipe(Effect.provide(services)))
 
-    it.effect("fail-safe: when the lookup fails, a stale value is served and throttled", () =>
+    it.scoped("fail-safe: when the lookup fails, a stale value is served and throttled", () =>
       Effect.gen(function*() {
         const namespace = uniqueNamespace()
         let failing = false
@@ -694,7 +698,7 @@ export const suite = <R>(
         assertLeft(yield* Effect.either(cache.get(2)), new DbError({ message: "down" }))
       }).pipe(Effect.provide(services)))
 
-    it.effect("lookup timeouts: soft serves stale and the load still fills; hard fails with LookupTimeout", () =>
+    it.scoped("lookup timeouts: soft serves stale and the load still fills; hard fails with LookupTimeout", () =>
       Effect.gen(function*() {
         const namespace = uniqueNamespace()
         let version = 1
@@ -745,7 +749,7 @@ export const suite = <R>(
       Schema.TaggedStruct("remove", { id: Id }),
       Schema.TaggedStruct("expire", {})
     )
-    it.effect.prop(
+    it.scoped.prop(
       "for any reads, writes with invalidation and expiries, get returns what the data source holds",
       [Schema.Array(Op).pipe(Schema.maxItems(25))],
       ([ops]) =>
@@ -786,7 +790,7 @@ export const suite = <R>(
   })
 
   describe("options", () => {
-    it.effect("invalid options are a typed error", () =>
+    it.scoped("invalid options are a typed error", () =>
       Effect.gen(function*() {
         const source = yield* DataSource.memory<number, User>()
         const base = { key: (id: number) => String(id), schema: User, lookup: source, ttl: "1 minute" } as const
