@@ -23,12 +23,15 @@ import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as CacheBus from "./CacheBus.js"
 import { CacheStore, CacheUnavailable, mapOperations } from "./CacheStore.js"
 import type * as Codec from "./Codec.js"
 import type { DataSource } from "./DataSource.js"
 import { CacheAsideImpl } from "./internal/cacheAside.js"
+import { NearCache as NearCacheImpl } from "./internal/nearCache.js"
 import * as options_ from "./internal/options.js"
 import * as Metrics from "./Metrics.js"
+import * as NearCache from "./NearCache.js"
 
 /**
  * The lookup time limits (see `Options.lookupTimeout`).
@@ -136,6 +139,17 @@ export interface Options<K, A, I, E, R, T extends LookupTimeouts | undefined = L
   readonly decodeCacheBytes?: number | undefined
   /** How many lookups one `getMany` runs at once when the lookup has no `loadMany`. Default 16. */
   readonly getManyConcurrency?: number | undefined
+  /**
+   * A near cache (L1) of decoded values in process memory, in front of the store: hits it holds
+   * cost no round trip and no decoding. Coherent across processes through the `CacheBus` in context
+   * (see `NearCache`). Off by default (unless a `NearCache.layerDefault` is provided); `false`: off.
+   */
+  readonly nearCache?: NearCache.Options | false | undefined
+  /**
+   * Most lookups of this cache running at once; the others wait for a turn. Bounds the load a
+   * flushed near cache, a cold start or a store outage can send to the data store. Default 64.
+   */
+  readonly lookupConcurrency?: number | undefined
 }
 
 /**
@@ -283,7 +297,9 @@ export const make = <K, A, I, E = never, R = never, T extends LookupTimeouts | u
   options: Options<K, A, I, E, R, T>
 ): Effect.Effect<CacheAside<K, A, ErrorOf<E, T>>, InvalidOptions, CacheStore | Scope.Scope | R> =>
   Effect.gen(function*() {
-    const decoded = options_.decode(options)
+    const decoded = options_.decode(
+      options.nearCache === undefined ? { ...options, nearCache: yield* NearCache.Default } : options
+    )
     if (Either.isLeft(decoded)) return yield* new InvalidOptions({ message: decoded.left })
     const config = decoded.right
     const base = yield* CacheStore
@@ -302,5 +318,18 @@ export const make = <K, A, I, E = never, R = never, T extends LookupTimeouts | u
       yield* Effect.clock,
       (key) => new LookupTimeout({ namespace: config.namespace, key, timeout: config.hardTimeout! }) as ErrorOf<E, T>
     )
+    if (config.nearCache !== undefined) {
+      // without a bus in context: coherent within this process only (see NearCache)
+      const bus = Option.getOrElse(yield* Effect.serviceOption(CacheBus.CacheBus), CacheBus.memory)
+      const near = new NearCacheImpl<A>(config.nearCache, bus.healthy, {
+        evicted: (count) => recorder.increment("nearEvictions", count),
+        flushed: () => recorder.increment("nearFlushes")
+      })
+      impl.near = { cache: near, bus, namespace: `${config.prefix}:${config.namespace}:` }
+      yield* bus.subscribe(impl.near.namespace, {
+        evict: (invalidation) => near.apply(invalidation),
+        flush: () => near.flush()
+      })
+    }
     return impl.handle()
   })

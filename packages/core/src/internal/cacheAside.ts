@@ -18,6 +18,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import type { CacheAside } from "../CacheAside.js"
+import type { CacheBus, Invalidation } from "../CacheBus.js"
 import type { CacheStore, CacheUnavailable } from "../CacheStore.js"
 import * as Codec from "../Codec.js"
 import * as Glob from "../Glob.js"
@@ -30,6 +31,7 @@ import { Flights, Retry } from "./flight.js"
 import { Keys } from "./keys.js"
 import * as Lease from "./lease.js"
 import { Lookup, whenTraced } from "./lookup.js"
+import type { NearCache } from "./nearCache.js"
 import type { Config } from "./options.js"
 import * as refresh from "./refresh.js"
 
@@ -53,6 +55,8 @@ export class CacheAsideImpl<K, A, E, R> {
   readonly refreshing = new Set<string>()
   readonly logAnnotations: { readonly namespace: string }
   readonly now: () => number
+  /** The near cache and its bus (set by `make` when the `nearCache` option is on). */
+  near: { readonly cache: NearCache<A>; readonly bus: CacheBus["Type"]; readonly namespace: string } | undefined
 
   constructor(
     readonly config: Config<K, A, E, R>,
@@ -76,8 +80,24 @@ export class CacheAsideImpl<K, A, E, R> {
   // ---------------------------------------------------------------------------------------------
   // hooks: the one place a fresh decoded value is produced, and the one place invalidations apply
 
-  /** A fresh value was read or filled (the near cache's fill point). */
-  fresh(_full: string, _value: Option.Option<A>, _expiresAt: number): void {}
+  /** A fresh value was read or filled (the near cache's fill point); `size`: its stored bytes. */
+  fresh(full: string, value: Option.Option<A>, expiresAt: number, size: number): void {
+    this.near?.cache.fill(full, value, expiresAt, size, this.now())
+  }
+
+  /**
+   * A write (`set`, an invalidation): evicts this process's near cache now and again when `write`
+   * ends (a read that raced it cannot fill what it removes), then tells the other processes.
+   */
+  invalidateNear<X, Y>(invalidation: Invalidation, write: Effect.Effect<X, Y>): Effect.Effect<X, Y> {
+    const near = this.near
+    if (near === undefined) return write
+    near.cache.evict(invalidation)
+    return Effect.onExit(write, () => {
+      near.cache.evict(invalidation)
+      return near.bus.publish(near.namespace, invalidation)
+    })
+  }
 
   /** Applies an invalidation in this process: flights of matching keys do not cache their result. */
   invalidateLocal(matches: (flight: AnyFlight) => boolean): void {
@@ -117,6 +137,7 @@ export class CacheAsideImpl<K, A, E, R> {
   }
 
   read(full: string): Effect.Effect<Read<A>> {
+    this.near?.cache.begin(full)
     return Effect.match(this.store.get(full), {
       onFailure: (error): Read<A> => ({ _tag: "Unavailable", error }),
       onSuccess: (stored) => this.entries.classify(full, stored)
@@ -172,7 +193,14 @@ export class CacheAsideImpl<K, A, E, R> {
           onSuccess: (written) =>
             Effect.sync(() => {
               if (!written) this.recorder.increment("leaseRejected")
-              else this.fresh(full, prepared.value, this.now() + Duration.toMillis(write.ttl) - this.config.keepMillis)
+              else {
+                this.fresh(
+                  full,
+                  prepared.value,
+                  this.now() + Duration.toMillis(write.ttl) - this.config.keepMillis,
+                  write.bytes.length
+                )
+              }
             })
         }),
         prepared.value
@@ -273,7 +301,7 @@ export class CacheAsideImpl<K, A, E, R> {
       this.recorder.increment("staleServes")
       return Effect.as(refresh.inBackground(this, key, userKey, full, found.bytes), found.value)
     }
-    this.fresh(full, found.value, found.entry.expiresAt)
+    this.fresh(full, found.value, found.entry.expiresAt, found.bytes.length)
     if (this.config.beta === 0 || found.entry.delta <= 0) return Effect.succeed(found.value)
     return Effect.flatMap(refresh.shouldRefreshEarly(this, found.entry), (early) => {
       if (!early) return Effect.succeed(found.value)
@@ -320,6 +348,14 @@ export class CacheAsideImpl<K, A, E, R> {
     Effect.suspend(() => {
       const userKey = this.config.key(key)
       const full = this.keys.full(userKey)
+      if (this.near !== undefined) {
+        const held = this.near.cache.get(full, this.now())
+        if (held !== undefined) {
+          this.recorder.increment("hits")
+          this.recorder.increment("nearHits")
+          return Effect.succeed(held)
+        }
+      }
       const existing = this.flights.get<A, E>(full)
       if (existing !== undefined) {
         this.recorder.increment("coalesced")
@@ -352,16 +388,19 @@ export class CacheAsideImpl<K, A, E, R> {
     Effect.suspend(() => {
       const full = this.keyOf(key)
       this.invalidateLocal((flight) => flight.full === full)
-      return Effect.flatMap(
-        this.entries.ttlFor(Option.some(value)),
-        (ttl): Effect.Effect<void, CacheUnavailable | Codec.CodecError> => {
-          if (Option.isNone(ttl)) return Effect.asVoid(this.store.delete([full]))
-          const encoded = this.entries.encode(Option.some(value), ttl.value, 0)
-          if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
-          const back = this.entries.decode(full, encoded.right.bytes)
-          if (Either.isLeft(back)) return Effect.fail(back.left)
-          return this.store.set(full, encoded.right.bytes, encoded.right.ttl)
-        }
+      return this.invalidateNear(
+        { _tag: "Set", key: full },
+        Effect.flatMap(
+          this.entries.ttlFor(Option.some(value)),
+          (ttl): Effect.Effect<void, CacheUnavailable | Codec.CodecError> => {
+            if (Option.isNone(ttl)) return Effect.asVoid(this.store.delete([full]))
+            const encoded = this.entries.encode(Option.some(value), ttl.value, 0)
+            if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
+            const back = this.entries.decode(full, encoded.right.bytes)
+            if (Either.isLeft(back)) return Effect.fail(back.left)
+            return this.store.set(full, encoded.right.bytes, encoded.right.ttl)
+          }
+        )
       )
     })
 
@@ -369,19 +408,20 @@ export class CacheAsideImpl<K, A, E, R> {
     Effect.suspend(() => {
       const full = this.keyOf(key)
       this.invalidateLocal((flight) => flight.full === full)
-      return Effect.asVoid(this.store.delete([full]))
+      return this.invalidateNear({ _tag: "Keys", keys: [full] }, Effect.asVoid(this.store.delete([full])))
     })
 
   invalidateAll: Effect.Effect<number, CacheUnavailable> = Effect.suspend(() => {
     this.invalidateLocal(() => true)
-    return this.store.deletePattern(this.keys.namespacePattern)
+    return this.invalidateNear({ _tag: "All" }, this.store.deletePattern(this.keys.namespacePattern))
   })
 
   invalidatePattern = (pattern: string): Effect.Effect<number, CacheUnavailable> =>
     Effect.suspend(() => {
       const matches = Glob.matcher(pattern)
       this.invalidateLocal((flight) => matches(flight.userKey))
-      return this.store.deletePattern(this.keys.pattern(pattern))
+      const full = this.keys.pattern(pattern)
+      return this.invalidateNear({ _tag: "Pattern", pattern: full }, this.store.deletePattern(full))
     })
 
   /** The handle. */

@@ -28,6 +28,8 @@ export const whenTraced = <A, E>(
 export class Lookup<K, A, E, R, T> {
   /** The captured services, without the span `make` ran in. */
   private readonly context: Context.Context<R>
+  /** `lookupConcurrency`: a flush or an outage cannot send unbounded load to the data store. */
+  private readonly permits: Effect.Semaphore
   private lastCaller: Context.Context<never> | undefined = undefined
   private callerHasAll = false
   constructor(
@@ -38,6 +40,7 @@ export class Lookup<K, A, E, R, T> {
     private readonly timeoutError: (key: string) => T
   ) {
     this.context = Context.omit(Tracer.ParentSpan)(captured) as Context.Context<R>
+    this.permits = Effect.unsafeMakeSemaphore(config.lookupConcurrency)
   }
 
   /**
@@ -71,7 +74,7 @@ export class Lookup<K, A, E, R, T> {
     return Effect.suspend(() => {
       const start = this.now()
       this.recorder.increment("loads", count)
-      let lookup: Effect.Effect<X, E | T> = this.provide(effect)
+      let lookup: Effect.Effect<X, E | T> = this.permits.withPermits(1)(this.provide(effect))
       const hard = this.config.hardTimeout
       if (hard !== undefined) {
         lookup = Effect.timeoutFail(lookup, {

@@ -172,23 +172,23 @@ export class NearCache<A> {
     return removed
   }
 
-  /** Applies an invalidation from elsewhere, counting what it removed. */
-  apply(invalidation: Invalidation): void {
-    let removed: number
+  /** Applies an invalidation (this process's own write); answers how many entries it removed. */
+  evict(invalidation: Invalidation): number {
     switch (invalidation._tag) {
       case "Keys":
-        removed = this.evictKeys(invalidation.keys)
-        break
+        return this.evictKeys(invalidation.keys)
       case "Set":
-        removed = this.evictKeys([invalidation.key])
-        break
+        return this.evictKeys([invalidation.key])
       case "Pattern":
-        removed = this.evictPattern(invalidation.pattern)
-        break
+        return this.evictPattern(invalidation.pattern)
       case "All":
-        removed = this.clear()
-        break
+        return this.clear()
     }
+  }
+
+  /** Applies an invalidation from elsewhere (another process, a write by any client), counted. */
+  apply(invalidation: Invalidation): void {
+    const removed = this.evict(invalidation)
     if (removed > 0) this.events.evicted(removed)
   }
 

@@ -13,6 +13,7 @@ import type * as Option from "effect/Option"
 import type { Options } from "../CacheAside.js"
 import * as Codec from "../Codec.js"
 import type { DataSource, LoadMany } from "../DataSource.js"
+import * as nearCache from "./nearCache.js"
 import * as validate from "./validate.js"
 
 /** @internal */
@@ -53,6 +54,10 @@ export interface Config<K, A, E, R> {
   readonly keepMillis: number
   /** How many lookups of one `getMany` run at once when the source has no `loadMany`. */
   readonly batchConcurrency: number
+  /** The near cache (L1): bounds and ttl; `undefined` when off. */
+  readonly nearCache: nearCache.Resolved | undefined
+  /** Most lookups of this cache running at once. */
+  readonly lookupConcurrency: number
 }
 
 // eslint-disable-next-line no-control-regex
@@ -125,6 +130,10 @@ export const decode = <K, A, I, E, R>(
     const entries = yield* validate.integer("decodeCacheSize", options.decodeCacheSize ?? 1000, 0)
     const bytes = yield* validate.integer("decodeCacheBytes", options.decodeCacheBytes ?? defaultDecodeCacheBytes, 0)
     const batchConcurrency = yield* validate.integer("getManyConcurrency", options.getManyConcurrency ?? 16, 1)
+    const near = options.nearCache === undefined || options.nearCache === false
+      ? undefined
+      : yield* nearCache.resolve(options.nearCache)
+    const lookupConcurrency = yield* validate.integer("lookupConcurrency", options.lookupConcurrency ?? 64, 1)
     const source = isDataSource(options.lookup) ? options.lookup : { load: options.lookup, loadMany: undefined }
     if (typeof source.load !== "function") return yield* Either.left("lookup must be a function or a DataSource")
     const keepMillis = Math.max(swrMillis, failSafe?.maxStaleMillis ?? 0)
@@ -154,6 +163,8 @@ export const decode = <K, A, I, E, R>(
       decodeCache: { entries, bytes },
       spanEveryGet: options.spanEveryGet === true,
       keepMillis,
-      batchConcurrency
+      batchConcurrency,
+      nearCache: near,
+      lookupConcurrency
     } satisfies Config<K, A, E, R>
   })
