@@ -56,7 +56,7 @@ const codeOf = (error: unknown): string =>
 export const classify = (error: unknown): Problem | undefined => {
   const message = messageOf(error)
   if (/\b(WRONGPASS|NOAUTH)\b|invalid (username-)?password/i.test(message)) return "auth"
-  if (/\bNOPERM\b/.test(message)) return "acl"
+  if (/\bNOPERM\b|user executing the script can't run|no permissions to (run|access)/i.test(message)) return "acl"
   const code = codeOf(error)
   if (tlsCodes.has(code) || code.startsWith("ERR_TLS_") || code.startsWith("ERR_SSL_")) return "tls"
   if (/certificate|SSL routines|tlsv1 alert|ssl3_|wrong version number/i.test(message)) return "tls"

@@ -11,7 +11,9 @@
 /**
  * `KEYS`: the keys to read. `ARGV[1]`: the largest entry, in bytes, that may be returned.
  * Returns one element per key: the value, `false` (nil: absent, or not a string), or the entry's
- * length as an integer when it was over the limit (it has been removed with `UNLINK`).
+ * length as an integer when it was over the limit (it has been removed with `UNLINK`). A key
+ * holding another type reads as absent (as with `MGET`); any other error (`NOPERM`) fails the call:
+ * the size guard is never skipped silently.
  * `STRLEN` is O(1); when every entry fits (the common case) the answer is one `MGET`.
  *
  * @internal
@@ -21,7 +23,10 @@ local max = tonumber(ARGV[1])
 local over = nil
 for i = 1, #KEYS do
   local len = redis.pcall("STRLEN", KEYS[i])
-  if type(len) == "number" and len > max then
+  if type(len) == "table" then
+    -- a key of another type reads as absent (as MGET does); any other error (NOPERM, ...) is the reply
+    if string.sub(len.err, 1, 9) ~= "WRONGTYPE" then return len end
+  elseif len > max then
     over = over or {}
     over[i] = len
   end
