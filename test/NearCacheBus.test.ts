@@ -7,7 +7,7 @@ import { CacheBus } from "@cache-aside/core"
 import { RedisCacheBus, RedisClient } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
 import { deepStrictEqual } from "@effect/vitest/utils"
-import { Effect, Layer, Redacted, Schedule } from "effect"
+import { type Duration, Effect, Layer, Redacted, Schedule } from "effect"
 import { Redis } from "ioredis"
 import { RedisServer } from "./utils/RedisServer.js"
 
@@ -25,7 +25,7 @@ const recorder = () => {
 }
 
 /** One process's bus and data client, over its own connections. */
-const instance = (server: RedisServer["Type"], heartbeat = "200 millis") =>
+const instance = (server: RedisServer["Type"], heartbeat: Duration.DurationInput = "200 millis") =>
   Effect.gen(function*() {
     const context = yield* Layer.build(
       Layer.merge(RedisCacheBus.layerWithClient({ heartbeat }), Layer.empty).pipe(
