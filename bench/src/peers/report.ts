@@ -141,3 +141,88 @@ export const chartInput = (
     }))
   }))
 })
+
+interface Target {
+  readonly what: string
+  readonly mode: Mode
+  readonly contender: string
+  readonly workload: WorkloadId
+  /** The measured figure: the ratio, or (`cpu`) client CPU per get ÷ raw's. */
+  readonly figure: "ratio" | "cpu"
+  readonly bound: number
+  /** `min`: at least the bound; `max`: at most. */
+  readonly kind: "min" | "max"
+}
+
+/** Issue 10's targets, as ratios to raw in this run. */
+const targets: ReadonlyArray<Target> = (["effect", "promise"] as const).flatMap((mode): Array<Target> => {
+  const near = mode === "effect" ? [5, 5, 2] : [3.5, 3.1, 1.5]
+  const label = mode === "effect" ? "inside Effect" : "through Promises"
+  return [
+    ...(["A", "B", "C"] as const).map((workload, i): Target => ({
+      what: `near cache, ${label}, ${workload} ≥ ${near[i]}×`,
+      mode,
+      contender: "cache-aside-near",
+      workload,
+      figure: "ratio",
+      bound: near[i]!,
+      kind: "min"
+    })),
+    ...(["A", "B", "C"] as const).map((workload, i): Target => ({
+      what: `Redis only, ${label}, ${workload} ≥ ${[0.9, 3.1, 1.0][i]}×`,
+      mode,
+      contender: "cache-aside",
+      workload,
+      figure: "ratio",
+      bound: [0.9, 3.1, 1.0][i]!,
+      kind: "min"
+    })),
+    {
+      what: `Redis only, ${label}, client CPU per hit (A) ≤ 1.5× raw's`,
+      mode,
+      contender: "cache-aside",
+      workload: "A",
+      figure: "cpu",
+      bound: 1.5,
+      kind: "max"
+    },
+    ...(["D", "E"] as const).map((workload): Target => ({
+      what: `${label}, client CPU per miss (${workload}) ≤ 2.5× raw's`,
+      mode,
+      contender: "cache-aside",
+      workload,
+      figure: "ratio",
+      bound: 2.5,
+      kind: "max"
+    }))
+  ]
+})
+
+/** The peers that a CacheAside figure must beat: for A–C a higher ratio, for D–E a lower CPU per miss. */
+const PEERS = ["bentocache", "bentocache-l1", "cache-manager"]
+
+/** Issue 10's targets against this run: informational (the benchmark never fails on them). */
+export const targetTable = (cells: ReadonlyArray<Cell>, workloads: ReadonlyArray<Workload>): string => {
+  const rows = targets.flatMap((t) => {
+    const cell = find(cells, t.workload, t.mode, t.contender)
+    const raw = find(cells, t.workload, t.mode, "raw")
+    if (cell === undefined || raw === undefined) return []
+    const value = t.figure === "ratio" ? cell.ratio : cell.cpuMicrosPerOp / raw.cpuMicrosPerOp
+    const met = t.kind === "min" ? value >= t.bound : value <= t.bound
+    const metric = workloads.find((w) => w.id === t.workload)?.metric
+    const peers = PEERS.flatMap((id) => {
+      const peer = find(cells, t.workload, t.mode, id)
+      return peer === undefined ? [] : [peer]
+    })
+    const best = metric === "cpu"
+      ? Math.min(...peers.map((p) => p.ratio))
+      : Math.max(...peers.map((p) => p.ratio))
+    const ahead = t.figure === "cpu" || peers.length === 0
+      ? "–"
+      : (metric === "cpu" ? cell.ratio < best : cell.ratio > best)
+      ? `yes (best peer ${times(best)})`
+      : `no (best peer ${times(best)})`
+    return [`| ${t.what} | ${times(value)} | ${met ? "met" : "**not met**"} | ${ahead} |`]
+  })
+  return ["| target (issue 10) | measured | | ahead of every peer |", "| --- | ---: | --- | --- |", ...rows].join("\n")
+}
