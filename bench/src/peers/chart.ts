@@ -40,7 +40,7 @@ const WIDTH = 1200
 const PANEL_HEIGHT = 330
 const LEFT = 70
 const RIGHT = 20
-const TOP = 92
+const LEGEND_COLUMNS = 3
 
 /** The log2 range of the axis: powers of two around every value, 1× always inside. */
 const axisRange = (values: ReadonlyArray<number>): { readonly lo: number; readonly hi: number } => {
@@ -105,12 +105,14 @@ const panelSvg = (
 }
 
 export const renderChart = (input: ChartInput): string => {
-  const height = TOP + PANEL_HEIGHT * input.panels.length + 10
+  // the legend's rows, then the panels
+  const top = 62 + Math.ceil(input.contenders.length / LEGEND_COLUMNS) * 18
+  const height = top + PANEL_HEIGHT * input.panels.length + 10
   const values = input.panels.flatMap((p) => p.groups.flatMap((g) => g.bars.flatMap((b) => b.value ?? [])))
   const range = axisRange(values)
   const legend = input.contenders.map((contender, c) => {
-    const x = LEFT + (c % 3) * 370
-    const y = 52 + Math.floor(c / 3) * 18
+    const x = LEFT + (c % LEGEND_COLUMNS) * 370
+    const y = 56 + Math.floor(c / LEGEND_COLUMNS) * 18
     return `<rect x="${x}" y="${y - 10}" width="12" height="12" fill="${COLORS[c % COLORS.length]}"/>` +
       `<text x="${x + 17}" y="${y}" font-size="12">${escapeXml(contender.label)}</text>`
   })
@@ -121,7 +123,7 @@ export const renderChart = (input: ChartInput): string => {
     `<text x="${LEFT}" y="20" font-size="17" font-weight="bold">${escapeXml(input.title)}</text>`,
     `<text x="${LEFT}" y="36" font-size="11.5" fill="#444">${escapeXml(input.subtitle)}</text>`,
     ...legend,
-    ...input.panels.flatMap((panel, i) => panelSvg(panel, input, TOP + i * PANEL_HEIGHT, range)),
+    ...input.panels.flatMap((panel, i) => panelSvg(panel, input, top + i * PANEL_HEIGHT, range)),
     `</svg>`,
     ""
   ].join("\n")

@@ -2,8 +2,8 @@
  * One measured run of one contender on one workload, in one mode: through Promises (one Promise
  * per get, `concurrency` async loops) or inside one Effect program (`concurrency` fibers, each an
  * `Effect.whileLoop` of gets). Measures wall time, the client's CPU (`process.cpuUsage`: the whole
- * Node process, the Redis server excluded) and what Redis did (commands processed and its CPU, from
- * `INFO`), and counts lookups and wrong answers. It never throws for a contender's failure: the
+ * Node process, the Redis server excluded) and what Redis did (commands processed, those run by Lua
+ * scripts included, and its CPU, from `INFO`), and counts lookups and wrong answers. It never throws for a contender's failure: the
  * sample carries the error.
  */
 import * as Effect from "effect/Effect"
@@ -37,6 +37,9 @@ interface RedisFigures {
   readonly commands: number
   readonly cpuMicros: number
 }
+
+/** The pause after a run's last get before its CPU and Redis figures are read (not timed). */
+const SETTLE_MILLIS = 25
 
 /** `INFO` costs two commands per reading: subtracted from the run's count. */
 const INFO_COMMANDS = 2
@@ -155,6 +158,8 @@ export const runOnce = async (input: RunInput): Promise<Sample> => {
     error = cause instanceof Error ? cause.message : String(cause)
   }
   const seconds = (performance.now() - start) / 1000
+  // work a get left running (a background fill, a pipelined write) is charged to this run, not the next
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MILLIS))
   const cpu = process.cpuUsage(cpuBefore)
   const redisAfter = await readRedis(admin)
   const countersAfter = contender.counters === undefined ? {} : await contender.counters()
