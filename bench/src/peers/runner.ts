@@ -38,6 +38,9 @@ interface RedisFigures {
   readonly cpuMicros: number
 }
 
+/** A bound against a hung contender (a get that never answers): far above any run's length. */
+const HANG_MILLIS = 60_000
+
 /** The pause after a run's last get before its CPU and Redis figures are read (not timed). */
 const SETTLE_MILLIS = 25
 
@@ -149,13 +152,20 @@ export const runOnce = async (input: RunInput): Promise<Sample> => {
   const start = performance.now()
   let result: LoopResult = { ops: 0, wrong: 0 }
   let error: string | undefined
+  let hangTimer: ReturnType<typeof setTimeout> | undefined
   try {
     const more = moreOf(workload.budget, input.scale)
-    result = mode === "promise" || contender.getEffect === undefined
-      ? await promiseLoop(contender.get, keyOf, workload.concurrency, more)
-      : await input.runtime.runPromise(effectLoop(contender.getEffect, keyOf, workload.concurrency, more))
+    const loop = mode === "promise" || contender.getEffect === undefined
+      ? promiseLoop(contender.get, keyOf, workload.concurrency, more)
+      : input.runtime.runPromise(effectLoop(contender.getEffect, keyOf, workload.concurrency, more))
+    const hung = new Promise<never>((_, reject) => {
+      hangTimer = setTimeout(() => reject(new Error(`the run did not end within ${HANG_MILLIS} ms`)), HANG_MILLIS)
+    })
+    result = await Promise.race([loop, hung])
   } catch (cause) {
     error = cause instanceof Error ? cause.message : String(cause)
+  } finally {
+    clearTimeout(hangTimer)
   }
   const seconds = (performance.now() - start) / 1000
   // work a get left running (a background fill, a pipelined write) is charged to this run, not the next
