@@ -90,9 +90,9 @@ const nproc = (): number => {
 // ---------------------------------------------------------------------------------------------
 // the measurement
 
-const makeContenders = async (url: string): Promise<Array<Contenders.Contender>> => {
+/** Builds the contenders into `all` one by one, so that those built are closed should a later one fail. */
+const makeContenders = async (url: string, all: Array<Contenders.Contender>): Promise<void> => {
   const wanted = (id: string) => id === "raw" || ONLY_CONTENDERS === undefined || ONLY_CONTENDERS.includes(id)
-  const all: Array<Contenders.Contender> = []
   const add = async (id: string, make: () => Contenders.Contender | Promise<Contenders.Contender>) => {
     if (wanted(id)) all.push(await make())
   }
@@ -105,7 +105,6 @@ const makeContenders = async (url: string): Promise<Array<Contenders.Contender>>
     await add("cache-aside-near", () => Contenders.cacheAside(url, Contenders.NEAR_CACHE))
   }
   await add("floor", () => Contenders.floor())
-  return all
 }
 
 interface Context {
@@ -170,7 +169,7 @@ const main = async () => {
   try {
     const redisVersion = await readRedisVersion(server.url)
     await admin.flushall()
-    contenders.push(...await makeContenders(server.url))
+    await makeContenders(server.url, contenders)
     const zipf = zipfSequence(ZIPF_KEYS, ZIPF_EXPONENT, sizes.zipfOps)
     console.log(
       `peers${QUICK ? " --quick" : ""}: ${ROUNDS} rounds, ${sizes.runMillis} ms per run of A/B/D/E, ` +
