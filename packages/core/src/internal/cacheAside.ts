@@ -45,6 +45,12 @@ export const isBreakerOpen = (error: unknown): boolean => {
   return false
 }
 
+/**
+ * XFetch refreshes when `-beta * delta * ln(random) >= time left`: 4 lookup durations before expiry
+ * that still happens for 1.8 % of reads. Near cache entries end there (see `fresh`).
+ */
+const earlyWindow = 4
+
 /** @internal */
 export class CacheAsideImpl<K, A, E, R> {
   readonly keys: Keys
@@ -80,9 +86,16 @@ export class CacheAsideImpl<K, A, E, R> {
   // ---------------------------------------------------------------------------------------------
   // hooks: the one place a fresh decoded value is produced, and the one place invalidations apply
 
-  /** A fresh value was read or filled (the near cache's fill point); `size`: its stored bytes. */
-  fresh(full: string, value: Option.Option<A>, expiresAt: number, size: number): void {
-    this.near?.cache.fill(full, value, expiresAt, size, this.now())
+  /**
+   * A fresh value was read or filled (the near cache's fill point); `delta`: how long its lookup
+   * took, `size`: its stored bytes. With early expiration on, the near cache stops answering the
+   * key `earlyWindow` lookup durations (times beta) before expiry, so reads reach the store, where
+   * XFetch decides on a refresh.
+   */
+  fresh(full: string, value: Option.Option<A>, expiresAt: number, delta: number, size: number): void {
+    if (this.near === undefined) return
+    const until = expiresAt - earlyWindow * this.config.beta * delta
+    this.near.cache.fill(full, value, until, size, this.now())
   }
 
   /**
@@ -198,6 +211,7 @@ export class CacheAsideImpl<K, A, E, R> {
                   full,
                   prepared.value,
                   this.now() + Duration.toMillis(write.ttl) - this.config.keepMillis,
+                  delta,
                   write.bytes.length
                 )
               }
@@ -301,7 +315,7 @@ export class CacheAsideImpl<K, A, E, R> {
       this.recorder.increment("staleServes")
       return Effect.as(refresh.inBackground(this, key, userKey, full, found.bytes), found.value)
     }
-    this.fresh(full, found.value, found.entry.expiresAt, found.bytes.length)
+    this.fresh(full, found.value, found.entry.expiresAt, found.entry.delta, found.bytes.length)
     if (this.config.beta === 0 || found.entry.delta <= 0) return Effect.succeed(found.value)
     return Effect.flatMap(refresh.shouldRefreshEarly(this, found.entry), (early) => {
       if (!early) return Effect.succeed(found.value)
