@@ -1,49 +1,116 @@
 import { assert, describe, it } from "@effect/vitest"
+import { assertSome } from "@effect/vitest/utils"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { CacheAside, MemoryCacheStore, Metrics } from "../src/index.js"
+import { CacheAside, CacheStore, DataSource, FaultInjection, MemoryCacheStore, Metrics } from "../src/index.js"
 
 const Services = Layer.provideMerge(MemoryCacheStore.layer(), Metrics.layer)
+const Faulty = Layer.provideMerge(FaultInjection.layer(MemoryCacheStore.layer()), Metrics.layer)
+
+/** A generous bound against hangs (never an assertion about speed). */
+const hangBound = "3 seconds"
+const bounded = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.timeoutFail(effect, { duration: hangBound, onTimeout: () => new Error(`hung past ${hangBound}`) })
+
+/** A lookup that counts calls and interrupts, and waits for `gate` (when given) before answering. */
+const gatedLookup = (gate?: Deferred.Deferred<void>) => {
+  const counts = { calls: 0, interrupted: 0, started: Deferred.unsafeMake<void>(FiberId.none) }
+  const lookup = (id: number) =>
+    Effect.gen(function*() {
+      counts.calls++
+      yield* Deferred.succeed(counts.started, undefined)
+      if (gate !== undefined) yield* Deferred.await(gate)
+      return Option.some(`v${id}`)
+    }).pipe(Effect.onInterrupt(() => Effect.sync(() => counts.interrupted++)))
+  return { counts, lookup }
+}
+
+const makeCache = (lookup: (id: number) => Effect.Effect<Option.Option<string>>, namespace = "flights") =>
+  CacheAside.make({ namespace, key: (id: number) => String(id), schema: Schema.String, lookup, ttl: "1 minute" })
 
 describe("single flight", () => {
-  it.effect("an interrupted leader: its joiners retry by themselves; an interrupted joiner leaves the others alone", () =>
+  it.scoped("an interrupted leader does not cancel the load its joiners wait for: one lookup answers them all", () =>
     Effect.gen(function*() {
-      let calls = 0
-      const first = yield* Deferred.make<void>()
       const gate = yield* Deferred.make<void>()
-      const cache = yield* CacheAside.make({
-        namespace: "flights",
-        key: (id: number) => String(id),
-        schema: Schema.String,
-        lookup: (id: number) =>
-          Effect.gen(function*() {
-            calls++
-            if (calls === 1) {
-              yield* Deferred.succeed(first, undefined)
-              yield* Effect.never // the first load never finishes: its fiber will be interrupted
-            }
-            yield* Deferred.await(gate)
-            return Option.some(`v${id}`)
-          }),
-        ttl: "1 minute"
-      })
+      const { counts, lookup } = gatedLookup(gate)
+      const cache = yield* makeCache(lookup)
       const leader = yield* Effect.fork(cache.get(1))
-      yield* Deferred.await(first)
+      yield* Deferred.await(counts.started)
       const joiners = yield* Effect.forEach(Array.from({ length: 5 }), () => Effect.fork(cache.get(1)))
       const quitter = yield* Effect.fork(cache.get(1))
       yield* Effect.yieldNow()
       yield* Fiber.interrupt(quitter)
       yield* Fiber.interrupt(leader)
-      yield* Effect.yieldNow()
       yield* Deferred.succeed(gate, undefined)
-      const answers = yield* Effect.forEach(joiners, Fiber.join)
-      assert.isTrue(answers.every((answer) => Option.getOrUndefined(answer) === "v1"))
-      assert.strictEqual(calls, 2, "the joiners retried as one new flight")
+      for (const joiner of joiners) assertSome(yield* Fiber.join(joiner), "v1")
+      assert.strictEqual(counts.calls, 1, "the joiners shared the one load")
+      assert.strictEqual(counts.interrupted, 0)
       const metrics = yield* Metrics.Metrics
-      assert.isAtLeast((yield* metrics.snapshot("flights")).coalesced, 5)
+      assert.strictEqual((yield* metrics.snapshot("flights")).coalesced, 6)
     }).pipe(Effect.provide(Services)))
+
+  it.scoped("when every waiter is interrupted the load is interrupted, and the next get starts afresh", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const { counts, lookup } = gatedLookup(gate)
+      const cache = yield* makeCache(lookup)
+      const waiters = yield* Effect.forEach(Array.from({ length: 3 }), () => Effect.fork(cache.get(1)))
+      yield* Deferred.await(counts.started)
+      yield* Effect.forEach(waiters, Fiber.interrupt)
+      yield* Effect.yieldNow()
+      assert.strictEqual(counts.interrupted, 1, "the shared load went with its last waiter")
+      yield* Deferred.succeed(gate, undefined)
+      assertSome(yield* cache.get(1), "v1")
+      assert.strictEqual(counts.calls, 2)
+    }).pipe(Effect.provide(Services)))
+
+  it.scoped("a leader interrupted during its store read: its joiners retry by themselves", () =>
+    Effect.gen(function*() {
+      const faults = yield* FaultInjection.FaultInjection
+      const { counts, lookup } = gatedLookup()
+      const cache = yield* makeCache(lookup)
+      yield* faults.hang({ operations: ["get"] })
+      const leader = yield* Effect.fork(cache.get(1))
+      yield* Effect.yieldNow()
+      const joiners = yield* Effect.forEach(Array.from({ length: 3 }), () => Effect.fork(cache.get(1)))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(leader)
+      yield* faults.heal
+      for (const joiner of joiners) assertSome(yield* Fiber.join(joiner), "v1")
+      assert.strictEqual(counts.calls, 1, "the joiners retried as one new flight")
+    }).pipe(Effect.provide(Faulty)))
+
+  it.live(
+    "an interrupt at any point of a get or getMany never leaves a flight or a lease behind",
+    () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore.CacheStore
+        const source = yield* DataSource.memory<number, string>([[1, "one"], [2, "two"], [3, "three"]])
+        const cache = yield* CacheAside.make({
+          namespace: "interrupts",
+          key: (id: number) => String(id),
+          schema: Schema.String,
+          lookup: source,
+          ttl: "1 minute",
+          negativeTtl: 0 // nothing cached for "not found": every get of 4 leases, loads and releases
+        })
+        for (let yields = 0; yields < 60; yields++) {
+          const fiber = yield* Effect.fork(yields % 2 === 0 ? cache.get(4) : cache.getMany([4, 5, 4]))
+          for (let i = 0; i < yields; i++) yield* Effect.yieldNow()
+          yield* Fiber.interrupt(fiber)
+          // the next gets of those keys answer (no flight left behind) and no lease outlived its holder
+          const exit = yield* Effect.exit(bounded(Effect.all([cache.get(4), cache.getMany([5, 4])])))
+          assert.isTrue(Exit.isSuccess(exit), `a get hung after an interrupt at yield ${yields}`)
+          assert.isTrue(Option.isNone(yield* store.get(cache.keyOf(4))), `a lease of 4 left after yield ${yields}`)
+          assert.isTrue(Option.isNone(yield* store.get(cache.keyOf(5))), `a lease of 5 left after yield ${yields}`)
+        }
+      }).pipe(Effect.provide(Services), Effect.scoped),
+    60_000
+  )
 })

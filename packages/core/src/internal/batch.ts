@@ -114,13 +114,18 @@ const overOf = (read: Read<unknown>): Uint8Array | undefined =>
 const isBatchable = (read: Read<unknown>): boolean =>
   read._tag === "Absent" || read._tag === "Dead" || read._tag === "Corrupt" || read._tag === "Unavailable"
 
-/** Misses leased (each one's lease a resource of this scope) and loaded with one `loadMany`. */
+type Done<K, A, E> = readonly [Led<K, A, E>, Exit.Exit<Option.Option<A>, E>]
+
+/**
+ * Misses leased (each one's lease a resource of this scope) and loaded with one `loadMany`. Their
+ * flights are answered once the scope has closed: every lease is released before anyone reads on.
+ */
 const loadBatch = <K, A, E, R>(
   impl: CacheAsideImpl<K, A, E, R>,
   misses: ReadonlyArray<readonly [Led<K, A, E>, Read<A>]>,
   failed: CacheUnavailable | undefined
 ): Effect.Effect<void> =>
-  Effect.scoped(Effect.gen(function*() {
+  Effect.gen(function*() {
     impl.recorder.increment("misses", misses.length)
     if (failed !== undefined) {
       yield* impl.cacheError(failed, "fallbacks")
@@ -129,57 +134,53 @@ const loadBatch = <K, A, E, R>(
     for (const [l, read] of misses) {
       if (read._tag === "Corrupt") yield* impl.corrupt(l.full, read.error)
     }
-    const taken = yield* Effect.forEach(misses, ([l, read]) =>
-      read._tag === "Unavailable"
-        ? Effect.succeed(undefined)
-        : Lease.take(impl.store, l.full, impl.config.leaseTtl, overOf(read)), {
-      concurrency: "unbounded"
-    })
-    const waiting: Array<Led<K, A, E>> = []
-    const loading: Array<readonly [Led<K, A, E>, Lease.Lease | undefined]> = []
-    misses.forEach(([l], i) => {
-      const t = taken[i]
-      if (t?._tag === "Held" && impl.config.lock !== undefined) waiting.push(l)
-      else loading.push([l, t?._tag === "Mine" ? t.lease : undefined])
-    })
-    yield* Effect.all([
-      Effect.forEach(
-        waiting,
-        (l) => settleWith(impl, l, impl.waitForFill(l.key, l.userKey, l.full, l.flight, undefined, undefined)),
-        { concurrency: "unbounded", discard: true }
-      ),
-      loadMine(impl, loading)
-    ], { concurrency: "unbounded", discard: true })
-  }))
+    const done = yield* Effect.scoped(Effect.gen(function*() {
+      const taken = yield* Effect.forEach(misses, ([l, read]) =>
+        read._tag === "Unavailable"
+          ? Effect.succeed(undefined)
+          : Lease.take(impl.store, l.full, impl.config.leaseTtl, overOf(read)), { concurrency: "unbounded" })
+      const waiting: Array<Led<K, A, E>> = []
+      const loading: Array<readonly [Led<K, A, E>, Lease.Lease | undefined]> = []
+      misses.forEach(([l], i) => {
+        const t = taken[i]
+        if (t?._tag === "Held" && impl.config.lock !== undefined) waiting.push(l)
+        else loading.push([l, t?._tag === "Mine" ? t.lease : undefined])
+      })
+      const [, mine] = yield* Effect.all([
+        Effect.forEach(
+          waiting,
+          (l) => settleWith(impl, l, impl.waitForFill(l.key, l.userKey, l.full, l.flight, undefined, undefined)),
+          { concurrency: "unbounded", discard: true }
+        ),
+        loadMine(impl, loading)
+      ], { concurrency: "unbounded" })
+      return mine
+    }))
+    for (const [l, exit] of done) impl.flights.settle(l.flight, exit)
+  })
 
 /** One `loadMany` for the keys this batch loads; a key it leaves out loads on its own. */
 const loadMine = <K, A, E, R>(
   impl: CacheAsideImpl<K, A, E, R>,
   loading: ReadonlyArray<readonly [Led<K, A, E>, Lease.Lease | undefined]>
-): Effect.Effect<void> =>
+): Effect.Effect<ReadonlyArray<Done<K, A, E>>> =>
   Effect.gen(function*() {
-    if (loading.length === 0) return
+    if (loading.length === 0) return []
     const loaded = yield* Effect.exit(impl.lookup.loadMany(loading.map(([l]) => l.key)))
     if (Exit.isFailure(loaded)) {
       const failure = Exit.failCause(loaded.cause)
-      for (const [l] of loading) impl.flights.settle(l.flight, failure)
-      return
+      return loading.map(([l]): Done<K, A, E> => [l, failure])
     }
     const [answers, delta] = loaded.value
-    yield* Effect.forEach(loading, ([l, lease]) => {
+    return yield* Effect.forEach(loading, ([l, lease]) => {
       const value = answers.get(l.userKey)
-      if (value === undefined) {
-        return settleWith(
-          impl,
-          l,
-          lease === undefined
-            ? impl.loadOnly(l.key, l.userKey, l.full)
-            : impl.loadAndFill(l.key, l.userKey, l.full, l.flight, lease)
-        )
-      }
-      const filled = lease === undefined
+      const work = value === undefined
+        ? lease === undefined
+          ? impl.loadOnly(l.key, l.userKey, l.full)
+          : impl.loadAndFill(l.key, l.userKey, l.full, l.flight, lease)
+        : lease === undefined
         ? Effect.map(impl.entries.prepare(l.full, value, delta), (prepared) => prepared.value)
         : impl.fill(l.full, l.flight, lease, value, delta)
-      return settleWith(impl, l, filled)
-    }, { concurrency: impl.config.batchConcurrency, discard: true })
+      return Effect.map(Effect.exit(work), (exit): Done<K, A, E> => [l, exit])
+    }, { concurrency: impl.config.batchConcurrency })
   })
