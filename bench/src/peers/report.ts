@@ -18,6 +18,8 @@ export interface Cell {
   readonly redisCpuMicrosPerOp: number
   readonly lookupsPerRun: number
   readonly wrong: number
+  /** Store operations that failed during the measured rounds (CacheAside's `cacheErrors`): those gets fell back. */
+  readonly storeErrors: number
   readonly errors: ReadonlyArray<string>
   /**
    * Median over rounds of (this round's figure ÷ raw's figure in the same round): ops/s for a
@@ -58,6 +60,7 @@ export const makeCell = (
     redisCpuMicrosPerOp: median(ok.map((s) => s.redisCpuMicrosPerOp)),
     lookupsPerRun: median(ok.map((s) => s.lookups)),
     wrong: samples.reduce((n, s) => n + s.wrong, 0),
+    storeErrors: samples.reduce((n, s) => n + (s.counters["cacheErrors"] ?? 0), 0),
     errors: samples.flatMap((s) => s.error === undefined ? [] : [s.error]),
     ratio: median(ratios)
   }
@@ -86,7 +89,7 @@ export const ratioTable = (cells: ReadonlyArray<Cell>, labels: Labels, mode: Mod
     const row = labels.workloads.map((w) => {
       const cell = find(cells, w.id, mode, contender.id)
       if (cell === undefined) return "–"
-      const flag = cell.errors.length > 0 || cell.wrong > 0 ? " ⚠" : ""
+      const flag = cell.errors.length > 0 || cell.wrong > 0 || cell.storeErrors > 0 ? " ⚠" : ""
       return w.metric === "throughput"
         ? `**${times(cell.ratio)}** ${ops(cell.opsPerSecond)}/s${flag}`
         : `${micros(cell.cpuMicrosPerOp)} **${times(cell.ratio)}**${flag}`
