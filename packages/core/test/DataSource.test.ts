@@ -55,14 +55,14 @@ describe("DataSource", () => {
       const other = DataSource.make((id: number) => Effect.succeed(Option.some(`live ${id}`)))
       assertSome(yield* program.pipe(Effect.provide(Layer.succeed(UserSource, other))), "from memory")
       assert.strictEqual(yield* db.loads, 1, "the second cache found the first's entry: same namespace, same store")
-    }).pipe(Effect.provide(Services)))
+    }).pipe(Effect.scoped, Effect.provide(Services)))
 
   it.effect("fromRequestResolver: loadMany is one request batch, answers matched by request", () =>
     Effect.gen(function*() {
       const { batches, resolver } = countingResolver(new Map([[1, "Ada"], [3, "Grace"]]))
       const source = DataSource.fromRequestResolver(resolver, (id: number) => GetUser({ id }))
       const answers = [...(yield* source.loadMany!([1, 2, 3]))]
-      assert.deepStrictEqual(batches, [[1, 2, 3]])
+      deepStrictEqual(batches, [[1, 2, 3]])
       deepStrictEqual(answers, [[1, Option.some("Ada")], [2, Option.none()], [3, Option.some("Grace")]])
       assertSome(yield* source.load(3), "Grace")
       assert.strictEqual(batches.length, 2)
@@ -94,7 +94,7 @@ describe("DataSource", () => {
       })
       deepStrictEqual(answers, [Option.some("Ada"), Option.some("Grace"), Option.none(), Option.some("Alan")])
       assert.strictEqual(batches.length, 1)
-      assert.deepStrictEqual([...batches[0]!].sort(), [1, 2, 3, 4])
+      deepStrictEqual([...batches[0]!].sort(), [1, 2, 3, 4])
     }).pipe(Effect.scoped, Effect.provide(Services)))
 
   it.effect("batched: a key the batch left out loads on its own; a failed batch fails each waiter", () =>
