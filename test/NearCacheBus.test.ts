@@ -110,6 +110,58 @@ describe("RedisCacheBus", () => {
       deepStrictEqual(seen.evicted, [{ _tag: "Keys", keys: ["cache:nbus:1:after"] }])
     }))
 
+  it.scopedLive("works as a user with only the documented ACL (store's plus the bus's), under a keyPrefix", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const acl = [
+        "ACL",
+        "SETUSER",
+        "cache",
+        "on",
+        ">secret",
+        "resetkeys",
+        "~app:*",
+        "resetchannels",
+        "-@all",
+        // the store's (packages/redis/README.md, Minimal ACL)
+        ...["+evalsha", "+eval", "+get", "+mget", "+strlen", "+set", "+del", "+unlink", "+scan", "+info"],
+        // the bus's (RedisCacheBus module doc)
+        ...["+publish", "+subscribe", "+ping", "+client|id", "+client|tracking"],
+        "&cache-aside-bus:*",
+        "&__redis__:invalidate"
+      ]
+      assert.strictEqual(yield* server.command(...acl), "+OK")
+      const context = yield* Layer.build(
+        RedisCacheBus.layerWithClient({ heartbeat: "200 millis" }).pipe(
+          Layer.provideMerge(RedisClient.layer({
+            url: Redacted.make(server.url),
+            username: "cache",
+            password: Redacted.make("secret"),
+            keyPrefix: "app:",
+            commandTimeout: "2 seconds"
+          }))
+        )
+      )
+      const bus = yield* Effect.provide(CacheBus.CacheBus, context)
+      const seen = recorder()
+      yield* bus.subscribe(namespace, seen.subscriber)
+      yield* eventually("healthy as the restricted user", () => bus.healthy())
+      const raw = yield* plainClient(server)
+      const listener = yield* plainClient(server)
+      const heard: Array<string> = []
+      listener.on("message", (_channel: string, message: string) => heard.push(message))
+      yield* Effect.promise(() => listener.subscribe(`cache-aside-bus:app:${namespace}`))
+      yield* Effect.promise(() => raw.set("other:cache:nbus:1:x", "v")) // outside the keyPrefix
+      yield* Effect.promise(() => raw.set("app:cache:nbus:1:k", "v"))
+      yield* eventually("eviction", () => seen.evicted.length >= 1)
+      yield* bus.publish(namespace, { _tag: "All" }) // allowed, and skipped by its sender
+      yield* eventually("the message published", () => heard.length === 1)
+      // several heartbeats pass without a flush: PING is allowed too
+      yield* Effect.sleep("700 millis")
+      assert.strictEqual(seen.flushes(), 1)
+      deepStrictEqual(seen.evicted, [{ _tag: "Keys", keys: ["cache:nbus:1:k"] }])
+    }))
+
   it.scopedLive("a paused server: the missed heartbeat flushes and the bus stays unhealthy until it answers", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make

@@ -16,10 +16,16 @@
  *   until both connections are back, subscribed and tracking (invalidations may have been missed).
  *
  * The bus needs a second connection (the subscriber) and, with Redis ACLs, these permissions in
- * addition to the store's: `+publish +subscribe +ping +client|id +client|tracking`, channels
- * `&cache-aside-bus:* &__redis__:invalidate` (Redis 7 denies channels unless listed, or `allchannels`),
- * and `+client|setname` (the subscriber names itself `cache-aside-bus`). Client-side caching needs
- * Redis 6 or later; this module is, with `RedisClient.ts`, the only one that talks to ioredis
+ * addition to the store's minimal ACL (packages/redis/README.md):
+ *
+ *     +publish +subscribe +ping +client|id +client|tracking &cache-aside-bus:* &__redis__:invalidate
+ *
+ * (`+publish`: invalidation messages; `+subscribe`, `+client|id`: the subscriber; `+client|tracking`:
+ * client-side caching on the data connection; `+ping`: the subscriber's heartbeat, without which
+ * the bus flaps; the two channels: Redis 7 denies channels not listed). Optionally
+ * `+client|setname`: the subscriber names itself `cache-aside-bus` in `CLIENT LIST`.
+ * `test/NearCacheBus.test.ts` runs the bus as a user with exactly these. Client-side caching needs
+ * Redis 6 or later. This module is, with `RedisClient.ts`, the only one that talks to ioredis
  * (through `internal/tracking.ts`).
  *
  * @since 0.1.0
