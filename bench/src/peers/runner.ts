@@ -25,6 +25,8 @@ export interface Sample {
   readonly redisCommandsPerOp: number
   /** Redis server CPU per get, in microseconds (coarse: Redis reports it in microseconds, sampled). */
   readonly redisCpuMicrosPerOp: number
+  /** Redis calls per get by command (`INFO commandstats`, the `INFO` calls around the run excluded). */
+  readonly redisCallsPerOp: Record<string, number>
   readonly lookups: number
   /** Gets that answered no row, or another key's row. */
   readonly wrong: number
@@ -36,6 +38,8 @@ export interface Sample {
 interface RedisFigures {
   readonly commands: number
   readonly cpuMicros: number
+  /** Calls per command name (`INFO commandstats`). */
+  readonly calls: Record<string, number>
 }
 
 /** A bound against a hung contender (a get that never answers): far above any run's length. */
@@ -44,15 +48,22 @@ const HANG_MILLIS = 60_000
 /** The pause after a run's last get before its CPU and Redis figures are read (not timed). */
 const SETTLE_MILLIS = 25
 
-/** `INFO` costs two commands per reading: subtracted from the run's count. */
-const INFO_COMMANDS = 2
+/** `INFO` costs three commands per reading: subtracted from the run's count. */
+const INFO_COMMANDS = 3
 
 const readRedis = async (admin: Redis): Promise<RedisFigures> => {
-  const [stats, cpu] = await Promise.all([admin.info("stats"), admin.info("cpu")])
+  const [stats, cpu, commandstats] = await Promise.all([
+    admin.info("stats"),
+    admin.info("cpu"),
+    admin.info("commandstats")
+  ])
   const field = (text: string, name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, "m").exec(text)?.[1] ?? "0")
+  const calls: Record<string, number> = {}
+  for (const match of commandstats.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[match[1]!] = Number(match[2])
   return {
     commands: field(stats, "total_commands_processed"),
-    cpuMicros: (field(cpu, "used_cpu_user") + field(cpu, "used_cpu_sys")) * 1e6
+    cpuMicros: (field(cpu, "used_cpu_user") + field(cpu, "used_cpu_sys")) * 1e6,
+    calls
   }
 }
 
@@ -120,6 +131,15 @@ const effectLoop = (
     return Effect.map(workers, () => ({ ops: started, wrong }))
   })
 
+const callsPerOp = (before: Record<string, number>, after: Record<string, number>, ops: number) => {
+  const perOp: Record<string, number> = {}
+  for (const [name, calls] of Object.entries(after)) {
+    const change = calls - (before[name] ?? 0) - (name === "info" ? INFO_COMMANDS : 0)
+    if (change > 0) perOp[name] = Math.round(change / ops * 1000) / 1000
+  }
+  return perOp
+}
+
 const counterDelta = (before: Record<string, number>, after: Record<string, number>) => {
   const delta: Record<string, number> = {}
   for (const [name, value] of Object.entries(after)) {
@@ -181,6 +201,7 @@ export const runOnce = async (input: RunInput): Promise<Sample> => {
     cpuMicrosPerOp: (cpu.user + cpu.system) / ops,
     redisCommandsPerOp: Math.max(0, redisAfter.commands - redisBefore.commands - INFO_COMMANDS) / ops,
     redisCpuMicrosPerOp: (redisAfter.cpuMicros - redisBefore.cpuMicros) / ops,
+    redisCallsPerOp: callsPerOp(redisBefore.calls, redisAfter.calls, ops),
     lookups: contender.db.loads - loadsBefore,
     wrong: result.wrong,
     counters: counterDelta(countersBefore, countersAfter),
