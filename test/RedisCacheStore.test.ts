@@ -172,11 +172,15 @@ describe("RedisCacheStore", () => {
       yield* plain.set("x3", text("3"), long)
       yield* plain.set("other:x4", text("4"), long)
 
+      // in Redis itself (a raw connection, no client library): the prefixed store's key carries the prefix
+      assert.strictEqual(yield* server.command("EXISTS", "app:x1"), ":1")
+      assert.strictEqual(yield* server.command("EXISTS", "x1"), ":0")
       assert.isTrue(Option.isSome(yield* plain.get("app:x1")))
       assert.isTrue(Option.isSome(yield* prefixed.get("x2")))
       assert.isTrue(Option.isNone(yield* prefixed.get("x3")))
 
       assert.strictEqual(yield* prefixed.deletePattern("x*"), 2)
+      assert.strictEqual(yield* server.command("EXISTS", "app:x1", "app:x2", "x3", "other:x4"), ":2")
       assert.isTrue(Option.isNone(yield* plain.get("app:x1")))
       assert.isTrue(Option.isNone(yield* plain.get("app:x2")))
       assert.isTrue(Option.isSome(yield* plain.get("x3")))
@@ -201,10 +205,19 @@ describe("RedisCacheStore", () => {
       assert.strictEqual(yield* server.command("EXISTS", "cfg:k"), ":1")
     }), 30_000)
 
-  it.scoped("RedisClient exposes the client's keyPrefix", () =>
-    Effect.gen(function*() {
-      const port = yield* freePort
-      const client = yield* RedisClient.make({ host: "127.0.0.1", port, keyPrefix: "p:", connectTimeout: "10 millis" })
-      assert.strictEqual(client.keyPrefix, "p:")
-    }), 30_000)
+  it.scoped(
+    "RedisClient's keyPrefix reaches Redis: every key it writes carries the prefix",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* RedisServer.make
+        const client = yield* RedisClient.make({ url: Redacted.make(server.url), keyPrefix: "p:" })
+        assert.strictEqual(client.keyPrefix, "p:")
+        yield* client.setPx("k", text("v"), 60_000)
+        // read with a raw connection: the key in Redis is the prefixed one, and only that one
+        assert.strictEqual(yield* server.command("EXISTS", "p:k"), ":1")
+        assert.strictEqual(yield* server.command("EXISTS", "k"), ":0")
+        assert.strictEqual(yield* server.command("DBSIZE"), ":1")
+      }),
+    30_000
+  )
 })
