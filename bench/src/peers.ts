@@ -9,7 +9,8 @@
  *
  * Flags and environment:
  * - `--quick`             a few seconds per cell (3 rounds of 200 ms); the default is the full run
- * - `REDIS_URL`           use this Redis instead of spawning a `redis-server` on a free port
+ * - `REDIS_URL`           use this Redis instead of spawning a `redis-server` on a free port; the
+ *                         benchmark empties it (FLUSHALL), so it also needs `BENCH_FLUSH_OK=1`
  * - `BENCH_ROUNDS`        measured rounds (full 5, quick 3)
  * - `BENCH_RUN_MS`        duration of a run of A, B, D, E (full 800, quick 200)
  * - `BENCH_ZIPF_OPS`      gets per run of C (full 10000, quick 4000)
@@ -167,6 +168,9 @@ const main = async () => {
   const runtime = ManagedRuntime.make(Logger.minimumLogLevel(LogLevel.Error))
   const contenders: Array<Contenders.Contender> = []
   try {
+    if (!server.spawned && process.env["BENCH_FLUSH_OK"] !== "1") {
+      throw new Error("the benchmark empties its Redis (FLUSHALL): set BENCH_FLUSH_OK=1 to let it empty REDIS_URL's")
+    }
     const redisVersion = await readRedisVersion(server.url)
     await admin.flushall()
     await makeContenders(server.url, contenders)
