@@ -8,8 +8,10 @@
  *   failing at once meanwhile, so none waits on a store that may still hang), which closes the
  *   breaker or re-opens it for a longer (jittered, bounded) cooldown;
  * - no lost invalidations: a `delete` or `deletePattern` that cannot reach the store is queued
- *   (bounded, deduplicated per key or pattern) and succeeds for the caller; the queue is replayed in
- *   order before any read or write is served again, and by a background fiber;
+ *   (bounded, deduplicated per key or pattern) and succeeds for the caller; a background fiber
+ *   replays the queue in order; a read or write of a key that a queued invalidation covers first
+ *   deletes that key itself (one `delete`), so it never sees what the invalidation removes and never
+ *   waits for the rest of the queue (a long pattern replay blocks no read);
  * - bounded, jittered retries of writes and invalidations (reads are not retried by default: a
  *   retry on the read path is latency).
  *
@@ -23,16 +25,18 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
+import * as Either from "effect/Either"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { CacheStore, CacheUnavailable, InvalidStoreOptions } from "./CacheStore.js"
 import type { Operation } from "./CacheStore.js"
-import * as Glob from "./Glob.js"
+import { Breaker } from "./internal/breaker.js"
+import { InvalidationQueue } from "./internal/invalidationQueue.js"
+import type { Claim, Invalidation, KeyInvalidation, PatternInvalidation } from "./internal/invalidationQueue.js"
+import * as validate from "./internal/validate.js"
 import { Metrics } from "./Metrics.js"
 
 /**
@@ -116,19 +120,14 @@ export interface Options {
   readonly overflowPattern?: string | undefined
 }
 
-type Invalidation =
-  | { readonly _tag: "Key"; readonly id: string; readonly key: string }
-  | { readonly _tag: "Pattern"; readonly id: string; readonly pattern: string }
-
-type KeyInvalidation = Extract<Invalidation, { readonly _tag: "Key" }>
-
-type Breaker =
-  | { readonly _tag: "Closed"; readonly failures: number }
-  | { readonly _tag: "Open"; readonly until: number; readonly reopened: number }
-  | { readonly _tag: "HalfOpen"; readonly probing: boolean; readonly reopened: number }
-
 /** Keys per `delete` call when replaying the queue. */
 const replayBatchSize = 500
+
+/** A pattern replay that timed out gets a longer limit next time, up to this many times the first. */
+const maxPatternTimeoutFactor = 64
+
+/** The longest time limit a timer can hold (Node's `setTimeout` and Effect's clock: 2^31 - 1 ms). */
+const maxTimerMillis = 2 ** 31 - 1
 
 /**
  * The default retry of writes and invalidations: up to two retries, exponential from 20 millis,
@@ -149,34 +148,85 @@ export const defaultRetry: Schedule.Schedule<unknown, CacheUnavailable> = Schedu
   Schedule.intersect(Schedule.recurs(2))
 )
 
-const invalid = (message: string) => Effect.fail(new InvalidStoreOptions({ message }))
-
-const decodeDuration = (
-  what: string,
-  input: Duration.DurationInput,
-  allowZero: boolean
-): Effect.Effect<Duration.Duration, InvalidStoreOptions> => {
-  const negative = (typeof input === "number" && !(input >= 0)) ||
-    (typeof input === "bigint" && input < 0n) ||
-    (typeof input === "string" && /^\s*-/.test(input))
-  const decoded = negative ? Option.none() : Duration.decodeUnknown(input)
-  if (Option.isNone(decoded) || (!allowZero && Duration.toMillis(decoded.value) <= 0)) {
-    return invalid(`${what} must be a ${allowZero ? "non-negative" : "positive"} duration, got ${String(input)}`)
-  }
-  return Effect.succeed(decoded.value)
-}
-
-const positiveInteger = (what: string, value: number): Effect.Effect<number, InvalidStoreOptions> =>
-  Number.isInteger(value) && value >= 1
-    ? Effect.succeed(value)
-    : invalid(`${what} must be a positive integer, got ${value}`)
-
 /** Errors worth retrying: the store answered with an error. A timeout or an open breaker is not retried. */
 const retryable = (error: CacheUnavailable): boolean =>
   !(error.cause instanceof CircuitOpen) && !Cause.isTimeoutException(error.cause)
 
+interface Config {
+  readonly name: string
+  readonly timeout: Duration.Duration
+  readonly patternTimeout: Duration.Duration
+  readonly failureThreshold: number
+  readonly cooldownMillis: number
+  readonly maxCooldownMillis: number
+  readonly jitter: number
+  readonly maxQueued: number
+  readonly replayInterval: Duration.Duration
+  readonly readRetry: Schedule.Schedule<unknown, CacheUnavailable> | undefined
+  readonly writeRetry: Schedule.Schedule<unknown, CacheUnavailable> | undefined
+  readonly invalidationRetry: Schedule.Schedule<unknown, CacheUnavailable> | undefined
+  readonly overflowPattern: string | undefined
+  readonly storeEnforcesTimeout: boolean
+}
+
+const isRetry = (retry: unknown): retry is Retry => retry === false || Schedule.isSchedule(retry)
+
+/** Validates the options (every duration decoded once, zero timeouts rejected); safe defaults first. */
+const configOf = (options: Options): Either.Either<Config, string> =>
+  Either.gen(function*() {
+    const timer = { min: 1, max: maxTimerMillis }
+    const name = options.name ?? "default"
+    if (typeof name !== "string" || name.length === 0) return yield* Either.left("name must be a non-empty string")
+    const timeout = yield* validate.duration("timeout", options.timeout ?? "250 millis", timer)
+    const patternTimeout = yield* validate.duration(
+      "deletePatternTimeout",
+      options.deletePatternTimeout ?? "5 seconds",
+      timer
+    )
+    const failureThreshold = yield* validate.integer("failureThreshold", options.failureThreshold ?? 5, 1)
+    const cooldown = yield* validate.duration("cooldown", options.cooldown ?? "1 second", { max: maxTimerMillis })
+    const maxCooldown = yield* validate.duration("maxCooldown", options.maxCooldown ?? "5 seconds", {
+      max: maxTimerMillis
+    })
+    const jitter = yield* validate.fraction("cooldownJitter", options.cooldownJitter ?? 0.2, 0, 1)
+    const maxQueued = yield* validate.integer("maxQueuedInvalidations", options.maxQueuedInvalidations ?? 10_000, 1)
+    const replayInterval = yield* validate.duration("replayInterval", options.replayInterval ?? "1 second", timer)
+    for (const what of ["readRetry", "writeRetry", "invalidationRetry"] as const) {
+      const retry = options[what]
+      if (retry !== undefined && !isRetry(retry)) return yield* Either.left(`${what} must be a Schedule or false`)
+    }
+    const retryOf = (retry: Retry | undefined, fallback: Retry) => {
+      const chosen = retry ?? fallback
+      return chosen === false ? undefined : chosen
+    }
+    const overflowPattern = options.overflowPattern
+    if (overflowPattern !== undefined && (typeof overflowPattern !== "string" || overflowPattern.length === 0)) {
+      return yield* Either.left("overflowPattern must be a non-empty glob pattern")
+    }
+    return {
+      name,
+      timeout,
+      patternTimeout,
+      failureThreshold,
+      cooldownMillis: Duration.toMillis(cooldown),
+      maxCooldownMillis: Math.max(Duration.toMillis(cooldown), Duration.toMillis(maxCooldown)),
+      jitter,
+      maxQueued,
+      replayInterval,
+      readRetry: retryOf(options.readRetry, false),
+      writeRetry: retryOf(options.writeRetry, defaultRetry),
+      invalidationRetry: retryOf(options.invalidationRetry, defaultRetry),
+      overflowPattern,
+      storeEnforcesTimeout: options.storeEnforcesTimeout === true
+    }
+  })
+
+const isPattern = (
+  head: PatternInvalidation | ReadonlyArray<KeyInvalidation>
+): head is PatternInvalidation => (head as PatternInvalidation)._tag === "Pattern"
+
 /**
- * Wraps a store. Needs a `Scope`: the background replay fiber lives in it.
+ * Wraps a store. Needs a `Scope`: the background replay fiber and the breaker's probes live in it.
  *
  * @example
  * ```ts
@@ -197,185 +247,64 @@ export const make = (
   options: Options = {}
 ): Effect.Effect<CacheStore["Type"], InvalidStoreOptions, Metrics | Scope.Scope> =>
   Effect.gen(function*() {
-    const name = options.name ?? "default"
-    const timeout = yield* decodeDuration("timeout", options.timeout ?? "250 millis", false)
-    const patternTimeout = yield* decodeDuration(
-      "deletePatternTimeout",
-      options.deletePatternTimeout ?? "5 seconds",
-      false
-    )
-    const failureThreshold = yield* positiveInteger("failureThreshold", options.failureThreshold ?? 5)
-    const cooldownMillis = Duration.toMillis(yield* decodeDuration("cooldown", options.cooldown ?? "1 second", true))
-    const maxCooldownMillis = Math.max(
-      cooldownMillis,
-      Duration.toMillis(yield* decodeDuration("maxCooldown", options.maxCooldown ?? "5 seconds", true))
-    )
-    const jitter = options.cooldownJitter ?? 0.2
-    if (!(jitter >= 0 && jitter <= 1)) return yield* invalid(`cooldownJitter must be between 0 and 1, got ${jitter}`)
-    const maxQueued = yield* positiveInteger("maxQueuedInvalidations", options.maxQueuedInvalidations ?? 10_000)
-    const replayInterval = yield* decodeDuration("replayInterval", options.replayInterval ?? "1 second", false)
-    const retryOf = (retry: Retry | undefined, fallback: Retry) => {
-      const chosen = retry ?? fallback
-      return chosen === false ? undefined : chosen
-    }
-    const readRetry = retryOf(options.readRetry, false)
-    const writeRetry = retryOf(options.writeRetry, defaultRetry)
-    const invalidationRetry = retryOf(options.invalidationRetry, defaultRetry)
-    const overflowPattern = options.overflowPattern
-    const overflowId = overflowPattern === undefined ? undefined : `p:${overflowPattern}`
-    const overflowMatches = overflowPattern === undefined ? undefined : Glob.matcher(overflowPattern)
-
-    const recorder = (yield* Metrics).storeRecorder(name)
-    /** Read by the breaker's probe: any answer, even "absent", shows the store is back. */
-    const probeKey = "cache-aside:breaker-probe"
+    const checked = configOf(options)
+    if (Either.isLeft(checked)) return yield* new InvalidStoreOptions({ message: checked.left })
+    const config = checked.right
+    const { readRetry, storeEnforcesTimeout, timeout } = config
+    const recorder = (yield* Metrics).storeRecorder(config.name)
     const clock = yield* Effect.clock
-    const random = yield* Effect.random
     const scope = yield* Effect.scope
-    const annotations = { store: name }
-    const now = () => clock.unsafeCurrentTimeMillis()
+    const annotations = { store: config.name }
     const log = (effect: Effect.Effect<void>) => Effect.annotateLogs(effect, annotations)
 
-    // ---------------------------------------------------------------------------------------------
-    // circuit breaker
-
-    let breaker: Breaker = { _tag: "Closed", failures: 0 }
-    recorder.setBreaker("closed")
-
-    /** One rejection per operation, made once: failing fast must cost next to nothing. */
-    const circuitOpen = new CircuitOpen()
-    const rejections: { readonly [K in Operation]: CacheUnavailable } = {
-      get: new CacheUnavailable({ operation: "get", cause: circuitOpen }),
-      getMany: new CacheUnavailable({ operation: "getMany", cause: circuitOpen }),
-      set: new CacheUnavailable({ operation: "set", cause: circuitOpen }),
-      setIfAbsent: new CacheUnavailable({ operation: "setIfAbsent", cause: circuitOpen }),
-      compareAndSet: new CacheUnavailable({ operation: "compareAndSet", cause: circuitOpen }),
-      compareAndDelete: new CacheUnavailable({ operation: "compareAndDelete", cause: circuitOpen }),
-      delete: new CacheUnavailable({ operation: "delete", cause: circuitOpen }),
-      deletePattern: new CacheUnavailable({ operation: "deletePattern", cause: circuitOpen })
-    }
-
-    const reject = (operation: Operation) => {
-      recorder.increment("rejected")
-      return Effect.fail(rejections[operation])
-    }
-
-    /**
-     * Once the cooldown has passed, probes the store in the background (a read of a key nobody
-     * writes): no request waits on a store that may still hang; meanwhile calls are rejected at once.
-     */
-    const startProbe = (operation: Operation): Effect.Effect<never, CacheUnavailable> => {
-      breaker = { _tag: "HalfOpen", probing: true, reopened: breaker._tag === "Closed" ? 0 : breaker.reopened }
-      recorder.setBreaker("half-open")
-      const probe = options.storeEnforcesTimeout === true
-        ? inner.get(probeKey)
-        : Effect.timeoutFail(inner.get(probeKey), {
-          duration: timeout,
-          onTimeout: () =>
-            new CacheUnavailable({
-              operation: "get",
-              cause: new Cause.TimeoutException(`the store did not answer the probe within ${Duration.format(timeout)}`)
-            })
-        })
-      return log(Effect.logInfo("cache-aside: circuit breaker half-open, probing the store")).pipe(
-        Effect.zipRight(Effect.forkIn(Effect.onExit(probe, (exit) => settle(true, exit)), scope)),
-        Effect.zipRight(reject(operation))
-      )
-    }
-
-    /** While the breaker is not closed: rejects the call, starting the probe once the cooldown has passed. */
-    const rejectOrProbe = (operation: Operation): Effect.Effect<never, CacheUnavailable> =>
-      Effect.suspend(() => {
-        switch (breaker._tag) {
-          case "Closed": // closed meanwhile by a probe: this call was already refused
-            return reject(operation)
-          case "Open":
-            return now() < breaker.until ? reject(operation) : startProbe(operation)
-          case "HalfOpen":
-            // a probe is running; or it was interrupted (the store's scope closing): start another
-            return breaker.probing ? reject(operation) : startProbe(operation)
-        }
+    const limit = <A>(
+      operation: Operation,
+      effect: Effect.Effect<A, CacheUnavailable>,
+      duration: Duration.Duration
+    ): Effect.Effect<A, CacheUnavailable> =>
+      Effect.timeoutFail(effect, {
+        duration,
+        onTimeout: () =>
+          new CacheUnavailable({
+            operation,
+            cause: new Cause.TimeoutException(
+              `the store did not answer ${operation} within ${Duration.format(duration)}`
+            )
+          })
       })
 
-    const open = (reopened: number, r: number, reason: string): Effect.Effect<void> => {
-      const base = Math.min(maxCooldownMillis, cooldownMillis * 2 ** Math.min(reopened, 52))
-      const wait = Math.max(0, Math.round(base * (1 - jitter * r)))
-      breaker = { _tag: "Open", until: now() + wait, reopened }
-      recorder.setBreaker("open")
-      recorder.increment("breakerOpened")
-      return log(
-        Effect.logWarning(`cache-aside: circuit breaker opened (${reason}); store calls fail fast for ${wait} ms`)
-      )
-    }
-
-    /** Feeds an attempt's outcome to the breaker. */
-    const settle = (probe: boolean, exit: Exit.Exit<unknown, CacheUnavailable>): Effect.Effect<void> => {
-      if (Exit.isSuccess(exit)) {
-        if (probe) {
-          breaker = { _tag: "Closed", failures: 0 }
-          recorder.setBreaker("closed")
-          recorder.increment("breakerClosed")
-          return log(Effect.logInfo("cache-aside: circuit breaker closed, store calls resume"))
-        }
-        if (breaker._tag === "Closed" && breaker.failures > 0) breaker = { _tag: "Closed", failures: 0 }
-        return Effect.void
-      }
-      const failure = Cause.failureOption(exit.cause)
-      if (Option.isNone(failure)) {
-        // interrupted or a defect: not an answer about the store's health, but free the probe slot
-        if (probe && breaker._tag === "HalfOpen") breaker = { ...breaker, probing: false }
-        return Effect.void
-      }
-      recorder.increment("failures")
-      // ours or the inner store's own (the Redis client's commandTimeout)
-      if (Cause.isTimeoutException(failure.value.cause)) recorder.increment("timeouts")
-      // an error reply (out of memory, read-only replica, ...): the store is up and answers at once,
-      // so it costs no latency and is no reason to skip the store for the operations that still work
-      if (failure.value.replied === true) return settle(probe, Exit.void)
-      return Effect.flatMap(random.next, (r) =>
-        Effect.suspend(() => {
-          if (probe && breaker._tag === "HalfOpen") return open(breaker.reopened + 1, r, "the probe failed")
-          if (breaker._tag !== "Closed") return Effect.void
-          const failures = breaker.failures + 1
-          if (failures < failureThreshold) {
-            breaker = { _tag: "Closed", failures }
-            return Effect.void
-          }
-          return open(0, r, `${failures} consecutive failures`)
-        }))
-    }
+    const breaker = new Breaker({
+      circuitOpen: new CircuitOpen(),
+      failureThreshold: config.failureThreshold,
+      cooldownMillis: config.cooldownMillis,
+      maxCooldownMillis: config.maxCooldownMillis,
+      jitter: config.jitter,
+      // read by the probe: any answer, even "absent", shows the store is back
+      probe: storeEnforcesTimeout
+        ? inner.get("cache-aside:breaker-probe")
+        : limit("get", inner.get("cache-aside:breaker-probe"), timeout),
+      recorder,
+      now: () => clock.unsafeCurrentTimeMillis(),
+      random: yield* Effect.random,
+      scope,
+      log
+    })
+    const queue = new InvalidationQueue({
+      maxQueued: config.maxQueued,
+      overflowPattern: config.overflowPattern,
+      recorder,
+      log
+    })
 
     /** One store call under the breaker, the time limit and the retry policy. */
-    /** The outcome of a call the closed breaker let through. Made once: this is on the hit path. */
-    const closedOutcome = {
-      onFailure: (cause: Cause.Cause<CacheUnavailable>) =>
-        Effect.zipRight(settle(false, Exit.failCause(cause)), Effect.failCause(cause)),
-      onSuccess: (value: unknown) => {
-        if (breaker._tag === "Closed" && breaker.failures > 0) breaker = { _tag: "Closed", failures: 0 }
-        return Effect.succeed(value)
-      }
-    }
-    const throughClosed = <A>(effect: Effect.Effect<A, CacheUnavailable>): Effect.Effect<A, CacheUnavailable> =>
-      Effect.matchCauseEffect(effect, closedOutcome) as Effect.Effect<A, CacheUnavailable>
-
     const guarded = <A>(
       operation: Operation,
       effect: Effect.Effect<A, CacheUnavailable>,
-      limit: Duration.Duration,
+      duration: Duration.Duration,
       retry: Schedule.Schedule<unknown, CacheUnavailable> | undefined
     ): Effect.Effect<A, CacheUnavailable> => {
-      const onTimeout = () => {
-        return new CacheUnavailable({
-          operation,
-          cause: new Cause.TimeoutException(`the store did not answer ${operation} within ${Duration.format(limit)}`)
-        })
-      }
-      const limited = options.storeEnforcesTimeout === true && limit === timeout
-        ? effect
-        : Effect.timeoutFail(effect, { duration: limit, onTimeout })
-      const attempt = Effect.suspend(() =>
-        // only a closed breaker lets calls through (probes run in the background)
-        breaker._tag === "Closed" ? throughClosed(limited) : rejectOrProbe(operation)
-      )
+      const limited = storeEnforcesTimeout && duration === timeout ? effect : limit(operation, effect, duration)
+      const attempt = breaker.call(operation, limited)
       if (retry === undefined) return attempt
       return Effect.suspend(() => {
         let attempts = 0
@@ -387,105 +316,109 @@ export const make = (
       })
     }
 
-    // ---------------------------------------------------------------------------------------------
-    // invalidation queue
+    /**
+     * The operation's own failure for a failed delete of its claimed keys: the breaker's rejection
+     * as it is (so the read path logs one line per outage, whatever is queued), any other error
+     * with its cause, never nested.
+     */
+    const claimFailed = (operation: Operation, error: CacheUnavailable): Effect.Effect<never, CacheUnavailable> => {
+      if (error.cause instanceof CircuitOpen) return breaker.reject(operation)
+      recorder.increment("replayFailures")
+      return Effect.fail(
+        new CacheUnavailable({
+          operation,
+          cause: error.cause,
+          ...(error.replied === undefined ? {} : { replied: error.replied })
+        })
+      )
+    }
 
-    /** Insertion-ordered: FIFO, and a re-queued key or pattern moves to the end. */
-    const queue = new Map<string, Invalidation>()
+    const deleteClaimed = (operation: Operation, claim: Claim): Effect.Effect<void, CacheUnavailable> =>
+      guarded("delete", inner.delete(claim.keys), timeout, undefined).pipe(
+        Effect.matchEffect({
+          onFailure: (error) => claimFailed(operation, error),
+          onSuccess: () => queue.settle(claim)
+        })
+      )
 
-    const enqueue = (entries: ReadonlyArray<Invalidation>, error: CacheUnavailable): Effect.Effect<void> =>
+    /** Deletes the keys of the operation that queued invalidations still cover, then runs it. */
+    const afterClaimed = <A>(
+      operation: Operation,
+      keys: ReadonlyArray<string>,
+      effect: Effect.Effect<A, CacheUnavailable>
+    ): Effect.Effect<A, CacheUnavailable> =>
       Effect.suspend(() => {
-        const wasEmpty = queue.size === 0
-        const covered = overflowId !== undefined && queue.has(overflowId)
-        let queued = 0
-        let dropped = 0
-        let collapsed = false
-        for (const entry of entries) {
-          // once the queue collapsed into the overflow pattern, the keys it covers need no entry
-          if (covered && entry._tag === "Key" && overflowMatches!(entry.key)) continue
-          queue.delete(entry.id)
-          queue.set(entry.id, entry)
-          queued++
-          if (queue.size <= maxQueued) continue
-          if (overflowPattern !== undefined) {
-            dropped += queue.size - 1
-            queue.clear()
-            queue.set(overflowId!, { _tag: "Pattern", id: overflowId!, pattern: overflowPattern })
-            collapsed = true
-          } else {
-            queue.delete(queue.keys().next().value!)
-            dropped++
-          }
+        const claim = queue.claim(keys)
+        return claim === undefined ? effect : Effect.zipRight(deleteClaimed(operation, claim), effect)
+      })
+
+    /**
+     * Reads and writes of keys that queued invalidations cover make sure those are applied first
+     * (while the breaker is open they are refused by it, as every call is): the store must not serve
+     * or keep what the invalidations remove. Keys no queued invalidation covers go straight through.
+     *
+     * Queued keys are deleted by the operation itself (one `delete`). A queued pattern that matches
+     * a key is waited for (the replay runs in the background; the wait is at most one operation
+     * timeout), so that the fill that follows is not deleted by the replay later; a replay that takes
+     * longer is marked slow, and from then on reads delete their own keys instead of waiting for it.
+     */
+    const afterInvalidations = <A>(
+      operation: Operation,
+      keys: ReadonlyArray<string>,
+      effect: Effect.Effect<A, CacheUnavailable>
+    ): Effect.Effect<A, CacheUnavailable> =>
+      Effect.suspend(() => {
+        if (queue.size === 0 || !breaker.isClosed) return effect
+        const claim = queue.claim(keys)
+        if (claim === undefined) return effect
+        if (!claim.patterns || draining?.slow === true) {
+          return Effect.zipRight(deleteClaimed(operation, claim), effect)
         }
-        if (queued > 0) recorder.increment("invalidationsQueued", queued)
-        recorder.setQueueSize(queue.size)
-        // a warning when the queue starts, then quieter: during an outage every invalidation lands here
-        const message = `cache-aside: invalidation could not reach the store; queued for replay (${queue.size} queued)`
-        const queuedLog = log(
-          wasEmpty ? Effect.logWarning(message, error.message) : Effect.logDebug(message, error.message)
-        )
-        if (dropped === 0 && !collapsed) return queuedLog
-        recorder.increment("queueOverflows", Math.max(1, dropped))
-        return Effect.zipRight(
-          queuedLog,
-          log(Effect.logError(
-            collapsed
-              ? `cache-aside: invalidation queue full (${maxQueued}); replaced by one delete of "${overflowPattern}", ` +
-                "the whole cache will be cleared when the store answers"
-              : `cache-aside: invalidation queue full (${maxQueued}); ${dropped} oldest invalidation(s) dropped, ` +
-                "their keys may be served stale until they expire (set overflowPattern to clear the cache instead)"
-          ))
+        return drain.pipe(
+          Effect.timeoutTo({ duration: timeout, onSuccess: () => true, onTimeout: () => false }),
+          Effect.matchEffect({
+            onFailure: (error) => claimFailed(operation, error),
+            onSuccess: (replayed) => {
+              if (!replayed && draining !== undefined) draining.slow = true
+              return afterClaimed(operation, keys, effect)
+            }
+          })
         )
       })
 
-    const replayed = (entries: ReadonlyArray<Invalidation>) => {
-      for (const entry of entries) {
-        // an entry queued again meanwhile is a newer invalidation: it stays
-        if (queue.get(entry.id) === entry) queue.delete(entry.id)
-      }
-      recorder.increment("invalidationsReplayed", entries.length)
-      recorder.setQueueSize(queue.size)
-      return entries.length
-    }
-
-    /** Replays the head of the queue: one pattern, or a batch of consecutive keys. How many; 0 when empty. */
-    const replayHead: Effect.Effect<number, CacheUnavailable> = Effect.suspend(() => {
-      const head = queue.values().next()
-      if (head.done === true) return Effect.succeed(0)
-      const first = head.value
-      if (first._tag === "Pattern") {
-        // a replay is not retried here: the next read or the background round tries again, and a
-        // retry would make every read wait while the store answers errors
-        return guarded("deletePattern", inner.deletePattern(first.pattern), patternTimeout, undefined).pipe(
-          Effect.map(() => replayed([first]))
+    /** Replays the queue from its head until it is empty or a replay fails (the next round tries again). */
+    const replay: Effect.Effect<void, CacheUnavailable> = Effect.suspend(() => {
+      const head = queue.head(replayBatchSize)
+      if (head === undefined) return Effect.void
+      const step = isPattern(head)
+        ? guarded(
+          "deletePattern",
+          inner.deletePattern(head.pattern),
+          Duration.times(config.patternTimeout, Math.min(2 ** head.attempts, maxPatternTimeoutFactor)),
+          undefined
+        ).pipe(
+          Effect.tapError(() => Effect.sync(() => head.attempts++)),
+          Effect.zipRight(queue.applied([head]))
         )
-      }
-      const batch: Array<KeyInvalidation> = []
-      for (const entry of queue.values()) {
-        if (entry._tag !== "Key" || batch.length >= replayBatchSize) break
-        batch.push(entry)
-      }
-      return guarded("delete", inner.delete(batch.map((entry) => entry.key)), timeout, undefined).pipe(
-        Effect.map(() => replayed(batch))
-      )
+        : guarded("delete", inner.delete(head.map((entry) => entry.key)), timeout, undefined).pipe(
+          Effect.zipRight(queue.applied(head))
+        )
+      return Effect.zipRight(step, replay)
     })
 
-    const replayAll = (total: number): Effect.Effect<number, CacheUnavailable> =>
-      Effect.flatMap(replayHead, (count) => count === 0 ? Effect.succeed(total) : replayAll(total + count))
-
-    let draining: Deferred.Deferred<void, CacheUnavailable> | undefined
+    /** The replay in flight: operations that wait for it share it; `slow` once one gave up waiting. */
+    let draining: { readonly done: Deferred.Deferred<void, CacheUnavailable>; slow: boolean } | undefined
 
     /**
-     * Replays the whole queue, once at a time: callers that arrive during a replay wait for it.
-     * The replay runs in the store's scope, so an interrupted caller does not cut it short.
+     * Replays the whole queue, one replay at a time: callers that arrive during a replay wait for
+     * the same one. It runs in the store's scope, so an interrupted caller does not cut it short.
      */
     const drain: Effect.Effect<void, CacheUnavailable> = Effect.suspend(() => {
+      if (draining !== undefined) return Deferred.await(draining.done)
       if (queue.size === 0) return Effect.void
-      if (draining !== undefined) return Deferred.await(draining)
-      const deferred = Deferred.unsafeMake<void, CacheUnavailable>(FiberId.none)
-      draining = deferred
-      const run = replayAll(0).pipe(
-        Effect.tap((total) => log(Effect.logInfo(`cache-aside: replayed ${total} queued invalidation(s)`))),
+      const run = { done: Deferred.unsafeMake<void, CacheUnavailable>(FiberId.none), slow: false }
+      draining = run
+      const replayed = replay.pipe(
         Effect.tapError((error) =>
           error.cause instanceof CircuitOpen
             ? Effect.void
@@ -494,85 +427,68 @@ export const make = (
               log(Effect.logDebug("cache-aside: invalidation replay failed; will retry", error.message))
             )
         ),
-        Effect.asVoid,
         Effect.onExit((exit) => {
           draining = undefined
-          return Deferred.done(deferred, exit)
+          return Deferred.done(run.done, exit)
         })
       )
-      return Effect.zipRight(Effect.forkIn(run, scope), Deferred.await(deferred))
+      return Effect.zipRight(Effect.forkIn(replayed, scope), Deferred.await(run.done))
     })
 
-    /**
-     * Reads and writes wait for queued invalidations: the store must not serve or keep what they
-     * remove. They wait at most one operation timeout (the replay goes on in the background); past
-     * it, or when the replay fails, they fail, and the read path falls back to the lookup.
-     */
-    const afterInvalidations = <A>(operation: Operation, effect: Effect.Effect<A, CacheUnavailable>) =>
-      Effect.suspend(() =>
-        queue.size === 0 ? effect : drain.pipe(
-          Effect.mapError((cause) => new CacheUnavailable({ operation, cause })),
-          Effect.timeoutFail({
-            duration: timeout,
-            onTimeout: () =>
-              new CacheUnavailable({
-                operation,
-                cause: new Cause.TimeoutException(
-                  `queued invalidations were not replayed within ${Duration.format(timeout)}`
-                )
-              })
-          }),
-          Effect.zipRight(effect)
-        )
-      )
-
-    // replays without waiting for traffic (`drain` counts a failure; the next round tries again)
+    // a replay is not retried within a round: the next round (or a read that needs it) tries again
     yield* Effect.forkScoped(
-      Effect.forever(Effect.zipRight(Effect.sleep(replayInterval), Effect.exit(drain)))
+      Effect.forever(Effect.zipRight(Effect.sleep(config.replayInterval), Effect.exit(drain)))
     )
 
+    const enqueue = (entries: ReadonlyArray<Invalidation>) => (error: CacheUnavailable) =>
+      Effect.as(queue.enqueue(entries, error), 0)
     const keyEntry = (key: string): Invalidation => ({ _tag: "Key", id: `k:${key}`, key })
     const droppedWrite = () => Effect.sync(() => recorder.increment("droppedWrites"))
+    const readGuarded = <A>(operation: Operation, effect: Effect.Effect<A, CacheUnavailable>) =>
+      guarded(operation, effect, timeout, readRetry)
+    const writeGuarded = <A>(
+      operation: Operation,
+      keys: ReadonlyArray<string>,
+      effect: Effect.Effect<A, CacheUnavailable>
+    ) =>
+      afterInvalidations(operation, keys, guarded(operation, effect, timeout, config.writeRetry)).pipe(
+        Effect.tapError(droppedWrite)
+      )
 
     return CacheStore.of({
       get: (key) =>
         // the hit path: nothing queued, breaker closed, no retry, no timer of ours: one step
-        options.storeEnforcesTimeout === true && readRetry === undefined
+        storeEnforcesTimeout && readRetry === undefined
           ? Effect.suspend(() =>
-            queue.size === 0 && breaker._tag === "Closed"
-              ? throughClosed(inner.get(key))
-              : afterInvalidations("get", guarded("get", inner.get(key), timeout, readRetry))
+            queue.size === 0 && breaker.isClosed
+              ? breaker.throughClosed(inner.get(key))
+              : afterInvalidations("get", [key], readGuarded("get", inner.get(key)))
           )
-          : afterInvalidations("get", guarded("get", inner.get(key), timeout, readRetry)),
+          : afterInvalidations("get", [key], readGuarded("get", inner.get(key))),
       getMany: (keys) =>
         keys.length === 0
           ? Effect.succeed([])
-          : afterInvalidations("getMany", guarded("getMany", inner.getMany(keys), timeout, readRetry)),
-      set: (key, value, ttl) =>
-        afterInvalidations("set", guarded("set", inner.set(key, value, ttl), timeout, writeRetry)).pipe(
+          : afterInvalidations("getMany", keys, readGuarded("getMany", inner.getMany(keys))),
+      set: (key, value, ttl) => writeGuarded("set", [key], inner.set(key, value, ttl)),
+      // a refused lease means the fill is not written: a dropped write
+      setIfAbsent: (key, value, ttl) =>
+        afterInvalidations("setIfAbsent", [key], readGuarded("setIfAbsent", inner.setIfAbsent(key, value, ttl))).pipe(
           Effect.tapError(droppedWrite)
         ),
-      setIfAbsent: (key, value, ttl) =>
-        afterInvalidations(
-          "setIfAbsent",
-          guarded("setIfAbsent", inner.setIfAbsent(key, value, ttl), timeout, readRetry)
-        ).pipe(Effect.tapError(droppedWrite)), // a refused lease means the fill is not written
       compareAndSet: (key, expected, value, ttl) =>
-        afterInvalidations(
-          "compareAndSet",
-          guarded("compareAndSet", inner.compareAndSet(key, expected, value, ttl), timeout, writeRetry)
-        ).pipe(Effect.tapError(droppedWrite)),
+        writeGuarded("compareAndSet", [key], inner.compareAndSet(key, expected, value, ttl)),
       // releases a lease: a conditional delete that cannot bring old data back, so it neither waits
       // for queued invalidations nor is queued when it fails (the lease expires on its own)
-      compareAndDelete: (key, expected) =>
-        guarded("compareAndDelete", inner.compareAndDelete(key, expected), timeout, readRetry),
+      compareAndDelete: (key, expected) => readGuarded("compareAndDelete", inner.compareAndDelete(key, expected)),
       delete: (keys) =>
-        keys.length === 0 ? Effect.succeed(0) : guarded("delete", inner.delete(keys), timeout, invalidationRetry).pipe(
-          Effect.catchAll((error) => Effect.as(enqueue(keys.map(keyEntry), error), 0))
-        ),
+        keys.length === 0
+          ? Effect.succeed(0)
+          : guarded("delete", inner.delete(keys), timeout, config.invalidationRetry).pipe(
+            Effect.catchAll(enqueue(keys.map(keyEntry)))
+          ),
       deletePattern: (pattern) =>
-        guarded("deletePattern", inner.deletePattern(pattern), patternTimeout, invalidationRetry).pipe(
-          Effect.catchAll((error) => Effect.as(enqueue([{ _tag: "Pattern", id: `p:${pattern}`, pattern }], error), 0))
+        guarded("deletePattern", inner.deletePattern(pattern), config.patternTimeout, config.invalidationRetry).pipe(
+          Effect.catchAll(enqueue([queue.makePattern(pattern)]))
         )
     })
   })
