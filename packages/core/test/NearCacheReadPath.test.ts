@@ -4,7 +4,7 @@
  * bus bypassing and flushing, and `lookupConcurrency` bounding concurrent lookups. Counted.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { assertSome } from "@effect/vitest/utils"
+import { assertSome, deepStrictEqual } from "@effect/vitest/utils"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -61,6 +61,23 @@ describe("near cache in the read path", () => {
       assertSome(yield* cache.get(0), new User({ id: 0, name: "a" }))
       assert.strictEqual(reads(), readsAfterMiss + 1)
       assert.strictEqual(yield* source.loads, 1)
+    }).pipe(Effect.provide(Metrics.layer)))
+
+  it.scoped("getMany fills the near cache and is answered by it, reading only the keys it lacks", () =>
+    Effect.gen(function*() {
+      const { store, reads } = yield* countingStore
+      const source = yield* DataSource.memory<number, User>(rows(["a", "b", "c"]))
+      const cache = yield* makeCache(source).pipe(Effect.provideService(CacheStore.CacheStore, store))
+      yield* cache.getMany([0, 1])
+      const before = reads()
+      yield* cache.get(0)
+      yield* cache.get(1)
+      assert.strictEqual(reads(), before, "filled by getMany")
+      const all = yield* cache.getMany([0, 1, 2, 0])
+      deepStrictEqual(all.map((user) => Option.getOrThrow(user).name), ["a", "b", "c", "a"])
+      assert.strictEqual(reads(), before + 1, "only key 2 was read")
+      // two gets, and keys 0 and 1 of the getMany (a repeated key is one lookup)
+      assert.strictEqual((yield* (yield* Metrics.Metrics).snapshot("near")).nearHits, 4)
     }).pipe(Effect.provide(Metrics.layer)))
 
   it.scoped("invalidate, set, invalidatePattern and invalidateAll evict this process's near cache before they return", () =>

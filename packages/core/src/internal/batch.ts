@@ -39,9 +39,13 @@ export const getMany = <K, A, E, R>(
     const fulls = userKeys.map((userKey) => impl.keys.full(userKey))
     return Effect.uninterruptibleMask((restore) => {
       const flights = new Map<string, Flight<A, E>>()
+      /** Keys the near cache answered. */
+      const near = new Map<string, Option.Option<A>>()
       const led: Array<Led<K, A, E>> = []
       fulls.forEach((full, i) => {
-        if (flights.has(full)) return
+        if (flights.has(full) || near.has(full)) return
+        const held = impl.nearGet(full)
+        if (held !== undefined) return near.set(full, held)
         const existing = impl.flights.get<A, E>(full)
         if (existing !== undefined) {
           impl.recorder.increment("coalesced")
@@ -60,6 +64,8 @@ export const getMany = <K, A, E, R>(
         const byFull = new Map<string, Outcome<A, E>>()
         distinct.forEach((flight, i) => byFull.set(flight.full, outcomes[i]!))
         return Effect.forEach(keys, (key, i): Effect.Effect<Option.Option<A>, E> => {
+          const held = near.get(fulls[i]!)
+          if (held !== undefined) return Effect.succeed(held)
           const outcome = byFull.get(fulls[i]!)!
           return outcome === Retry ? impl.get(key) : outcome
         })
@@ -77,6 +83,7 @@ const settleWith = <K, A, E, R>(
 /** The batch leader: one read for every led key, then hits answered, misses loaded. */
 const lead = <K, A, E, R>(impl: CacheAsideImpl<K, A, E, R>, led: ReadonlyArray<Led<K, A, E>>): Effect.Effect<void> =>
   Effect.gen(function*() {
+    for (const l of led) impl.near?.cache.begin(l.full)
     const stored = yield* Effect.either(impl.store.getMany(led.map((l) => l.full)))
     const failed = Either.isLeft(stored) ? stored.left : undefined
     const reads: Array<Read<A>> = Either.isLeft(stored)

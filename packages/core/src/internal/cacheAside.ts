@@ -98,6 +98,17 @@ export class CacheAsideImpl<K, A, E, R> {
     this.near.cache.fill(full, value, until, size, this.now())
   }
 
+  /** The near cache's answer for a key (a counted hit), or `undefined`. */
+  nearGet(full: string): Option.Option<A> | undefined {
+    if (this.near === undefined) return undefined
+    const held = this.near.cache.get(full, this.now())
+    if (held !== undefined) {
+      this.recorder.increment("hits")
+      this.recorder.increment("nearHits")
+    }
+    return held
+  }
+
   /**
    * A write (`set`, an invalidation): evicts this process's near cache now and again when `write`
    * ends (a read that raced it cannot fill what it removes), then tells the other processes.
@@ -362,14 +373,8 @@ export class CacheAsideImpl<K, A, E, R> {
     Effect.suspend(() => {
       const userKey = this.config.key(key)
       const full = this.keys.full(userKey)
-      if (this.near !== undefined) {
-        const held = this.near.cache.get(full, this.now())
-        if (held !== undefined) {
-          this.recorder.increment("hits")
-          this.recorder.increment("nearHits")
-          return Effect.succeed(held)
-        }
-      }
+      const held = this.nearGet(full)
+      if (held !== undefined) return Effect.succeed(held)
       const existing = this.flights.get<A, E>(full)
       if (existing !== undefined) {
         this.recorder.increment("coalesced")
