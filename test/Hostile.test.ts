@@ -10,12 +10,12 @@
  * the dead entry (expiry 0), lone surrogates and prefix overlap are the read path's.
  */
 import { CacheAside, DataSource, Metrics } from "@cache-aside/core"
-import type { CacheStore } from "@cache-aside/core/CacheStore"
+import { CacheStore } from "@cache-aside/core/CacheStore"
 import * as MemoryCacheStore from "@cache-aside/core/MemoryCacheStore"
 import { RedisCacheStore } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
-import { assertSome } from "@effect/vitest/utils"
-import { Cause, Duration, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
+import { assertNone, assertSome } from "@effect/vitest/utils"
+import { Cause, Context, Duration, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
 import type * as Scope from "effect/Scope"
 import { Redis } from "ioredis"
 import * as V8 from "node:v8"
@@ -226,6 +226,21 @@ describe("hostile entries (Redis)", () => {
       assert.strictEqual(snapshot.lockWaits, 0, "a get waited for a lease nobody holds")
     }))
 
+  it.scopedLive("a key holding a hash instead of a string: a miss, the other keys of getMany answered", () =>
+    Effect.gen(function*() {
+      const h = yield* harness("wrongtype")
+      const [key] = yield* h.keyOf(1).pipe(Effect.map((k) => [k]))
+      yield* Effect.promise(() => h.raw.del(key!).then(() => h.raw.hset(key!, "field", "value")))
+      const loadsBefore = yield* h.source.loads
+      const many = yield* h.users.getMany([1, 2, 3]).pipe(Effect.timeout(getBound))
+      for (const [i, id] of [1, 2, 3].entries()) assertSome(many[i]!, user(id))
+      assert.strictEqual((yield* h.source.loads) - loadsBefore, 1)
+      assertSome(yield* h.users.get(1), user(1))
+      // the hash is gone (a lease could not be taken over it: every get would wait for a fill)
+      assert.strictEqual(yield* Effect.promise(() => h.raw.type(key!)), "string")
+      assert.strictEqual((yield* h.snapshot).lockWaits, 0)
+    }))
+
   it.scopedLive("`__proto__` in a Schema.Record value: the prototype is never swapped", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make
@@ -338,4 +353,54 @@ describe("hostile keys (both stores)", () => {
         assert.strictEqual(yield* b.loads, 1, "A's invalidateAll deleted B's entry")
       }))
   }
+})
+
+describe("Redis store edges", () => {
+  it.scopedLive("getMany of 2,500 keys (past the read script's 1,000-key batches) stays aligned", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const context = yield* Layer.build(
+        Layer.provideMerge(RedisCacheStore.layer({ url: Redacted.make(server.url), resilience: false }), Metrics.layer)
+      )
+      const store = Context.get(context, CacheStore)
+      const keys = Array.from({ length: 2500 }, (_, i) => `k${i}`)
+      yield* Effect.forEach(
+        keys,
+        (key, i) => i % 3 === 0 ? Effect.void : store.set(key, new TextEncoder().encode(key), Duration.minutes(5)),
+        {
+          concurrency: 64,
+          discard: true
+        }
+      )
+      const values = yield* store.getMany(keys)
+      assert.strictEqual(values.length, keys.length)
+      for (const [i, key] of keys.entries()) {
+        if (i % 3 === 0) assertNone(values[i]!)
+        else assertSome(Option.map(values[i]!, (bytes) => new TextDecoder().decode(bytes)), key)
+      }
+    }))
+
+  it.scopedLive("a pattern delete answered READONLY keeps `replied`: it never opens the breaker", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const url = Redacted.make(server.url)
+      const build = (layer: Layer.Layer<CacheStore, unknown, Metrics.Metrics>) =>
+        Effect.map(Layer.build(Layer.provideMerge(layer, Metrics.layer)), (context) => ({
+          store: Context.get(context, CacheStore),
+          storeSnapshot: Context.get(context, Metrics.Metrics).storeSnapshot("replica")
+        }))
+      const bare = yield* build(RedisCacheStore.layer({ url, resilience: false }))
+      const resilient = yield* build(RedisCacheStore.layer({ url, resilience: { name: "replica" } }))
+      for (let i = 0; i < 5; i++) yield* bare.store.set(`p:${i}`, new Uint8Array([1]), Duration.minutes(5))
+      // a replica of a master that does not exist: SCAN answers, UNLINK gets READONLY
+      assert.strictEqual(yield* Effect.orDie(server.command("REPLICAOF", "127.0.0.1", "1")), "+OK")
+      const error = yield* Effect.flip(bare.store.deletePattern("p:*"))
+      assert.strictEqual(error.operation, "deletePattern")
+      assert.strictEqual(error.replied, true)
+      for (let i = 0; i < 10; i++) yield* Effect.ignore(resilient.store.deletePattern("p:*"))
+      const snapshot = yield* resilient.storeSnapshot
+      assert.isAtLeast(snapshot.failures, 10)
+      assert.strictEqual(snapshot.breakerOpened, 0)
+      assert.strictEqual(snapshot.breaker, "closed")
+    }))
 })

@@ -326,18 +326,23 @@ const defineScripts = (client: Redis): Scripts => {
   return client as unknown as Scripts
 }
 
+const plural = (count: number, one: string, many: string): string => `${count} ${count === 1 ? one : many}`
+
 /**
  * Reads keys through the bounded read script, in chunks of at most `readBatchLimit` keys; an
- * over-limit entry (removed by the script) reads as absent and is counted and logged here.
+ * over-limit entry or a key of another type (removed by the script) reads as absent and is logged
+ * here (over-limit entries are also counted).
  */
 const boundedRead = (client: Redis, settings: Settings) => {
   const script = defineScripts(client)
   const maxBytes = settings.maxEntryBytes
   const decode = (replies: ReadonlyArray<Reply>): Array<Option.Option<Uint8Array>> => {
     let oversized = 0
+    let wrongType = 0
     const out = replies.map((reply): Option.Option<Uint8Array> => {
       if (typeof reply === "number") {
-        oversized++
+        if (reply < 0) wrongType++
+        else oversized++
         return Option.none()
       }
       return reply === null || reply === undefined ? Option.none() : Option.some(reply)
@@ -346,11 +351,17 @@ const boundedRead = (client: Redis, settings: Settings) => {
       settings.recorder?.increment("oversizedEntries", oversized)
       settings.report(
         "warn",
-        `cache-aside: removed ${oversized} entr${
-          oversized === 1 ? "y" : "ies"
-        } over maxEntryBytes (${maxBytes} bytes) without reading ${
-          oversized === 1 ? "it" : "them"
-        } (store ${settings.tracker.store})`
+        `cache-aside: removed ${
+          plural(oversized, "entry", "entries")
+        } over maxEntryBytes (${maxBytes} bytes) without reading them (store ${settings.tracker.store})`
+      )
+    }
+    if (wrongType > 0) {
+      settings.report(
+        "warn",
+        `cache-aside: removed ${
+          plural(wrongType, "key", "keys")
+        } holding another type than a string under cache keys (store ${settings.tracker.store})`
       )
     }
     return out

@@ -10,38 +10,40 @@
 
 /**
  * `KEYS`: the keys to read. `ARGV[1]`: the largest entry, in bytes, that may be returned.
- * Returns one element per key: the value, `false` (nil: absent, or not a string), or the entry's
- * length as an integer when it was over the limit (it has been removed with `UNLINK`). A key
- * holding another type reads as absent (as with `MGET`); any other error (`NOPERM`) fails the call:
- * the size guard is never skipped silently.
- * `STRLEN` is O(1); when every entry fits (the common case) the answer is one `MGET`.
+ * Returns one element per key: the value, `false` (nil: absent), or an integer when the key was
+ * removed with `UNLINK` instead of read: its length when it was over the limit, `-1` when it held
+ * another type than a string (no cache entry can be one, and a lease could never be taken over it,
+ * so every get would wait for a fill). Any other error (`NOPERM`) fails the call: the size guard is
+ * never skipped silently. `STRLEN` is O(1); when every key holds a string that fits (the common
+ * case) the answer is one `MGET`.
  *
  * @internal
  */
 export const read = `
 local max = tonumber(ARGV[1])
-local over = nil
+local removed = nil
 for i = 1, #KEYS do
   local len = redis.pcall("STRLEN", KEYS[i])
   if type(len) == "table" then
-    -- a key of another type reads as absent (as MGET does); any other error (NOPERM, ...) is the reply
+    -- any error but WRONGTYPE (NOPERM, ...) is the reply: the guard is never skipped
     if string.sub(len.err, 1, 9) ~= "WRONGTYPE" then return len end
+    removed = removed or {}
+    removed[i] = -1
   elseif len > max then
-    over = over or {}
-    over[i] = len
+    removed = removed or {}
+    removed[i] = len
   end
 end
-if not over then
+if not removed then
   return redis.call("MGET", unpack(KEYS))
 end
 local out = {}
 for i = 1, #KEYS do
-  if over[i] then
+  if removed[i] then
     redis.call("UNLINK", KEYS[i])
-    out[i] = over[i]
+    out[i] = removed[i]
   else
-    local value = redis.pcall("GET", KEYS[i])
-    if type(value) == "string" then out[i] = value else out[i] = false end
+    out[i] = redis.call("GET", KEYS[i]) or false
   end
 end
 return out
