@@ -9,6 +9,8 @@ export interface ChartBar {
   readonly contender: string
   /** × raw, higher is better; `undefined`: not measured in this mode. */
   readonly value: number | undefined
+  /** A run of the cell threw, answered a wrong row or saw store errors: its label gets a "!". */
+  readonly flagged: boolean
 }
 
 export interface ChartGroup {
@@ -88,7 +90,7 @@ const panelSvg = (
           COLORS[c % COLORS.length]
         }"><title>${escapeXml(`${contender.label}: ${fmt(bar.value)}× raw`)}</title></rect>`,
         `<text x="${x + barWidth / 2}" y="${clamped >= 1 ? yTop - 3 : yBottom + 11}" font-size="9.5" ` +
-          `text-anchor="middle">${fmt(bar.value)}</text>`
+          `text-anchor="middle">${fmt(bar.value)}${bar.flagged ? "!" : ""}</text>`
       )
     })
     const cx = LEFT + g * groupWidth + groupWidth / 2

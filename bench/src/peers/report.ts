@@ -28,6 +28,9 @@ export interface Cell {
   readonly ratio: number
 }
 
+/** A run of the cell threw, answered a wrong row, or saw store errors (its gets fell back to the lookup). */
+const flagged = (cell: Cell): boolean => cell.errors.length > 0 || cell.wrong > 0 || cell.storeErrors > 0
+
 export const median = (values: ReadonlyArray<number>): number => {
   const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b)
   if (sorted.length === 0) return Number.NaN
@@ -89,7 +92,7 @@ export const ratioTable = (cells: ReadonlyArray<Cell>, labels: Labels, mode: Mod
     const row = labels.workloads.map((w) => {
       const cell = find(cells, w.id, mode, contender.id)
       if (cell === undefined) return "–"
-      const flag = cell.errors.length > 0 || cell.wrong > 0 || cell.storeErrors > 0 ? " ⚠" : ""
+      const flag = flagged(cell) ? " ⚠" : ""
       return w.metric === "throughput"
         ? `**${times(cell.ratio)}** ${ops(cell.opsPerSecond)}/s${flag}`
         : `${micros(cell.cpuMicrosPerOp)} **${times(cell.ratio)}**${flag}`
@@ -139,7 +142,7 @@ export const chartInput = (
           : w.metric === "throughput"
           ? cell.ratio
           : 1 / cell.ratio
-        return { contender: c.id, value }
+        return { contender: c.id, value, flagged: cell !== undefined && flagged(cell) }
       })
     }))
   }))
