@@ -178,7 +178,7 @@ export class Entries<A> {
       millis = config.ttl.millis
     } else {
       const decoded = this.dynamicTtl(value.value)
-      if (decoded === undefined) return Effect.succeed(Option.none())
+      if (typeof decoded === "string") return this.invalidTtl(decoded)
       millis = decoded
     }
     if (!(millis >= 1)) return Effect.succeed(Option.none())
@@ -189,27 +189,30 @@ export class Entries<A> {
     )
   }
 
-  /** The TTL function's answer in milliseconds; an invalid one is counted and logged once, never cached. */
-  private dynamicTtl(value: A): number | undefined {
+  /** The TTL function's answer in milliseconds, or why it is invalid. */
+  private dynamicTtl(value: A): number | string {
     let input: unknown
     try {
       input = (this.config.ttl as { readonly of: (value: A) => Duration.DurationInput }).of(value)
     } catch {
-      input = Number.NaN
+      return "the ttl function threw"
     }
     const zero = (typeof input === "number" && input <= 0) || (Duration.isDuration(input) && Duration.isZero(input))
     if (zero) return 0
     const decoded = validate.duration("ttl (function result)", input)
-    if (Either.isRight(decoded)) return Duration.toMillis(decoded.right)
+    return Either.isRight(decoded) ? Duration.toMillis(decoded.right) : decoded.left
+  }
+
+  /** An invalid TTL function result: not cached, counted, and logged once per cache (not per value). */
+  private invalidTtl(message: string): Effect.Effect<Option.Option<number>> {
     this.recorder.increment("ttlErrors")
-    if (!this.ttlErrorLogged) {
-      this.ttlErrorLogged = true
-      Effect.runFork(
-        Effect.logError(`cache-aside: the ttl function gave an invalid duration; values are not cached`, decoded.left)
-          .pipe(Effect.annotateLogs({ namespace: this.config.namespace }))
-      )
-    }
-    return undefined
+    if (this.ttlErrorLogged) return Effect.succeed(Option.none())
+    this.ttlErrorLogged = true
+    return Effect.as(
+      Effect.logError("cache-aside: the ttl function gave an invalid duration; such values are not cached", message)
+        .pipe(Effect.annotateLogs({ namespace: this.config.namespace })),
+      Option.none()
+    )
   }
 
   /** Encodes an entry fresh for `freshMillis`, with the store TTL that keeps it for stale serves too. */

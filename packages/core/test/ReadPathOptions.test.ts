@@ -1,0 +1,141 @@
+import { assert, describe, it } from "@effect/vitest"
+import { assertNone, assertSome, assertTrue } from "@effect/vitest/utils"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import { CacheAside, MemoryCacheStore, Metrics } from "../src/index.js"
+import { DecodeMemo } from "../src/internal/entry.js"
+
+const Services = Layer.provideMerge(MemoryCacheStore.layer(), Metrics.layer)
+
+const base = {
+  namespace: "opts",
+  key: (id: number) => String(id),
+  schema: Schema.String,
+  lookup: (id: number) => Effect.succeed(Option.some(`v${id}`)),
+  ttl: "1 minute"
+} as const
+
+/** Log lines at `level` or above, captured. */
+const capture = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ logLevel, message }) => {
+    lines.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+  })
+  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
+}
+
+describe("options of make (issue 9 item 5)", () => {
+  const bad: ReadonlyArray<readonly [string, Partial<CacheAside.Options<number, string, string, never, never>>]> = [
+    ["ttl Infinity", { ttl: Duration.infinity }],
+    ["ttl NaN", { ttl: Number.NaN }],
+    ["ttl beyond Redis's PX range", { ttl: 1e20 }],
+    ["ttl zero", { ttl: 0 }],
+    ["ttl negative", { ttl: "-5 seconds" }],
+    ["negativeTtl Infinity", { negativeTtl: Duration.infinity }],
+    ["leaseTtl Infinity", { leaseTtl: Duration.infinity }],
+    ["leaseTtl zero", { leaseTtl: 0 }],
+    ["staleWhileRevalidate Infinity", { staleWhileRevalidate: Duration.infinity }],
+    ["failSafe.maxStale Infinity", { failSafe: { maxStale: Duration.infinity } }],
+    ["failSafe.throttle zero", { failSafe: { maxStale: "1 minute", throttle: 0 } }],
+    ["storeTimeout zero", { storeTimeout: 0 }],
+    ["lock.poll Infinity", { lock: { poll: Duration.infinity } }],
+    ["lock.poll longer than lock.wait", { lock: { wait: "100 millis", poll: "1 second" } }],
+    ["lock.wait NaN", { lock: { wait: Number.NaN } }],
+    ["lookupTimeout.hard zero", { lookupTimeout: { hard: 0 } }],
+    ["jitter 2", { jitter: 2 }],
+    ["jitter NaN", { jitter: Number.NaN }],
+    ["earlyExpiration.beta -1", { earlyExpiration: { beta: -1 } }],
+    ["decodeCacheSize 1.5", { decodeCacheSize: 1.5 }],
+    ["decodeCacheBytes -1", { decodeCacheBytes: -1 }],
+    ["getManyConcurrency 0", { getManyConcurrency: 0 }],
+    ["compressAbove -1", { compressAbove: -1 }],
+    ["an empty namespace", { namespace: "" }],
+    ["a namespace with ':'", { namespace: "a:b" }],
+    ["a prefix with ':' (two caches' keys would overlap)", { prefix: "app:user" }],
+    ["a prefix with a control character", { prefix: "app\u0000" }],
+    ["an empty prefix", { prefix: "" }],
+    ["a version with ':'", { version: "1:2" }]
+  ]
+  for (const [name, options] of bad) {
+    it.scoped(`${name} is a typed InvalidOptions, never a defect`, () =>
+      Effect.gen(function*() {
+        const result = yield* Effect.either(CacheAside.make({ ...base, ...options }))
+        assertTrue(Either.isLeft(result) && result.left._tag === "InvalidOptions", name)
+      }).pipe(Effect.provide(Services)))
+  }
+
+  it.scoped("the defaults make a working cache, and Metrics is optional", () =>
+    Effect.gen(function*() {
+      const cache = yield* CacheAside.make(base)
+      assertSome(yield* cache.get(1), "v1")
+      assertSome(yield* cache.get(1), "v1")
+    }).pipe(Effect.provide(MemoryCacheStore.layer())))
+
+  it.scoped("a ttl function giving NaN or Infinity: not cached, counted, logged once", () => {
+    const logs = capture()
+    return Effect.gen(function*() {
+      let loads = 0
+      const cache = yield* CacheAside.make({
+        ...base,
+        lookup: (id: number) => Effect.sync(() => (loads++, Option.some(`v${id}`))),
+        ttl: (value: string) => value === "v1" ? Number.NaN : Duration.infinity
+      })
+      for (let i = 0; i < 3; i++) {
+        assertSome(yield* cache.get(1), "v1")
+        assertSome(yield* cache.get(2), "v2")
+      }
+      assert.strictEqual(loads, 6, "nothing was cached")
+      const metrics = yield* Metrics.Metrics
+      assert.strictEqual((yield* metrics.snapshot("opts")).ttlErrors, 6)
+      assert.strictEqual(logs.lines.filter((line) => line.includes("ttl function")).length, 1)
+    }).pipe(Effect.provide(Services), Effect.provide(logs.layer))
+  })
+})
+
+describe("the decode memo (defect 10)", () => {
+  const stored = (n: number) => ({ _tag: "NotFound", expiresAt: n, delta: 0 }) as const
+  const bytes = (size: number, fill = 1) => new Uint8Array(size).fill(fill)
+
+  it("evicts the least recently used key, not the oldest", () => {
+    const memo = new DecodeMemo<never>(2, 1 << 20)
+    const a = bytes(4, 1)
+    const b = bytes(4, 2)
+    memo.set("a", a, stored(1))
+    memo.set("b", b, stored(2))
+    assert.isDefined(memo.get("a", a)) // a is now the most recently used
+    memo.set("c", bytes(4, 3), stored(3))
+    assert.isDefined(memo.get("a", a))
+    assert.isUndefined(memo.get("b", b))
+  })
+
+  it("is bounded in bytes and never keeps an entry above an eighth of its budget", () => {
+    const memo = new DecodeMemo<never>(1000, 800)
+    const big = bytes(200)
+    memo.set("big", big, stored(1))
+    assert.isUndefined(memo.get("big", big))
+    for (let i = 0; i < 20; i++) memo.set(`k${i}`, bytes(90, i), stored(i))
+    assert.isAtMost(memo.size, 8)
+  })
+
+  it("answers only for the very bytes it decoded", () => {
+    const memo = new DecodeMemo<never>(10, 1 << 20)
+    memo.set("k", bytes(4, 1), stored(1))
+    assert.isDefined(memo.get("k", bytes(4, 1)))
+    assert.isUndefined(memo.get("k", bytes(4, 2)))
+  })
+})
+
+describe("getOption", () => {
+  it.scoped("a cached not-found is Some(None); nothing cached is None", () =>
+    Effect.gen(function*() {
+      const cache = yield* CacheAside.make({ ...base, lookup: () => Effect.succeed(Option.none<string>()) })
+      assertNone(yield* cache.getOption(1))
+      assertNone(yield* cache.get(1))
+      assertSome(yield* cache.getOption(1), Option.none())
+    }).pipe(Effect.provide(Services)))
+})
