@@ -3,7 +3,8 @@
  * and how it learns that its own copies may be stale.
  *
  * - `publish` sends an invalidation for one namespace, stamped with this instance's id, so that a
- *   process skips its own messages (it has already evicted its own L1, synchronously).
+ *   process skips its own messages; this instance's own subscribers of the namespace (other caches
+ *   of the process: another version, another handle) get it synchronously, before `publish` returns.
  * - `subscribe` registers a near cache for a namespace: it is told which keys to evict, and to
  *   `flush` everything when the bus loses (or regains) its connection, since invalidations may
  *   have been missed meanwhile.
@@ -137,9 +138,9 @@ export class CacheBus extends Context.Tag("@cache-aside/core/CacheBus")<CacheBus
   /** `true` while invalidations are known to arrive. Synchronous: it is read on the hit path. */
   readonly healthy: () => boolean
   /**
-   * Tells the other instances that `invalidation` happened in `namespace` (a full key prefix,
-   * `prefix:namespace:`). Never fails: a message that cannot be sent is logged (the other
-   * instances lost the same connection, and flushed).
+   * Tells this instance's subscribers of `namespace` (a full key prefix, `prefix:namespace:`),
+   * synchronously, and the other instances that `invalidation` happened. Never fails: a message
+   * that cannot be sent is logged (the other instances lost the same connection, and flushed).
    */
   readonly publish: (namespace: string, invalidation: Invalidation) => Effect.Effect<void>
   /**
@@ -252,6 +253,7 @@ export const makeMemoryHub = (): MemoryHub => {
       healthy: () => healthy,
       publish: (namespace, invalidation) =>
         Effect.sync(() => {
+          registry.deliver(namespace, invalidation)
           if (!healthy) return
           published++
           for (const [id, other] of registries) {

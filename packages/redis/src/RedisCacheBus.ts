@@ -106,7 +106,11 @@ export const make = (
       healthy: tracker.healthy,
       publish: (namespace, invalidation) =>
         Effect.flatMap(
-          tracker.publish(namespace, CacheBus.encodeMessage({ sender: instanceId, namespace, invalidation })),
+          // this process's other caches of the namespace first, synchronously; then the others
+          Effect.zipRight(
+            Effect.sync(() => registry.deliver(namespace, invalidation)),
+            tracker.publish(namespace, CacheBus.encodeMessage({ sender: instanceId, namespace, invalidation }))
+          ),
           (sent) =>
             sent ? Effect.void : Effect.logDebug("cache-aside: invalidation not published (the bus is unreachable)")
         ),
