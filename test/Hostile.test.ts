@@ -360,7 +360,11 @@ describe("Redis store edges", () => {
     Effect.gen(function*() {
       const server = yield* RedisServer.make
       const context = yield* Layer.build(
-        Layer.provideMerge(RedisCacheStore.layer({ url: Redacted.make(server.url), resilience: false }), Metrics.layer)
+        Layer.provideMerge(
+          // this test is about alignment, not time: a generous timeout for a loaded, shared machine
+          RedisCacheStore.layer({ url: Redacted.make(server.url), resilience: false, commandTimeout: "10 seconds" }),
+          Metrics.layer
+        )
       )
       const store = Context.get(context, CacheStore)
       const keys = Array.from({ length: 2500 }, (_, i) => `k${i}`)
