@@ -12,7 +12,7 @@
 import { CacheAside, DataSource, Metrics } from "@cache-aside/core"
 import { CacheStore } from "@cache-aside/core/CacheStore"
 import * as MemoryCacheStore from "@cache-aside/core/MemoryCacheStore"
-import { RedisCacheStore } from "@cache-aside/redis"
+import { RedisCacheStore, RedisClient } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
 import { assertNone, assertSome } from "@effect/vitest/utils"
 import { Cause, Context, Duration, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
@@ -74,11 +74,21 @@ interface Harness {
 const ids = Array.from({ length: 20 }, (_, i) => i + 1)
 
 /** A Redis store, a cache over users 1..20 (all warmed), and a plain client for writing hostile bytes. */
-const harness = (namespace: string, options: { readonly lock?: boolean } = {}) =>
+const harness = (
+  namespace: string,
+  options: { readonly lock?: boolean; readonly commandTimeout?: Duration.DurationInput } = {}
+) =>
   Effect.gen(function*() {
     const server = yield* RedisServer.make
     const context = yield* Layer.build(
-      Layer.provideMerge(RedisCacheStore.layer({ url: Redacted.make(server.url) }), Metrics.layer)
+      Layer.provideMerge(
+        RedisCacheStore.layer({
+          url: Redacted.make(server.url),
+          // these tests count lookups: a read timed out by a loaded machine would add one
+          commandTimeout: options.commandTimeout ?? "2 seconds"
+        }),
+        Metrics.layer
+      )
     )
     const source = yield* DataSource.memory<number, User>(ids.map((id) => [id, user(id)] as const))
     const users = yield* CacheAside.make({
@@ -185,7 +195,8 @@ describe("hostile entries (Redis)", () => {
     "a 100 MB plain entry: removed on the server, never transferred; no timeout, breaker closed",
     () =>
       Effect.gen(function*() {
-        const h = yield* harness("huge")
+        // the default command timeout (250 ms): the entry must cost no timeout with the real setting
+        const h = yield* harness("huge", { commandTimeout: RedisClient.defaultCommandTimeout })
         const keys = yield* Effect.suspend(() => plant(h, [1, 2], Buffer.alloc(100 * 2 ** 20, 0x7b)))
         const before = yield* memoryMiB
         const loadsBefore = yield* h.source.loads
