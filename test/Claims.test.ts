@@ -10,7 +10,8 @@ import { CacheAside, type CacheStore, DataSource, Metrics } from "@cache-aside/c
 import { RedisCacheStore } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
 import { assertSome, deepStrictEqual } from "@effect/vitest/utils"
-import * as Context from "effect/Context"
+import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -65,8 +66,9 @@ const waitUntil = <A, E, R>(
   done: (a: A) => boolean
 ) =>
   Effect.gen(function*() {
-    const rounds = Math.ceil(Duration.toMillis(bound) / 20)
-    for (let i = 0; i < rounds; i++) {
+    const liveNow = Clock.currentTimeMillis.pipe(TestServices.provideLive)
+    const deadline = (yield* liveNow) + Duration.toMillis(bound)
+    while ((yield* liveNow) < deadline) {
       const a = yield* effect
       if (done(a)) return a
       yield* liveSleep("20 millis")
