@@ -73,8 +73,16 @@ const patternId = (pattern: string) => `p:${pattern}`
 
 /** @internal */
 export class InvalidationQueue {
-  /** Insertion-ordered: FIFO, and a re-queued key or pattern moves to the end. */
+  /** The live entry per key or pattern. */
   private readonly queue = new Map<string, Invalidation>()
+  /**
+   * The order: FIFO, a re-queued key or pattern moves to the end. Removed entries stay in the array
+   * until the head passes them (an entry is live while `queue` maps its id to it), so dropping the
+   * oldest and re-queueing are O(1) amortised; a `Map` iterated from its start after many deletes
+   * from its front is not.
+   */
+  private order: Array<Invalidation> = []
+  private head0 = 0
   private readonly patterns = new Set<PatternInvalidation>()
   private cleared = 0
   /** Invalidations dropped in the current overflow episode (which ends when the queue empties). */
@@ -103,6 +111,12 @@ export class InvalidationQueue {
     const previous = this.queue.get(entry.id)
     if (previous !== undefined) this.remove(previous)
     this.queue.set(entry.id, entry)
+    this.order.push(entry)
+    // removed entries past the head (re-queued keys, replayed ones) are dropped now and then
+    if (this.order.length > 2 * this.queue.size + 1024) {
+      this.order = this.order.filter((queued) => this.isLive(queued))
+      this.head0 = 0
+    }
     if (entry._tag === "Pattern") this.patterns.add(entry)
   }
 
@@ -112,6 +126,20 @@ export class InvalidationQueue {
       this.patterns.delete(entry)
       this.cleared -= entry.cleared.size
     }
+  }
+
+  private isLive(entry: Invalidation): boolean {
+    return this.queue.get(entry.id) === entry
+  }
+
+  /** The oldest live entry; drops the removed ones before it for good (compacting now and then). */
+  private oldest(): Invalidation | undefined {
+    while (this.head0 < this.order.length && !this.isLive(this.order[this.head0]!)) this.head0++
+    if (this.head0 > 1024 && this.head0 * 2 > this.order.length) {
+      this.order = this.order.slice(this.head0)
+      this.head0 = 0
+    }
+    return this.order[this.head0]
   }
 
   /** The overflow pattern, when it is queued. */
@@ -125,12 +153,14 @@ export class InvalidationQueue {
   private overflow(): void {
     const pattern = this.config.overflowPattern
     if (pattern === undefined) {
-      this.remove(this.queue.values().next().value!)
+      this.remove(this.oldest()!)
       this.dropped++
       return
     }
     this.dropped += this.queue.size - 1 // one slot goes to the pattern that replaces them
     this.queue.clear()
+    this.order = []
+    this.head0 = 0
     this.patterns.clear()
     this.cleared = 0
     this.put(this.makePattern(pattern))
@@ -233,12 +263,14 @@ export class InvalidationQueue {
 
   /** The head of the queue: one pattern, or a batch of consecutive keys; `undefined` when empty. */
   head(batchSize: number): PatternInvalidation | ReadonlyArray<KeyInvalidation> | undefined {
-    const first = this.queue.values().next()
-    if (first.done === true) return undefined
-    if (first.value._tag === "Pattern") return first.value
+    const first = this.oldest()
+    if (first === undefined) return undefined
+    if (first._tag === "Pattern") return first
     const batch: Array<KeyInvalidation> = []
-    for (const entry of this.queue.values()) {
-      if (entry._tag !== "Key" || batch.length >= batchSize) break
+    for (let i = this.head0; i < this.order.length && batch.length < batchSize; i++) {
+      const entry = this.order[i]!
+      if (!this.isLive(entry)) continue
+      if (entry._tag !== "Key") break
       batch.push(entry)
     }
     return batch
