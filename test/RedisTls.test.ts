@@ -149,6 +149,8 @@ const aclStore = (options: { readonly resilience?: false | undefined } = {}) =>
       username: "cache",
       password: Redacted.make(aclPassword),
       keyPrefix: "app:",
+      // these tests count failed commands and lookups: a loaded machine must not time one out
+      commandTimeout: "2 seconds",
       ...(options.resilience === false ? { resilience: false } : {})
     })
   }))
