@@ -250,7 +250,7 @@ export const resolve = (input: Input): Either.Either<Resolved, string> => {
     // writes (lease, fill, set) are auto-pipelined; reads are batched by the client's read batcher,
     // which costs less per command and adds no setImmediate delay to a lone get
     enableAutoPipelining: true,
-    autoPipeliningIgnoredCommands: ["get", "mget", "evalsha", "eval"],
+    autoPipeliningIgnoredCommands: ["get", "mget", "cacheAsideRead"],
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     commandTimeout: commandMillis,
