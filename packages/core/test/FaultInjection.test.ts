@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { assertNone, assertSome, assertTrue, deepStrictEqual } from "@effect/vitest/utils"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -25,12 +26,12 @@ describe("FaultInjection", () => {
     Effect.gen(function*() {
       const { faults, store } = yield* setup
       yield* store.set("k", bytes("v"), ttl)
-      assert.isTrue(Option.isSome(yield* store.get("k")))
+      assertTrue(Option.isSome(yield* store.get("k")))
       yield* store.getMany(["k", "j"])
       yield* store.delete(["k"])
       yield* store.deletePattern("*")
       const counts = yield* faults.counts
-      assert.deepStrictEqual(
+      deepStrictEqual(
         [counts.set, counts.get, counts.getMany, counts.delete, counts.deletePattern, counts.total, counts.failed],
         [1, 1, 1, 1, 1, 5, 0]
       )
@@ -46,7 +47,7 @@ describe("FaultInjection", () => {
       assert.isTrue(injected(yield* Effect.either(store.set("k", bytes("1"), ttl))))
       assert.isTrue(injected(yield* Effect.either(store.set("k", bytes("2"), ttl))))
       yield* store.set("k", bytes("3"), ttl)
-      assert.deepStrictEqual(Option.map(yield* memory.get("k"), (b) => new TextDecoder().decode(b)), Option.some("3"))
+      assertSome(Option.map(yield* memory.get("k"), (b) => new TextDecoder().decode(b)), "3")
       assert.strictEqual((yield* faults.counts).failed, 2)
     }))
 
@@ -59,10 +60,10 @@ describe("FaultInjection", () => {
         (_, i) => Effect.either(store.set(`k${i}`, bytes("v"), ttl))
       )
       assert.isTrue(results.every(injected))
-      assert.isTrue(Option.isNone(yield* memory.get("k0")))
+      assertNone(yield* memory.get("k0"))
       yield* faults.heal
       yield* store.set("k0", bytes("v"), ttl)
-      assert.isTrue(Option.isSome(yield* memory.get("k0")))
+      assertTrue(Option.isSome(yield* memory.get("k0")))
     }))
 
   it.effect("latency delays operations on the Clock", () =>
@@ -71,9 +72,9 @@ describe("FaultInjection", () => {
       yield* faults.latency("100 millis")
       const fiber = yield* Effect.fork(store.get("k"))
       yield* TestClock.adjust("99 millis")
-      assert.isTrue(Option.isNone(yield* Fiber.poll(fiber)))
+      assertNone(yield* Fiber.poll(fiber))
       yield* TestClock.adjust("1 millis")
-      assert.isTrue(Option.isNone(yield* Fiber.join(fiber)))
+      assertNone(yield* Fiber.join(fiber))
     }))
 
   it.effect("hang holds operations until heal, then lets them reach the store (like SIGCONT)", () =>
@@ -83,11 +84,11 @@ describe("FaultInjection", () => {
       const fiber = yield* Effect.fork(store.set("k", bytes("v"), ttl))
       assert.isTrue(Either.isRight(yield* Effect.either(store.get("k"))), "gets are not held")
       yield* TestClock.adjust("1 hour")
-      assert.isTrue(Option.isNone(yield* Fiber.poll(fiber)), "still held")
+      assertNone(yield* Fiber.poll(fiber)) // still held
       assert.strictEqual((yield* faults.counts).hung, 1)
       yield* faults.heal
       yield* Fiber.join(fiber)
-      assert.isTrue(Option.isSome(yield* memory.get("k")))
+      assertTrue(Option.isSome(yield* memory.get("k"))
     }))
 
   it.effect("layer provides the store and its control; ResilientCacheStore.layer keeps the control visible", () =>
