@@ -28,7 +28,16 @@ import * as Os from "node:os"
 import { performance } from "node:perf_hooks"
 import { renderChart } from "./peers/chart.js"
 import * as Contenders from "./peers/contenders.js"
-import { type Cell, chartInput, costTable, type Labels, makeCell, ratioTable, targetTable } from "./peers/report.js"
+import {
+  callsTable,
+  type Cell,
+  chartInput,
+  costTable,
+  type Labels,
+  makeCell,
+  ratioTable,
+  targetTable
+} from "./peers/report.js"
 import { type Mode, runOnce, type Sample } from "./peers/runner.js"
 import { distinctIn, makeWorkloads, type Workload, ZIPF_EXPONENT, ZIPF_KEYS, zipfSequence } from "./peers/workloads.js"
 import { redisVersion as readRedisVersion, startRedis } from "./redis-server.js"
@@ -246,8 +255,18 @@ const report = async (input: ReportInput) => {
     costTable(input.cells, labels, mode),
     ""
   ])
+  const calls = [
+    "### Redis calls per get by command (first measured round, through Promises)",
+    "",
+    callsTable(input.cells, labels, "promise", ["raw", "cache-aside", "cache-aside-near"]),
+    ""
+  ]
   const goals = ["### Targets of issue 10 (informational)", "", targetTable(input.cells, workloads), ""]
-  console.log(["", ...sections, ...goals, ...notes.map((n) => `- ${n}`), ""].join("\n"))
+  console.log(
+    ["", ...sections, ...(MODES.includes("promise") ? calls : []), ...goals, ...notes.map((n) => `- ${n}`), ""].join(
+      "\n"
+    )
+  )
   console.log(
     `machine: ${machine}; redis-server ${input.redisVersion}${
       input.spawned ? " (spawned, same machine)" : " (REDIS_URL)"

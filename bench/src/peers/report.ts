@@ -232,3 +232,22 @@ export const targetTable = (cells: ReadonlyArray<Cell>, workloads: ReadonlyArray
   })
   return ["| target (issue 10) | measured | | ahead of every peer |", "| --- | ---: | --- | --- |", ...rows].join("\n")
 }
+
+/** Redis calls per get by command, for the contenders named (the first measured round of each cell). */
+export const callsTable = (
+  cells: ReadonlyArray<Cell>,
+  labels: Labels,
+  mode: Mode,
+  contenders: ReadonlyArray<string>
+): string => {
+  const rows = labels.contenders.filter((c) => contenders.includes(c.id)).flatMap((contender) => {
+    const row = labels.workloads.map((w) => {
+      const calls = find(cells, w.id, mode, contender.id)?.samples[0]?.redisCallsPerOp
+      if (calls === undefined) return "–"
+      const entries = Object.entries(calls).filter(([, n]) => n >= 0.005).sort((a, b) => b[1] - a[1])
+      return entries.length === 0 ? "< 0.01" : entries.map(([name, n]) => `${name} ${n.toFixed(2)}`).join(", ")
+    })
+    return row.every((r) => r === "–") ? [] : [`| ${contender.label} | ${row.join(" | ")} |`]
+  })
+  return [...header(labels, "Redis calls per get, by command"), ...rows].join("\n")
+}
