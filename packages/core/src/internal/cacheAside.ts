@@ -448,7 +448,7 @@ export class CacheAsideImpl<K, A, E, R> {
     const spanOptions = { kind: "client", attributes: this.logAnnotations, captureStackTrace: false } as const
     const get = this.get
     const getMany = this.getMany
-    return {
+    const handle: CacheAside<K, A, E> = {
       namespace: this.config.namespace,
       keyOf: this.keyOf,
       get: this.config.spanEveryGet ? (key) => Effect.withSpan(get(key), "cache_aside.get", spanOptions) : get,
@@ -461,5 +461,17 @@ export class CacheAsideImpl<K, A, E, R> {
       invalidateAll: this.invalidateAll,
       invalidatePattern: this.invalidatePattern
     }
+    impls.set(handle, this)
+    return handle
   }
 }
+
+const impls = new WeakMap<object, object>()
+
+/**
+ * The impl behind a handle: for the library's own tests (flights, background fibers), never for users.
+ *
+ * @internal
+ */
+export const implOf = <K, A, E>(handle: CacheAside<K, A, E>): CacheAsideImpl<K, A, E, unknown> | undefined =>
+  impls.get(handle) as CacheAsideImpl<K, A, E, unknown> | undefined
