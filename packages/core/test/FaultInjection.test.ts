@@ -88,7 +88,7 @@ describe("FaultInjection", () => {
       assert.strictEqual((yield* faults.counts).hung, 1)
       yield* faults.heal
       yield* Fiber.join(fiber)
-      assertTrue(Option.isSome(yield* memory.get("k"))
+      assertTrue(Option.isSome(yield* memory.get("k")))
     }))
 
   it.effect("layer provides the store and its control; ResilientCacheStore.layer keeps the control visible", () =>
