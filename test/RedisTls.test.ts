@@ -163,6 +163,28 @@ suite(
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
 
 describe("ACL", () => {
+  it.scopedLive("a URL with a percent-encoded user and password (and /0) reaches the ACL user", () =>
+    Effect.gen(function*() {
+      const server = yield* startServer()
+      const password = "p@ss:w/rd%?#"
+      const admin = new Redis({ host: server.host, port: server.port, lazyConnect: true })
+      yield* Effect.promise(async () => {
+        await admin.connect()
+        await admin.call("ACL", "SETUSER", "us:er", "reset", `>${password}`, ...minimalAcl)
+        await admin.call("ACL", "SETUSER", "default", "off")
+        admin.disconnect()
+      })
+      const url = `redis://${encodeURIComponent("us:er")}:${
+        encodeURIComponent(password)
+      }@${server.host}:${server.port}/0`
+      const { health, store } = yield* build(
+        RedisClient.layer({ url: Redacted.make(url), keyPrefix: "app:", commandTimeout: "2 seconds" })
+      )
+      yield* store.set("k", text("v"), Duration.minutes(1))
+      assertSome(asText(yield* store.get("k")), "v")
+      assert.strictEqual(yield* health, "healthy")
+    }))
+
   it.scopedLive("CacheAside get, invalidate and invalidatePattern as the minimal ACL user: no failed command", () =>
     Effect.gen(function*() {
       const context = yield* Layer.build(Layer.provideMerge(aclStore(), Metrics.layer))
