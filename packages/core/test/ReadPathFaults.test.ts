@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { assertSome, assertTrue, deepStrictEqual } from "@effect/vitest/utils"
 import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -61,16 +62,16 @@ describe("the lock and corrupt entries (defect 10)", () => {
         lock: { wait: "5 seconds", poll: "20 millis" }
       })
       const full = cache.keyOf(1)
-      yield* store.set(full, Codec.lease("another"), "1 minute")
+      yield* store.set(full, Codec.lease("another"), Duration.minutes(1))
       yield* faults.latency("50 millis", { operations: ["setIfAbsent"] })
       const waiter = yield* Effect.fork(cache.get(1))
       yield* until(Effect.map(faults.counts, (c) => c.get === 1))
       yield* store.delete([full]) // the holder released its lease ...
       yield* TestClock.adjust("20 millis") // ... the waiter polls, finds it absent, asks for the lease
       yield* until(Effect.map(faults.counts, (c) => c.setIfAbsent === 1))
-      yield* store.set(full, Codec.lease("a third"), "1 minute") // ... and a third process takes it first
+      yield* store.set(full, Codec.lease("a third"), Duration.minutes(1)) // ... and a third process takes it first
       yield* TestClock.adjust("50 millis")
-      yield* store.set(full, yield* freshEntry("filled"), "1 minute") // whose fill lands
+      yield* store.set(full, yield* freshEntry("filled"), Duration.minutes(1)) // whose fill lands
       for (let i = 0; i < 5 && waiter.unsafePoll() === null; i++) yield* TestClock.adjust("20 millis")
       assertSome(yield* Fiber.join(waiter), "filled")
       assert.strictEqual(loads, 0)
@@ -88,12 +89,12 @@ describe("the lock and corrupt entries (defect 10)", () => {
         lock: false
       })
       const full = cache.keyOf(1)
-      yield* store.set(full, new TextEncoder().encode("{not json"), "1 minute")
+      yield* store.set(full, new TextEncoder().encode("{not json"), Duration.minutes(1))
       yield* faults.latency("50 millis", { operations: ["compareAndSet"] })
       const reader = yield* Effect.fork(cache.get(1))
       yield* until(Effect.map(faults.counts, (c) => c.compareAndSet === 1))
       const theirs = Codec.lease("another process")
-      yield* store.set(full, theirs, "1 minute")
+      yield* store.set(full, theirs, Duration.minutes(1))
       yield* TestClock.adjust("50 millis")
       assertSome(yield* Fiber.join(reader), "v1")
       const left = yield* store.get(full)
