@@ -249,6 +249,14 @@ export const layerConfig: Layer.Layer<CacheStore, ConfigError.ConfigError | Inva
  * Options of `layerFromClient`: `resilience` as in `Options`, and the store's `maxEntryBytes` and
  * `name`. The connection settings are the client's own.
  *
+ * @example
+ * ```ts
+ * import { Redis } from "ioredis"
+ * import { RedisCacheStore } from "@cache-aside/redis"
+ *
+ * const StoreLive = RedisCacheStore.layerFromClient(new Redis(), { maxEntryBytes: 1024 * 1024, resilience: { name: "main" } })
+ * ```
+ *
  * @since 0.1.0
  */
 export interface FromClientOptions extends RedisClient.FromClientOptions {

@@ -50,6 +50,16 @@ export type IORedis = Redis
  * `"unhealthy: tls"` (the TLS handshake failed), `"unhealthy: acl"` (the user may not run a command
  * the store needs, until the next connection).
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RedisClient } from "@cache-aside/redis"
+ *
+ * const misconfigured = Effect.flatMap(RedisClient.RedisClient, (redis) => redis.health).pipe(
+ *   Effect.map((health) => health.startsWith("unhealthy"))
+ * )
+ * ```
+ *
  * @since 0.1.0
  */
 export type Health = health.Health
@@ -162,6 +172,21 @@ export class RedisClient extends Context.Tag("@cache-aside/redis/RedisClient")<R
  * server whose certificate does not verify (default `true`; turn it off only in tests). Giving
  * `tls` turns TLS on, as a `rediss://` URL does.
  *
+ * @example
+ * ```ts
+ * import { Redacted } from "effect"
+ * import * as Fs from "node:fs"
+ * import { RedisClient } from "@cache-aside/redis"
+ *
+ * const tls: RedisClient.TlsOptions = {
+ *   ca: Fs.readFileSync("/etc/redis/ca.pem"),
+ *   cert: Fs.readFileSync("/etc/redis/client.pem"),
+ *   key: Redacted.make(Fs.readFileSync("/etc/redis/client.key")),
+ *   servername: "cache.internal"
+ * }
+ * const RedisLive = RedisClient.layer({ host: "cache.internal", port: 6380, tls })
+ * ```
+ *
  * @since 0.1.0
  */
 export interface TlsOptions {
@@ -219,6 +244,13 @@ export const defaultCommandTimeout: Duration.Duration = internalOptions.defaultC
 
 /**
  * The default `maxEntryBytes`: 16 MiB.
+ *
+ * @example
+ * ```ts
+ * import { RedisClient } from "@cache-aside/redis"
+ *
+ * const RedisLive = RedisClient.layer({ maxEntryBytes: RedisClient.defaultMaxEntryBytes / 4 })
+ * ```
  *
  * @since 0.1.0
  */
@@ -578,6 +610,14 @@ export const make = (options: Options = {}): Effect.Effect<Service, InvalidStore
 /**
  * Options for a client the caller owns: `maxEntryBytes` and `name` as in `Options`; the connection
  * settings are the client's own.
+ *
+ * @example
+ * ```ts
+ * import { Redis } from "ioredis"
+ * import { RedisClient } from "@cache-aside/redis"
+ *
+ * const RedisLive = RedisClient.layerFromClient(new Redis({ commandTimeout: 250 }), { maxEntryBytes: 1024 * 1024, name: "sessions" })
+ * ```
  *
  * @since 0.1.0
  */
