@@ -81,7 +81,11 @@ export interface Options {
    * Effect timeout forks a fiber, which costs more than a cache hit. Default `false`.
    */
   readonly storeEnforcesTimeout?: boolean | undefined
-  /** Time limit of one `deletePattern` attempt (it walks the keyspace in batches). Default 5 seconds. */
+  /**
+   * Time limit of one `deletePattern` attempt (it walks the keyspace in batches). Default 5 seconds.
+   * A queued pattern whose replay timed out gets twice the limit on its next attempt (up to 64
+   * times), so a keyspace too large for it is still cleared eventually; no read waits for it.
+   */
   readonly deletePatternTimeout?: Duration.DurationInput | undefined
   /** Consecutive failed operations that open the circuit breaker. Default 5. */
   readonly failureThreshold?: number | undefined
@@ -107,7 +111,11 @@ export interface Options {
   readonly invalidationRetry?: Retry | undefined
   /** The most invalidations (distinct keys or patterns) kept for replay. Default 10,000. */
   readonly maxQueuedInvalidations?: number | undefined
-  /** How often a background fiber replays queued invalidations. Default 1 second. */
+  /**
+   * How often a background fiber replays queued invalidations. Default 1 second. Reads and writes
+   * of keys a queued invalidation covers do not wait for the round: they delete their own keys first
+   * (or wait, at most one `timeout`, for a queued pattern that matches them).
+   */
   readonly replayInterval?: Duration.DurationInput | undefined
   /**
    * A glob pattern covering every key the caches on this store write, e.g. `"cache:*"` for
