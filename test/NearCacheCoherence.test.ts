@@ -75,6 +75,8 @@ const percentile = (sorted: ReadonlyArray<number>, p: number) =>
 interface Invalidation {
   readonly key: string
   readonly version: number
+  /** When the invalidation was sent. */
+  readonly sent: number
   /** When the invalidation returned. */
   readonly at: number
   readonly how: "invalidate" | "raw DEL"
@@ -99,7 +101,7 @@ describe("near cache coherence across processes", () => {
           dbKey: "db:versions",
           stopKey: "test:stop",
           pauseMillis: 2,
-          heartbeatMillis: 200
+          heartbeatMillis: 100
         }
         yield* Effect.promise(() => raw.hset(config.dbKey, Object.fromEntries(keys.map((k) => [k, "0"]))))
         const children = yield* Effect.forEach(Array.from({ length: 4 }), () => spawnChild(config), {
@@ -133,9 +135,10 @@ describe("near cache coherence across processes", () => {
           const key = keys[round % keys.length]!
           yield* Effect.promise(() => raw.hset(config.dbKey, key, String(round)))
           const how = round % 2 === 0 ? "invalidate" : "raw DEL"
+          const sent = yield* Clock.currentTimeMillis
           if (how === "invalidate") yield* cache.invalidate(key)
           else yield* Effect.promise(() => raw.del(cache.keyOf(key)))
-          invalidations.push({ key, version: round, at: yield* Clock.currentTimeMillis, how })
+          invalidations.push({ key, version: round, sent, at: yield* Clock.currentTimeMillis, how })
           // halfway: cut every subscriber connection (the children's and ours)
           if (round === rounds / 2) yield* Effect.promise(() => raw.client("KILL", "TYPE", "pubsub"))
           yield* Effect.sleep("40 millis")
@@ -147,18 +150,33 @@ describe("near cache coherence across processes", () => {
         })) as unknown as ReadonlyArray<Summary>
 
         let stale = 0
+        const staleReads: Array<string> = []
         const delays: Array<number> = []
+        /** From sending an invalidation to its eviction reaching a process. */
+        const arrivals: Array<number> = []
         const byHow: Record<Invalidation["how"], Array<number>> = { invalidate: [], "raw DEL": [] }
         for (const summary of summaries) {
           assert.strictEqual(summary.failures, 0)
-          assert.isAbove(summary.metrics.nearHits, 1000, "the near cache answered most gets")
+          assert.isAbove(summary.metrics.nearHits, summary.gets / 2, "the near cache answered most gets")
           // flushed when the bus first became healthy, when its subscriber was killed, and when it came back
           assert.isAtLeast(summary.metrics.nearFlushes, 3)
           for (const inv of invalidations) {
             const seen = summary.seen[inv.key] ?? []
             for (const segment of seen) {
-              if (segment.version < inv.version && segment.last > inv.at + 100) stale++
+              if (segment.version < inv.version && segment.last > inv.at + 100) {
+                stale++
+                staleReads.push(
+                  `pid ${summary.pid} read ${inv.key}@${segment.version} ${
+                    segment.last - inv.at
+                  } ms after ${inv.how} of @${inv.version}`
+                )
+              }
             }
+            const arrival = (summary.evictions[inv.key] ?? []).find((t) => t >= inv.sent)
+            assert.isDefined(arrival, `pid ${summary.pid} was never told to evict ${inv.key}@${inv.version}`)
+            // while the subscribers reconnect after the cut, no message can arrive (the near
+            // caches are bypassed meanwhile): arrival is measured on the rounds before the cut
+            if (inv.version < rounds / 2) arrivals.push(arrival! - inv.sent)
             const fresh = seen.find((segment) => segment.version >= inv.version)
             assert.isDefined(fresh, `pid ${summary.pid} never saw ${inv.key}@${inv.version} (${inv.how})`)
             delays.push(Math.max(0, fresh!.first - inv.at))
@@ -166,19 +184,31 @@ describe("near cache coherence across processes", () => {
           }
         }
         delays.sort((a, b) => a - b)
+        arrivals.sort((a, b) => a - b)
         for (const list of Object.values(byHow)) list.sort((a, b) => a - b)
         const figures = (list: ReadonlyArray<number>) =>
           `p50 ${percentile(list, 0.5)} ms, p99 ${percentile(list, 0.99)} ms`
         console.log(
-          `propagation over ${delays.length} (process, invalidation) pairs: p50 ${percentile(delays, 0.5)} ms, p99 ${
-            percentile(delays, 0.99)
-          } ms, max ${delays[delays.length - 1]} ms (invalidate: ${figures(byHow.invalidate)}; raw DEL: ${
-            figures(byHow["raw DEL"])
-          }); stale reads: ${stale}; gets: ${summaries.map((s) => s.gets).join(", ")}; L1 hits: ${
-            summaries.map((s) => s.metrics.nearHits).join(", ")
-          }; flushes: ${summaries.map((s) => s.metrics.nearFlushes).join(", ")}`
+          `eviction arrival (before the cut) over ${arrivals.length} (process, invalidation) pairs: ${
+            figures(arrivals)
+          }, max ${arrivals[arrivals.length - 1]} ms`
         )
-        assert.strictEqual(stale, 0, "stale reads that began more than 100 ms after an invalidation returned")
+        console.log(
+          `first fresh read over ${delays.length} (process, invalidation) pairs: p50 ${
+            percentile(delays, 0.5)
+          } ms, p99 ${percentile(delays, 0.99)} ms, max ${delays[delays.length - 1]} ms (invalidate: ${
+            figures(byHow.invalidate)
+          }; raw DEL: ${figures(byHow["raw DEL"])}); stale reads: ${stale}; gets: ${
+            summaries.map((s) => s.gets).join(", ")
+          }; L1 hits: ${summaries.map((s) => s.metrics.nearHits).join(", ")}; flushes: ${
+            summaries.map((s) => s.metrics.nearFlushes).join(", ")
+          }`
+        )
+        assert.strictEqual(
+          stale,
+          0,
+          `stale reads that began more than 100 ms after an invalidation returned:\n${staleReads.join("\n")}`
+        )
       }),
     120_000
   )

@@ -48,8 +48,11 @@ import * as RedisClient from "./RedisClient.js"
  */
 export interface Options {
   /**
-   * How often the subscriber connection is pinged, and how long a ping may take: a server that
-   * stops answering (paused, hung) counts as a lost bus after at most twice this. Default 1 second.
+   * The subscriber connection is pinged every half of this, and a ping may take this long: a
+   * server that stops answering (paused, hung) counts as a lost bus (flushed) after at most 1.5
+   * times this. Near caches are also bypassed, not flushed, while nothing was heard from the
+   * subscriber for this long (after this process stalled, until it has read what arrived
+   * meanwhile). Default 1 second.
    */
   readonly heartbeat?: Duration.DurationInput | undefined
 }

@@ -17,6 +17,12 @@
  * a heartbeat (a paused server), until both are back, subscribed and tracking again. Each change
  * is reported, so that near caches flush: invalidations may have been missed meanwhile.
  *
+ * Currency: the subscriber is pinged every half heartbeat, and `healthy` is also `false` while
+ * nothing was heard from it for a whole heartbeat. After this process stalls (a long GC pause, a
+ * starved CPU), Node runs due timers before it reads sockets: reads would otherwise be answered
+ * from the near cache before the invalidations that arrived meanwhile are applied. Nothing was
+ * lost, so this only bypasses (no flush) until the subscriber's data has been read.
+ *
  * @internal
  */
 import * as Clock from "effect/Clock"
@@ -85,6 +91,13 @@ export const make = (
     /** Prefixes enabled on the data connection since it last connected. */
     let tracked: Array<string> = []
     let healthy = false
+    // real time: a TestClock must not stall the connection's heartbeat
+    const live = Clock.make()
+    /** When the subscriber last delivered anything (a message, a PING reply). */
+    let lastHeard = 0
+    const heard = () => {
+      lastHeard = live.unsafeCurrentTimeMillis()
+    }
     let generation = 0
 
     const subscriber = yield* Effect.acquireRelease(
@@ -155,6 +168,7 @@ export const make = (
         if (mine !== generation) return
         // a namespace watched meanwhile is not covered yet: once more
         if (namespaces.size !== watched.length) return establish()
+        heard()
         setHealthy(true)
       } catch {
         // a failed step: start over on a fresh subscriber connection
@@ -168,6 +182,7 @@ export const make = (
       setHealthy(false)
     }
     const onMessage = (channel: unknown, message: unknown) => {
+      heard()
       const name = toText(channel)
       if (name === invalidationChannel) {
         if (message === null || message === undefined) return handlers.onKeys(null)
@@ -205,6 +220,7 @@ export const make = (
       subscriber.ping().then(
         () => {
           clearTimeout(timer)
+          heard()
           resume(Effect.succeed(true))
         },
         () => {
@@ -217,7 +233,7 @@ export const make = (
     yield* Effect.forkScoped(
       Effect.forever(
         Effect.zipRight(
-          Effect.sleep(options.heartbeat),
+          Effect.sleep(Duration.millis(heartbeatMillis / 2)),
           Effect.suspend(() => subscriber.status === "ready" ? ping : Effect.succeed(true)).pipe(
             Effect.flatMap((answered) =>
               Effect.sync(() => {
@@ -228,7 +244,7 @@ export const make = (
             )
           )
         )
-      ).pipe(Effect.withClock(Clock.make()))
+      ).pipe(Effect.withClock(live))
     )
 
     yield* Effect.sync(() => {
@@ -262,5 +278,9 @@ export const make = (
     const publish = (namespace: string, payload: string): Effect.Effect<boolean> =>
       Effect.promise(() => data.publish(channelOf(namespace), payload).then(() => true, () => false))
 
-    return { healthy: () => healthy, watch, publish }
+    return {
+      healthy: () => healthy && live.unsafeCurrentTimeMillis() - lastHeard <= heartbeatMillis,
+      watch,
+      publish
+    }
   })
