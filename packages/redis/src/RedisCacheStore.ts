@@ -107,8 +107,8 @@ export const make: Effect.Effect<CacheStore["Type"], never, RedisClient.RedisCli
  * import { Redis } from "ioredis"
  * import { RedisCacheStore, RedisClient } from "@cache-aside/redis"
  *
- * const redis = new Redis("redis://localhost:6379") // closed by the caller, never by the layer
- * const StoreLive = RedisCacheStore.layerWithClient.pipe(Layer.provide(RedisClient.layerFromClient(redis)))
+ * // over your client, new Redis(url): closed by the caller, never by the layer
+ * const StoreLive = (redis: Redis) => RedisCacheStore.layerWithClient.pipe(Layer.provide(RedisClient.layerFromClient(redis)))
  * ```
  *
  * @since 0.1.0
@@ -254,7 +254,8 @@ export const layerConfig: Layer.Layer<CacheStore, ConfigError.ConfigError | Inva
  * import { Redis } from "ioredis"
  * import { RedisCacheStore } from "@cache-aside/redis"
  *
- * const StoreLive = RedisCacheStore.layerFromClient(new Redis(), { maxEntryBytes: 1024 * 1024, resilience: { name: "main" } })
+ * const StoreLive = (redis: Redis) =>
+ *   RedisCacheStore.layerFromClient(redis, { maxEntryBytes: 1024 * 1024, resilience: { name: "main" } })
  * ```
  *
  * @since 0.1.0
@@ -274,8 +275,8 @@ export interface FromClientOptions extends RedisClient.FromClientOptions {
  * import { Redis } from "ioredis"
  * import { RedisCacheStore } from "@cache-aside/redis"
  *
- * const redis = new Redis("redis://localhost:6379")
- * const StoreLive = RedisCacheStore.layerFromClient(redis)
+ * // over your client: new Redis("redis://localhost:6379")
+ * const StoreLive = (redis: Redis) => RedisCacheStore.layerFromClient(redis)
  * ```
  *
  * @since 0.1.0

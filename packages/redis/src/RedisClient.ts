@@ -175,16 +175,15 @@ export class RedisClient extends Context.Tag("@cache-aside/redis/RedisClient")<R
  * @example
  * ```ts
  * import { Redacted } from "effect"
- * import * as Fs from "node:fs"
  * import { RedisClient } from "@cache-aside/redis"
  *
- * const tls: RedisClient.TlsOptions = {
- *   ca: Fs.readFileSync("/etc/redis/ca.pem"),
- *   cert: Fs.readFileSync("/etc/redis/client.pem"),
- *   key: Redacted.make(Fs.readFileSync("/etc/redis/client.key")),
- *   servername: "cache.internal"
- * }
- * const RedisLive = RedisClient.layer({ host: "cache.internal", port: 6380, tls })
+ * // the PEM file contents
+ * const RedisLive = (caPem: string, clientPem: string, clientKeyPem: string) =>
+ *   RedisClient.layer({
+ *     host: "cache.internal",
+ *     port: 6380,
+ *     tls: { ca: caPem, cert: clientPem, key: Redacted.make(clientKeyPem), servername: "cache.internal" }
+ *   })
  * ```
  *
  * @since 0.1.0
@@ -616,7 +615,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, InvalidStore
  * import { Redis } from "ioredis"
  * import { RedisClient } from "@cache-aside/redis"
  *
- * const RedisLive = RedisClient.layerFromClient(new Redis({ commandTimeout: 250 }), { maxEntryBytes: 1024 * 1024, name: "sessions" })
+ * // over your client, e.g. new Redis({ commandTimeout: 250 })
+ * const RedisLive = (redis: Redis) => RedisClient.layerFromClient(redis, { maxEntryBytes: 1024 * 1024, name: "sessions" })
  * ```
  *
  * @since 0.1.0
@@ -638,10 +638,12 @@ export interface FromClientOptions {
  * import { Redis } from "ioredis"
  * import { RedisClient } from "@cache-aside/redis"
  *
- * const program = Effect.gen(function* () {
- *   const redis = yield* RedisClient.fromClient(new Redis(process.env.REDIS_URL!))
- *   return yield* redis.getBuffer("key")
- * }).pipe(Effect.scoped)
+ * // over your client, e.g. new Redis(process.env.REDIS_URL!)
+ * const program = (yours: Redis) =>
+ *   Effect.gen(function* () {
+ *     const redis = yield* RedisClient.fromClient(yours)
+ *     return yield* redis.getBuffer("key")
+ *   }).pipe(Effect.scoped)
  * ```
  *
  * @since 0.1.0
@@ -781,8 +783,8 @@ export const layerConfig: Layer.Layer<RedisClient, ConfigError.ConfigError> = la
  * import { Redis } from "ioredis"
  * import { RedisClient } from "@cache-aside/redis"
  *
- * const redis = new Redis("redis://localhost:6379")
- * const RedisLive = RedisClient.layerFromClient(redis)
+ * // over your client: new Redis("redis://localhost:6379")
+ * const RedisLive = (redis: Redis) => RedisClient.layerFromClient(redis)
  * ```
  *
  * @since 0.1.0
