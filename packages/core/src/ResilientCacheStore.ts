@@ -20,22 +20,17 @@
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import { CacheStore, CacheUnavailable, InvalidStoreOptions } from "./CacheStore.js"
-import type { Operation } from "./CacheStore.js"
-import { Breaker } from "./internal/breaker.js"
-import { InvalidationQueue } from "./internal/invalidationQueue.js"
-import type { Claim, Invalidation, KeyInvalidation, PatternInvalidation } from "./internal/invalidationQueue.js"
+import { CacheStore, InvalidStoreOptions } from "./CacheStore.js"
+import type { CacheUnavailable } from "./CacheStore.js"
+import * as internal from "./internal/resilientStore.js"
 import * as validate from "./internal/validate.js"
 import { Metrics } from "./Metrics.js"
 
@@ -128,12 +123,6 @@ export interface Options {
   readonly overflowPattern?: string | undefined
 }
 
-/** Keys per `delete` call when replaying the queue. */
-const replayBatchSize = 500
-
-/** A pattern replay that timed out gets a longer limit next time, up to this many times the first. */
-const maxPatternTimeoutFactor = 64
-
 /** The longest time limit a timer can hold (Node's `setTimeout` and Effect's clock: 2^31 - 1 ms). */
 const maxTimerMillis = 2 ** 31 - 1
 
@@ -156,31 +145,10 @@ export const defaultRetry: Schedule.Schedule<unknown, CacheUnavailable> = Schedu
   Schedule.intersect(Schedule.recurs(2))
 )
 
-/** Errors worth retrying: the store answered with an error. A timeout or an open breaker is not retried. */
-const retryable = (error: CacheUnavailable): boolean =>
-  !(error.cause instanceof CircuitOpen) && !Cause.isTimeoutException(error.cause)
-
-interface Config {
-  readonly name: string
-  readonly timeout: Duration.Duration
-  readonly patternTimeout: Duration.Duration
-  readonly failureThreshold: number
-  readonly cooldownMillis: number
-  readonly maxCooldownMillis: number
-  readonly jitter: number
-  readonly maxQueued: number
-  readonly replayInterval: Duration.Duration
-  readonly readRetry: Schedule.Schedule<unknown, CacheUnavailable> | undefined
-  readonly writeRetry: Schedule.Schedule<unknown, CacheUnavailable> | undefined
-  readonly invalidationRetry: Schedule.Schedule<unknown, CacheUnavailable> | undefined
-  readonly overflowPattern: string | undefined
-  readonly storeEnforcesTimeout: boolean
-}
-
 const isRetry = (retry: unknown): retry is Retry => retry === false || Schedule.isSchedule(retry)
 
 /** Validates the options (every duration decoded once, zero timeouts rejected); safe defaults first. */
-const configOf = (options: Options): Either.Either<Config, string> =>
+const configOf = (options: Options): Either.Either<internal.Config, string> =>
   Either.gen(function*() {
     const timer = { min: 1, max: maxTimerMillis }
     const name = options.name ?? "default"
@@ -229,10 +197,6 @@ const configOf = (options: Options): Either.Either<Config, string> =>
     }
   })
 
-const isPattern = (
-  head: PatternInvalidation | ReadonlyArray<KeyInvalidation>
-): head is PatternInvalidation => (head as PatternInvalidation)._tag === "Pattern"
-
 /**
  * Wraps a store. Needs a `Scope`: the background replay fiber and the breaker's probes live in it.
  *
@@ -257,248 +221,19 @@ export const make = (
   Effect.gen(function*() {
     const checked = configOf(options)
     if (Either.isLeft(checked)) return yield* new InvalidStoreOptions({ message: checked.left })
-    const config = checked.right
-    const { readRetry, storeEnforcesTimeout, timeout } = config
-    const recorder = (yield* Metrics).storeRecorder(config.name)
     const clock = yield* Effect.clock
-    const scope = yield* Effect.scope
-    const annotations = { store: config.name }
-    const log = (effect: Effect.Effect<void>) => Effect.annotateLogs(effect, annotations)
-
-    const limit = <A>(
-      operation: Operation,
-      effect: Effect.Effect<A, CacheUnavailable>,
-      duration: Duration.Duration
-    ): Effect.Effect<A, CacheUnavailable> =>
-      Effect.timeoutFail(effect, {
-        duration,
-        onTimeout: () =>
-          new CacheUnavailable({
-            operation,
-            cause: new Cause.TimeoutException(
-              `the store did not answer ${operation} within ${Duration.format(duration)}`
-            )
-          })
-      })
-
-    const breaker = new Breaker({
+    const resilient = new internal.ResilientStore(checked.right, {
+      inner,
       circuitOpen: new CircuitOpen(),
-      failureThreshold: config.failureThreshold,
-      cooldownMillis: config.cooldownMillis,
-      maxCooldownMillis: config.maxCooldownMillis,
-      jitter: config.jitter,
-      // read by the probe: any answer, even "absent", shows the store is back
-      probe: storeEnforcesTimeout
-        ? inner.get("cache-aside:breaker-probe")
-        : limit("get", inner.get("cache-aside:breaker-probe"), timeout),
-      recorder,
+      isCircuitOpen: (cause) => cause instanceof CircuitOpen,
+      recorder: (yield* Metrics).storeRecorder(checked.right.name),
       now: () => clock.unsafeCurrentTimeMillis(),
       random: yield* Effect.random,
-      scope,
-      log
+      scope: yield* Effect.scope
     })
-    const queue = new InvalidationQueue({
-      maxQueued: config.maxQueued,
-      overflowPattern: config.overflowPattern,
-      recorder,
-      log
-    })
-
-    /** One store call under the breaker, the time limit and the retry policy. */
-    const guarded = <A>(
-      operation: Operation,
-      effect: Effect.Effect<A, CacheUnavailable>,
-      duration: Duration.Duration,
-      retry: Schedule.Schedule<unknown, CacheUnavailable> | undefined
-    ): Effect.Effect<A, CacheUnavailable> => {
-      const limited = storeEnforcesTimeout && duration === timeout ? effect : limit(operation, effect, duration)
-      const attempt = breaker.call(operation, limited)
-      if (retry === undefined) return attempt
-      return Effect.suspend(() => {
-        let attempts = 0
-        const counted = Effect.suspend(() => {
-          if (attempts++ > 0) recorder.increment("retries")
-          return attempt
-        })
-        return Effect.retry(counted, { schedule: retry, while: retryable })
-      })
-    }
-
-    /**
-     * The operation's own failure for a failed delete of its claimed keys: the breaker's rejection
-     * as it is (so the read path logs one line per outage, whatever is queued), any other error
-     * with its cause, never nested.
-     */
-    const claimFailed = (operation: Operation, error: CacheUnavailable): Effect.Effect<never, CacheUnavailable> => {
-      if (error.cause instanceof CircuitOpen) return breaker.reject(operation)
-      recorder.increment("replayFailures")
-      return Effect.fail(
-        new CacheUnavailable({
-          operation,
-          cause: error.cause,
-          ...(error.replied === undefined ? {} : { replied: error.replied })
-        })
-      )
-    }
-
-    const deleteClaimed = (operation: Operation, claim: Claim): Effect.Effect<void, CacheUnavailable> =>
-      guarded("delete", inner.delete(claim.keys), timeout, undefined).pipe(
-        Effect.matchEffect({
-          onFailure: (error) => claimFailed(operation, error),
-          onSuccess: () => queue.settle(claim)
-        })
-      )
-
-    /** Deletes the keys of the operation that queued invalidations still cover, then runs it. */
-    const afterClaimed = <A>(
-      operation: Operation,
-      keys: ReadonlyArray<string>,
-      effect: Effect.Effect<A, CacheUnavailable>
-    ): Effect.Effect<A, CacheUnavailable> =>
-      Effect.suspend(() => {
-        const claim = queue.claim(keys)
-        return claim === undefined ? effect : Effect.zipRight(deleteClaimed(operation, claim), effect)
-      })
-
-    /**
-     * Reads and writes of keys that queued invalidations cover make sure those are applied first
-     * (while the breaker is open they are refused by it, as every call is): the store must not serve
-     * or keep what the invalidations remove. Keys no queued invalidation covers go straight through.
-     *
-     * Queued keys are deleted by the operation itself (one `delete`). A queued pattern that matches
-     * a key is waited for (the replay runs in the background; the wait is at most one operation
-     * timeout), so that the fill that follows is not deleted by the replay later; a replay that takes
-     * longer is marked slow, and from then on reads delete their own keys instead of waiting for it.
-     */
-    const afterInvalidations = <A>(
-      operation: Operation,
-      keys: ReadonlyArray<string>,
-      effect: Effect.Effect<A, CacheUnavailable>
-    ): Effect.Effect<A, CacheUnavailable> =>
-      Effect.suspend(() => {
-        if (queue.size === 0 || !breaker.isClosed) return effect
-        const claim = queue.claim(keys)
-        if (claim === undefined) return effect
-        if (!claim.patterns || draining?.slow === true) {
-          return Effect.zipRight(deleteClaimed(operation, claim), effect)
-        }
-        return drain.pipe(
-          Effect.timeoutTo({ duration: timeout, onSuccess: () => true, onTimeout: () => false }),
-          Effect.matchEffect({
-            onFailure: (error) => claimFailed(operation, error),
-            onSuccess: (replayed) => {
-              if (!replayed && draining !== undefined) draining.slow = true
-              return afterClaimed(operation, keys, effect)
-            }
-          })
-        )
-      })
-
-    /** Replays the queue from its head until it is empty or a replay fails (the next round tries again). */
-    const replay: Effect.Effect<void, CacheUnavailable> = Effect.suspend(() => {
-      const head = queue.head(replayBatchSize)
-      if (head === undefined) return Effect.void
-      const step = isPattern(head)
-        ? guarded(
-          "deletePattern",
-          inner.deletePattern(head.pattern),
-          Duration.times(config.patternTimeout, Math.min(2 ** head.attempts, maxPatternTimeoutFactor)),
-          undefined
-        ).pipe(
-          Effect.tapError(() => Effect.sync(() => head.attempts++)),
-          Effect.zipRight(queue.applied([head]))
-        )
-        : guarded("delete", inner.delete(head.map((entry) => entry.key)), timeout, undefined).pipe(
-          Effect.zipRight(queue.applied(head))
-        )
-      return Effect.zipRight(step, replay)
-    })
-
-    /** The replay in flight: operations that wait for it share it; `slow` once one gave up waiting. */
-    let draining: { readonly done: Deferred.Deferred<void, CacheUnavailable>; slow: boolean } | undefined
-
-    /**
-     * Replays the whole queue, one replay at a time: callers that arrive during a replay wait for
-     * the same one. It runs in the store's scope, so an interrupted caller does not cut it short.
-     */
-    const drain: Effect.Effect<void, CacheUnavailable> = Effect.suspend(() => {
-      if (draining !== undefined) return Deferred.await(draining.done)
-      if (queue.size === 0) return Effect.void
-      const run = { done: Deferred.unsafeMake<void, CacheUnavailable>(FiberId.none), slow: false }
-      draining = run
-      const replayed = replay.pipe(
-        Effect.tapError((error) =>
-          error.cause instanceof CircuitOpen
-            ? Effect.void
-            : Effect.zipRight(
-              Effect.sync(() => recorder.increment("replayFailures")),
-              log(Effect.logDebug("cache-aside: invalidation replay failed; will retry", error.message))
-            )
-        ),
-        Effect.onExit((exit) => {
-          draining = undefined
-          return Deferred.done(run.done, exit)
-        })
-      )
-      return Effect.zipRight(Effect.forkIn(replayed, scope), Deferred.await(run.done))
-    })
-
-    // a replay is not retried within a round: the next round (or a read that needs it) tries again
-    yield* Effect.forkScoped(
-      Effect.forever(Effect.zipRight(Effect.sleep(config.replayInterval), Effect.exit(drain)))
-    )
-
-    const enqueue = (entries: ReadonlyArray<Invalidation>) => (error: CacheUnavailable) =>
-      Effect.as(queue.enqueue(entries, error), 0)
-    const keyEntry = (key: string): Invalidation => ({ _tag: "Key", id: `k:${key}`, key })
-    const droppedWrite = () => Effect.sync(() => recorder.increment("droppedWrites"))
-    const readGuarded = <A>(operation: Operation, effect: Effect.Effect<A, CacheUnavailable>) =>
-      guarded(operation, effect, timeout, readRetry)
-    const writeGuarded = <A>(
-      operation: Operation,
-      keys: ReadonlyArray<string>,
-      effect: Effect.Effect<A, CacheUnavailable>
-    ) =>
-      afterInvalidations(operation, keys, guarded(operation, effect, timeout, config.writeRetry)).pipe(
-        Effect.tapError(droppedWrite)
-      )
-
-    return CacheStore.of({
-      get: (key) =>
-        // the hit path: nothing queued, breaker closed, no retry, no timer of ours: one step
-        storeEnforcesTimeout && readRetry === undefined
-          ? Effect.suspend(() =>
-            queue.size === 0 && breaker.isClosed
-              ? breaker.throughClosed(inner.get(key))
-              : afterInvalidations("get", [key], readGuarded("get", inner.get(key)))
-          )
-          : afterInvalidations("get", [key], readGuarded("get", inner.get(key))),
-      getMany: (keys) =>
-        keys.length === 0
-          ? Effect.succeed([])
-          : afterInvalidations("getMany", keys, readGuarded("getMany", inner.getMany(keys))),
-      set: (key, value, ttl) => writeGuarded("set", [key], inner.set(key, value, ttl)),
-      // a refused lease means the fill is not written: a dropped write
-      setIfAbsent: (key, value, ttl) =>
-        afterInvalidations("setIfAbsent", [key], readGuarded("setIfAbsent", inner.setIfAbsent(key, value, ttl))).pipe(
-          Effect.tapError(droppedWrite)
-        ),
-      compareAndSet: (key, expected, value, ttl) =>
-        writeGuarded("compareAndSet", [key], inner.compareAndSet(key, expected, value, ttl)),
-      // releases a lease: a conditional delete that cannot bring old data back, so it neither waits
-      // for queued invalidations nor is queued when it fails (the lease expires on its own)
-      compareAndDelete: (key, expected) => readGuarded("compareAndDelete", inner.compareAndDelete(key, expected)),
-      delete: (keys) =>
-        keys.length === 0
-          ? Effect.succeed(0)
-          : guarded("delete", inner.delete(keys), timeout, config.invalidationRetry).pipe(
-            Effect.catchAll(enqueue(keys.map(keyEntry)))
-          ),
-      deletePattern: (pattern) =>
-        guarded("deletePattern", inner.deletePattern(pattern), config.patternTimeout, config.invalidationRetry).pipe(
-          Effect.catchAll(enqueue([queue.makePattern(pattern)]))
-        )
-    })
+    // replays without waiting for traffic; the rounds live in the store's scope
+    yield* Effect.forkScoped(resilient.replayRounds())
+    return resilient.store()
   })
 
 /**
