@@ -163,6 +163,30 @@ suite(
 class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.String }) {}
 
 describe("ACL", () => {
+  it.scopedLive("a user missing a command the store needs: reads fail (the guard is not skipped), \"unhealthy: acl\"", () =>
+    Effect.gen(function*() {
+      const server = yield* startServer()
+      const admin = new Redis({ host: server.host, port: server.port, lazyConnect: true })
+      yield* Effect.promise(async () => {
+        await admin.connect()
+        const withoutStrlen = minimalAcl.filter((rule) => rule !== "+strlen")
+        await admin.call("ACL", "SETUSER", "cache", "reset", `>${aclPassword}`, ...withoutStrlen)
+        admin.disconnect()
+      })
+      const { health, store } = yield* build(RedisClient.layer({
+        host: server.host,
+        port: server.port,
+        username: "cache",
+        password: Redacted.make(aclPassword),
+        keyPrefix: "app:",
+        commandTimeout: "2 seconds"
+      }))
+      assert.strictEqual(yield* health, "healthy")
+      const error = yield* Effect.flip(store.get("k"))
+      assert.strictEqual(error.replied, true)
+      assert.strictEqual(yield* health, "unhealthy: acl")
+    }))
+
   it.scopedLive("a URL with a percent-encoded user and password (and /0) reaches the ACL user", () =>
     Effect.gen(function*() {
       const server = yield* startServer()
