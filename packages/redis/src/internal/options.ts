@@ -191,13 +191,19 @@ const firstError = (checks: ReadonlyArray<Check>): string | undefined => {
   return undefined
 }
 
-/**
- * Validates the options and builds the ioredis options: safe defaults for a cache first, then the
- * URL's fields, then the explicit fields.
- *
- * @internal
- */
-export const resolve = (input: Input): Either.Either<Resolved, string> => {
+/** What the checks produce: the decoded values `connection` builds on. */
+interface Checked {
+  readonly url: UrlParts | undefined
+  readonly commandMillis: number
+  readonly connectMillis: number
+  readonly maxEntryBytes: number
+  readonly tls: Tls.ConnectionOptions | undefined
+}
+
+const toMillis = (duration: Duration.Duration): number => Math.max(1, Math.ceil(Duration.toMillis(duration)))
+
+/** Checks every field, the first problem as the message. */
+const check = (input: Input): Either.Either<Checked, string> => {
   let url: UrlParts | undefined
   if (input.url !== undefined) {
     if (!Redacted.isRedacted(input.url)) return Either.left("url must be Redacted")
@@ -208,25 +214,16 @@ export const resolve = (input: Input): Either.Either<Resolved, string> => {
   if (input.password !== undefined && !Redacted.isRedacted(input.password)) {
     return Either.left("password must be Redacted")
   }
-  const commandTimeout = validate.duration(
-    "commandTimeout",
-    input.commandTimeout ?? defaultCommandTimeout,
-    1,
-    validate.maxTimerMillis
-  )
-  const connectTimeout = validate.duration(
-    "connectTimeout",
-    input.connectTimeout ?? defaultConnectTimeout,
-    1,
-    validate.maxTimerMillis
-  )
+  const max = validate.maxTimerMillis
+  const commandTimeout = validate.duration("commandTimeout", input.commandTimeout ?? defaultCommandTimeout, 1, max)
+  const connectTimeout = validate.duration("connectTimeout", input.connectTimeout ?? defaultConnectTimeout, 1, max)
   const maxEntryBytes = validate.integer(
     "maxEntryBytes",
     input.maxEntryBytes ?? defaultMaxEntryBytes,
     1,
     maxRedisStringBytes
   )
-  const tls = input.tls === undefined ? undefined : tlsOptions(input.tls)
+  const tls = input.tls === undefined ? Either.right(undefined) : tlsOptions(input.tls)
   const error = firstError([
     commandTimeout,
     connectTimeout,
@@ -239,13 +236,22 @@ export const resolve = (input: Input): Either.Either<Resolved, string> => {
       ? Either.right(0)
       : Either.left("keyPrefix must be a string"),
     input.name === undefined ? Either.right(0) : validate.name("name", input.name),
-    tls ?? Either.right(0)
+    tls
   ])
   if (error !== undefined) return Either.left(error)
-  const commandMillis = Math.max(1, Math.ceil(Duration.toMillis(Either.getOrThrow(commandTimeout))))
-  const connectMillis = Math.max(1, Math.ceil(Duration.toMillis(Either.getOrThrow(connectTimeout))))
+  return Either.right({
+    url,
+    commandMillis: toMillis(Either.getOrThrow(commandTimeout)),
+    connectMillis: toMillis(Either.getOrThrow(connectTimeout)),
+    maxEntryBytes: Either.getOrThrow(maxEntryBytes),
+    tls: Either.getOrThrow(tls)
+  })
+}
+
+/** The ioredis options: safe defaults for a cache first, then the URL's fields, then the explicit fields. */
+const connection = (input: Input, checked: Checked, password: string | undefined): RedisOptions => {
+  const { url } = checked
   const redis: RedisOptions = {
-    // safe defaults for a cache first
     lazyConnect: false,
     // writes (lease, fill, set) are auto-pipelined; reads are batched by the client's read batcher,
     // which costs less per command and adds no setImmediate delay to a lone get
@@ -253,11 +259,10 @@ export const resolve = (input: Input): Either.Either<Resolved, string> => {
     autoPipeliningIgnoredCommands: ["get", "mget", "cacheAsideRead"],
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
-    commandTimeout: commandMillis,
-    connectTimeout: connectMillis,
+    commandTimeout: checked.commandMillis,
+    connectTimeout: checked.connectMillis,
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1000)
   }
-  const password = input.password !== undefined ? Redacted.value(input.password) : url?.password
   const host = input.host ?? url?.host
   const port = input.port ?? url?.port
   const db = input.db ?? url?.db
@@ -268,16 +273,27 @@ export const resolve = (input: Input): Either.Either<Resolved, string> => {
   if (username !== undefined) redis.username = username
   if (password !== undefined) redis.password = password
   if (input.keyPrefix !== undefined && input.keyPrefix !== "") redis.keyPrefix = input.keyPrefix
-  if (tls !== undefined) redis.tls = Either.getOrThrow(tls)
+  if (checked.tls !== undefined) redis.tls = checked.tls
   else if (url?.tls === true) redis.tls = {}
-  const secrets: Array<string> = []
-  if (password !== undefined && password !== "") secrets.push(password)
-  if (input.url !== undefined) secrets.push(Redacted.value(input.url))
-  return Either.right({
-    redis,
-    connectTimeoutMillis: connectMillis,
-    maxEntryBytes: Either.getOrThrow(maxEntryBytes),
-    name: input.name ?? "default",
-    secrets
-  })
+  return redis
 }
+
+/**
+ * Validates the options and builds the ioredis options.
+ *
+ * @internal
+ */
+export const resolve = (input: Input): Either.Either<Resolved, string> =>
+  Either.map(check(input), (checked) => {
+    const password = input.password !== undefined ? Redacted.value(input.password) : checked.url?.password
+    const secrets: Array<string> = []
+    if (password !== undefined && password !== "") secrets.push(password)
+    if (input.url !== undefined) secrets.push(Redacted.value(input.url))
+    return {
+      redis: connection(input, checked, password),
+      connectTimeoutMillis: checked.connectMillis,
+      maxEntryBytes: checked.maxEntryBytes,
+      name: input.name ?? "default",
+      secrets
+    }
+  })
