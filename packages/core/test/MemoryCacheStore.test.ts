@@ -1,12 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { assertNone, assertTrue } from "@effect/vitest/utils"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import { CacheStore, MemoryCacheStore } from "../src/index.js"
 
 const bytes = (size: number, fill = 0x61) => new Uint8Array(size).fill(fill)
-const ttl = "1 hour"
+const ttl = Duration.hours(1)
 
 /** How many of `keys` the store still holds. */
 const held = (store: CacheStore.CacheStore["Type"], keys: ReadonlyArray<string>) =>
