@@ -3,11 +3,11 @@
  * through client-side caching, and a lost (killed, paused) subscriber connection flushing.
  * Outcomes are counted; waits are generous bounds against hangs.
  */
-import { CacheBus } from "@cache-aside/core"
+import { CacheAside, CacheBus, Metrics } from "@cache-aside/core"
 import { RedisCacheBus, RedisClient } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
-import { deepStrictEqual } from "@effect/vitest/utils"
-import { type Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import { assertSome, assertSuccess, deepStrictEqual } from "@effect/vitest/utils"
+import { Context, type Duration, Effect, Exit, Layer, Option, Redacted, Runtime, Schedule, Schema } from "effect"
 import { Redis } from "ioredis"
 import { RedisServer } from "./utils/RedisServer.js"
 
@@ -162,6 +162,59 @@ describe("RedisCacheBus", () => {
       assert.strictEqual(seen.flushes(), 1)
       // the restricted user's own publish reached its own subscriber once (locally, not again from Redis)
       deepStrictEqual(seen.evicted, [{ _tag: "Keys", keys: ["cache:nbus:1:k"] }, { _tag: "All" }])
+    }))
+
+  it.scopedLive("after this process stalls, reads do not use the near cache before the invalidations that arrived are read", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const context = yield* Layer.build(
+        RedisCacheBus.layer({
+          url: Redacted.make(server.url),
+          commandTimeout: "2 seconds",
+          bus: { heartbeat: "200 millis" }
+        }).pipe(Layer.provideMerge(Metrics.layer))
+      )
+      let version = 1
+      const cache = yield* CacheAside.make({
+        namespace: "stall",
+        key: (key: string) => key,
+        schema: Schema.Number,
+        lookup: () => Effect.sync(() => Option.some(version)),
+        ttl: "1 minute",
+        nearCache: { maxEntries: 10, ttl: "1 minute" }
+      }).pipe(Effect.provide(context))
+      const bus = Context.get(context, CacheBus.CacheBus)
+      yield* eventually("healthy", () => bus.healthy())
+      assertSome(yield* cache.get("k"), 1)
+      assertSome(yield* cache.get("k"), 1) // held by the near cache
+      const raw = yield* plainClient(server)
+      yield* Effect.promise(() => raw.ping())
+      const runtime = yield* Effect.runtime<never>()
+      const [atOnce, answer] = yield* Effect.async<
+        readonly [Exit.Exit<Option.Option<number>>, Exit.Exit<Option.Option<number>>]
+      >((resume) => {
+        version = 2
+        // a get due while the process stalls: when the stall ends, Node runs due timers before it
+        // reads the sockets again
+        setTimeout(() => {
+          // what a fiber woken by this timer would answer now (a near hit is synchronous)
+          const atOnce = Runtime.runSyncExit(runtime)(cache.get("k"))
+          Runtime.runCallback(runtime)(cache.get("k"), { onExit: (exit) => resume(Effect.succeed([atOnce, exit])) })
+        }, 50)
+        setImmediate(() => {
+          void raw.del(cache.keyOf("k")) // another client's write: its invalidation arrives during the stall
+          const until = Date.now() + 500
+          while (Date.now() < until) {
+            // a stalled process: a long GC pause, a starved CPU
+          }
+        })
+      })
+      // without the currency check the near cache answered 1 here, before the eviction was read
+      assert.isFalse(
+        Exit.isSuccess(atOnce) && Option.isSome(atOnce.value) && atOnce.value.value === 1,
+        "a stale near hit"
+      )
+      assertSuccess(answer, Option.some(2))
     }))
 
   it.scopedLive("a paused server: the missed heartbeat flushes and the bus stays unhealthy until it answers", () =>
