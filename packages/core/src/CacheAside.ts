@@ -146,8 +146,10 @@ export interface Options<K, A, I, E, R, T extends LookupTimeouts | undefined = L
    */
   readonly nearCache?: NearCache.Options | false | undefined
   /**
-   * Most lookups of this cache running at once; the others wait for a turn. Bounds the load a
-   * flushed near cache, a cold start or a store outage can send to the data store. Default 64.
+   * Most lookups of this cache running at once (batches count as one); the others wait for a turn,
+   * within the hard `lookupTimeout` if any. Bounds the load a flushed near cache, a cold start or a
+   * store outage can send to the data store. A lookup must not wait on a get of the same cache.
+   * Default 64.
    */
   readonly lookupConcurrency?: number | undefined
 }

@@ -15,7 +15,10 @@
  * - **Other processes**: the same operations publish on the `CacheBus` in context (a
  *   `RedisCacheBus` from `@cache-aside/redis`: Redis pub/sub, plus Redis client-side caching so a
  *   write to a key by any client evicts it everywhere). Propagation is asynchronous: other
- *   processes may serve the old value for the time a message takes (milliseconds on a LAN).
+ *   processes may serve the old value for the time a message takes (milliseconds on a LAN; measured
+ *   in `test/NearCacheCoherence.test.ts`). A process that stalls (GC, a starved CPU) bypasses its
+ *   near cache until it has read what its subscriber received: on Redis, staleness stays within
+ *   about one bus `heartbeat`.
  * - **A lost bus**: when the bus connection drops, every near cache on it is flushed and bypassed
  *   until the connection is back (invalidations may have been missed meanwhile).
  *
