@@ -54,6 +54,7 @@ import * as Layer from "effect/Layer"
  *   yield* users.get(1) // a miss: loaded, cached in the store and in the near cache
  *   return yield* users.get(1) // answered from process memory
  * }).pipe(
+ *   Effect.scoped,
  *   Effect.provide(MemoryCacheStore.layer()),
  *   Effect.provide(CacheBus.layerMemory),
  *   Effect.provide(Metrics.layer)
