@@ -24,6 +24,16 @@ import { Redis } from "ioredis"
 import { freePort, RedisServer } from "./utils/RedisServer.js"
 
 const text = (value: string): Uint8Array => new TextEncoder().encode(value)
+
+// Bounds against hangs, generous for a loaded machine, each named for what it bounds:
+/** Building the layer with nothing listening: the connect timeout (2 s) and a little. */
+const buildBound = 2_500
+/** Twenty operations against a dead Redis: each fails at once (no offline queue), far below one command timeout (10 s). */
+const failFastBound = 2_000
+/** Five operations against a paused Redis: each gives up after the command timeout (200 ms), not after the pause. */
+const hungBound = 5_000
+/** Closing the scope: QUIT is bounded by one second, then the socket is dropped. */
+const closeBound = 3_000
 const long = Duration.minutes(5)
 
 /** Builds a store layer into the current scope and returns the store. */
@@ -50,9 +60,18 @@ describe("RedisCacheStore", () => {
       Effect.gen(function*() {
         const port = yield* freePort
         const [store, buildMillis] = yield* timed(
-          buildStore(RedisCacheStore.layer({ resilience: false, host: "127.0.0.1", port, connectTimeout: "2 seconds" }))
+          buildStore(
+            RedisCacheStore.layer({
+              resilience: false,
+              host: "127.0.0.1",
+              port,
+              connectTimeout: "2 seconds",
+              // long enough that waiting for even one command timeout would break failFastBound
+              commandTimeout: "10 seconds"
+            })
+          )
         )
-        assert.isBelow(buildMillis, 2500)
+        assert.isBelow(buildMillis, buildBound)
 
         const attempts = 20
         const [errors, millis] = yield* timed(
@@ -61,7 +80,7 @@ describe("RedisCacheStore", () => {
         assert.strictEqual(errors.length, attempts)
         errors.forEach(assertUnavailable)
         // no command timeout was waited for: with the offline queue off, a dead Redis answers at once
-        assert.isBelow(millis, 500 * attempts / 2)
+        assert.isBelow(millis, failFastBound)
 
         assertUnavailable(yield* Effect.flip(store.getMany(["a", "b"])))
         assertUnavailable(yield* Effect.flip(store.set("a", text("v"), long)))
@@ -113,7 +132,7 @@ describe("RedisCacheStore", () => {
             ], { concurrency: "unbounded" })
           )
           errors.forEach(assertUnavailable)
-          assert.isBelow(millis, 5000)
+          assert.isBelow(millis, hungBound)
         }).pipe(Effect.ensuring(server.resume))
         const value = yield* store.get("k")
         deepStrictEqual(Array.from(Option.getOrThrow(value)), Array.from(text("v")))
@@ -132,8 +151,7 @@ describe("RedisCacheStore", () => {
       yield* store.set("k", text("v"), long)
       yield* server.pause
       const [, millis] = yield* timed(Scope.close(scope, Exit.void)).pipe(Effect.ensuring(server.resume))
-      // QUIT is bounded by one second, then the socket is dropped
-      assert.isBelow(millis, 3000)
+      assert.isBelow(millis, closeBound)
     }), 30_000)
 
   it.scoped("closing the scope with Redis down does not hang", () =>
@@ -142,7 +160,7 @@ describe("RedisCacheStore", () => {
       const scope = yield* Scope.make()
       yield* buildStore(RedisCacheStore.layer({ resilience: false, host: "127.0.0.1", port })).pipe(Scope.extend(scope))
       const [, millis] = yield* timed(Scope.close(scope, Exit.void))
-      assert.isBelow(millis, 2000)
+      assert.isBelow(millis, closeBound)
     }), 30_000)
 
   it.scoped("layerFromClient never closes the caller's client", () =>
