@@ -159,9 +159,10 @@ export const make = (
         const id = subscribed && subscriberId !== undefined ? subscriberId : Number(await subscriber.client("ID"))
         const watched = Array.from(namespaces)
         await subscriber.subscribe(invalidationChannel, ...watched.map(channelOf))
-        if (mine !== generation) return
+        // facts about this connection, whichever attempt learnt them (a close resets them)
         subscriberId = id
         subscribed = true
+        if (mine !== generation) return
         tracked = []
         await data.call("CLIENT", "TRACKING", "off")
         await enableTracking(id, minimal(watched.map((n) => keyPrefix + n)))
