@@ -4,9 +4,9 @@
  *   pnpm demo                         # embedded defaults: the in-memory store, no Redis needed
  *   REDIS_URL=redis://127.0.0.1:6379 pnpm demo   # the same program on a real Redis
  */
-import { CacheAside, CacheStore, DataSource, MemoryCacheStore, Metrics } from "@cache-aside/core"
+import { CacheService, CacheStore, DataSource, MemoryCacheStore, Metrics } from "@cache-aside/core"
 import { RedisCacheStore } from "@cache-aside/redis"
-import { Config, type ConfigError, Console, Effect, Layer, Option, Schema } from "effect"
+import { Config, type ConfigError, Console, Context, Effect, Layer, Option, Schema } from "effect"
 
 class User extends Schema.Class<User>("User")({
   id: Schema.Number,
@@ -25,23 +25,38 @@ const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 const show = (user: Option.Option<User>) =>
   Option.match(user, { onNone: () => "not found", onSome: (u) => `${u.name} <${u.email}>` })
 
-const program = Effect.gen(function*() {
-  // The "database": 20 ms per query, and it counts its queries.
-  const db = yield* DataSource.memory<number, User>(
-    [
-      [42, new User({ id: 42, name: "Ada Lovelace", email: "ada@example.com", updatedAt: new Date() })],
-      [7, new User({ id: 7, name: "Alan Turing", email: "alan@example.com", updatedAt: new Date() })]
-    ],
-    { latency: "20 millis" }
+/** The "database": 20 ms per query, and it counts its queries. */
+class Database extends Context.Tag("demo/Database")<Database, DataSource.Memory<number, User>>() {
+  static readonly layer = Layer.effect(
+    Database,
+    DataSource.memory<number, User>(
+      [
+        [42, new User({ id: 42, name: "Ada Lovelace", email: "ada@example.com", updatedAt: new Date() })],
+        [7, new User({ id: 7, name: "Alan Turing", email: "alan@example.com", updatedAt: new Date() })]
+      ],
+      { latency: "20 millis" }
+    )
   )
-  const users = yield* CacheAside.make({
+}
+
+/**
+ * The cache, defined once as a service: its layer builds it once (never per request, which would
+ * lose coalescing), and its background work lives as long as the layer.
+ */
+class UserCache extends CacheService.Tag("demo/UserCache")<UserCache>()(
+  Effect.map(Database, (db) => ({
     namespace: "demo-user",
     key: (id: number) => String(id),
     schema: User,
     lookup: db,
     ttl: "1 hour",
     negativeTtl: "30 seconds"
-  })
+  }))
+) {}
+
+const program = Effect.gen(function*() {
+  const db = yield* Database
+  const users = yield* UserCache
   yield* users.invalidateAll // start cold, also on a shared Redis
 
   const [cold, coldTime] = yield* timed(users.get(42))
@@ -101,8 +116,8 @@ const StoreLive = Layer.unwrapEffect(
 )
 
 program.pipe(
+  Effect.provide(UserCache.layer.pipe(Layer.provideMerge(Database.layer))),
   Effect.provide(Layer.provideMerge(StoreLive, Metrics.layer)),
-  Effect.scoped,
   Effect.runPromise
 ).catch((error) => {
   console.error(error)

@@ -379,8 +379,8 @@ export class CacheAsideImpl<K, A, E, R> {
       if (existing !== undefined) {
         this.recorder.increment("coalesced")
         return Effect.flatMap(
-          this.flights.await([existing]),
-          ([outcome]) => outcome === Retry ? this.get(key) : outcome!
+          this.flights.join(existing),
+          (outcome) => outcome === Retry ? this.get(key) : outcome
         )
       }
       return this.flights.lead<A, E>(full, userKey, (flight) =>

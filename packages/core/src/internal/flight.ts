@@ -12,7 +12,6 @@
  * @internal
  */
 import * as Cause from "effect/Cause"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
@@ -35,7 +34,8 @@ export interface Task {
 /** @internal */
 export class Flight<A, E> {
   outcome: Outcome<A, E> | undefined = undefined
-  deferred: Deferred.Deferred<Outcome<A, E>> | undefined = undefined
+  /** Callbacks of the callers waiting for the outcome (plain callbacks: cheaper than a `Deferred` for hot keys). */
+  callbacks: Array<(outcome: Outcome<A, E>) => void> | undefined = undefined
   /** The load serving this flight, once its leader's read asked for one. */
   task: Task | undefined = undefined
   /** Callers waiting for the outcome (the leader, once its load runs, and the joiners). */
@@ -88,7 +88,9 @@ export class Flights {
   answer<A, E>(flight: Flight<A, E>, outcome: Outcome<A, E>): void {
     if (flight.outcome !== undefined) return
     flight.outcome = outcome
-    if (flight.deferred !== undefined) Deferred.unsafeDone(flight.deferred, Exit.succeed(outcome))
+    const callbacks = flight.callbacks
+    flight.callbacks = undefined
+    if (callbacks !== undefined) { for (const callback of callbacks) callback(outcome) }
   }
 
   /** Ends a flight: unregistered and answered (if not yet). */
@@ -141,10 +143,35 @@ export class Flights {
     )
   }
 
+  /**
+   * The outcome, once answered. No canceller: the caller's count is kept by `await` or `join`, and
+   * the answer to a caller that was interrupted meanwhile is ignored.
+   */
   private outcomeOf<A, E>(flight: Flight<A, E>): Effect.Effect<Outcome<A, E>> {
     if (flight.outcome !== undefined) return Effect.succeed(flight.outcome)
-    flight.deferred ??= Deferred.unsafeMake<Outcome<A, E>>(FiberId.none)
-    return Deferred.await(flight.deferred)
+    return Effect.async<Outcome<A, E>>((resume) => {
+      if (flight.outcome !== undefined) return resume(Effect.succeed(flight.outcome))
+      ;(flight.callbacks ??= []).push((outcome) => resume(Effect.succeed(outcome)))
+    })
+  }
+
+  /**
+   * Waits for one flight (a joiner, or the leader once its load runs in the background): counted
+   * in with the wait, counted out only by an interrupt (once answered, the count no longer matters).
+   * Cheaper than `await` for the many joiners of a hot key.
+   */
+  join<A, E>(
+    flight: Flight<A, E>,
+    restore: <X, Y>(effect: Effect.Effect<X, Y>) => Effect.Effect<X, Y> = (effect) => effect
+  ): Effect.Effect<Outcome<A, E>> {
+    if (flight.outcome !== undefined) return Effect.succeed(flight.outcome)
+    return Effect.uninterruptibleMask((inner) => {
+      flight.waiters++
+      return Effect.onInterrupt(
+        inner(restore(this.outcomeOf(flight))),
+        () => Effect.sync(() => this.leave([flight]))
+      )
+    })
   }
 
   private leave<A, E>(flights: ReadonlyArray<Flight<A, E>>): void {
@@ -192,10 +219,10 @@ export class Flights {
     const settled = Effect.onExit(work, (exit) => Effect.sync(() => this.settle(flight, exit)))
     return Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(
-        Effect.zipRight(this.spawn([flight], settled), this.await([flight], restore)),
+        Effect.zipRight(this.spawn([flight], settled), this.join(flight, restore)),
         // Retry: the load was interrupted while this caller waited, which only the closing of the
         // cache's scope does
-        ([outcome]) => outcome === Retry ? Effect.interrupt : outcome!
+        (outcome) => outcome === Retry ? Effect.interrupt : outcome
       )
     )
   }
