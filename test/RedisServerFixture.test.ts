@@ -36,6 +36,7 @@ describe("RedisServer fixture", () => {
         const server = yield* RedisServer.make
         assert.isTrue(Fs.existsSync(lockFile(server.port)), "the port is locked for the scope")
         yield* server.kill
+        assert.isTrue(Fs.existsSync(lockFile(server.port)), "the port stays locked while the server is down")
         const others = yield* Effect.forEach(Array.from({ length: 4 }), () => RedisServer.make, {
           concurrency: "unbounded"
         })
