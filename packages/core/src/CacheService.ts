@@ -144,11 +144,18 @@ export interface Get<K, A, E> extends Request.Request<Option.Option<A>, E> {
  * import { Effect, Option, Schema } from "effect"
  * import { CacheAside, CacheService } from "@cache-aside/core"
  *
- * declare const users: CacheAside.CacheAside<number, string, never>
- * const { get } = CacheService.resolver(users)
- *
- * // both gets are one request batch: one getMany
- * const both = Effect.all([get(1), get(2)], { batching: true })
+ * const program = Effect.gen(function* () {
+ *   const users = yield* CacheAside.make({
+ *     namespace: "user",
+ *     key: (id: number) => String(id),
+ *     schema: Schema.String,
+ *     lookup: (id: number) => Effect.succeed(Option.some(`user ${id}`)),
+ *     ttl: "1 hour"
+ *   })
+ *   const { get } = CacheService.resolver(users)
+ *   // both gets are one request batch: one getMany
+ *   return yield* Effect.all([get(1), get(2)], { batching: true })
+ * })
  * ```
  *
  * @since 0.1.0
