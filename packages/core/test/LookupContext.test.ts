@@ -1,4 +1,5 @@
-import { assert, describe, it } from "@effect/vitest"
+import { describe, it } from "@effect/vitest"
+import { assertSome } from "@effect/vitest/utils"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -21,14 +22,11 @@ describe("the lookup's requirements", () => {
         ttl: "1 minute"
       }).pipe(Effect.provideService(Database, { name: "captured" }))
       // a caller without the Database (the handle's get needs nothing)
-      assert.deepStrictEqual(yield* cache.get(1), Option.some("captured:1"))
+      assertSome(yield* cache.get(1), "captured:1")
       // a caller with another Database: the captured one is used
-      assert.deepStrictEqual(
-        yield* cache.get(2).pipe(Effect.provideService(Database, { name: "caller" })),
-        Option.some("captured:2")
-      )
+      assertSome(yield* cache.get(2).pipe(Effect.provideService(Database, { name: "caller" })), "captured:2")
       // a caller with the very same services: nothing to provide, same answer
       const same = yield* cache.get(3).pipe(Effect.provideService(Database, { name: "captured" }))
-      assert.deepStrictEqual(same, Option.some("captured:3"))
+      assertSome(same, "captured:3")
     }).pipe(Effect.provide(Services)))
 })

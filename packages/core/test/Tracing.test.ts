@@ -1,4 +1,5 @@
-import { assert, describe, it } from "@effect/vitest"
+import { describe, it } from "@effect/vitest"
+import { deepStrictEqual } from "@effect/vitest/utils"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -30,6 +31,6 @@ describe("tracing", () => {
       const { cache, seen } = yield* setup
       yield* cache.get(1)
       yield* cache.get(2).pipe(Effect.withSpan("request"))
-      assert.deepStrictEqual(seen, [undefined, "cache_aside.load"])
+      deepStrictEqual(seen, [undefined, "cache_aside.load"])
     }).pipe(Effect.provide(Services)))
 })
