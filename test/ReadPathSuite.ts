@@ -341,6 +341,30 @@ export const suite = <R>(
         assert.strictEqual((yield* counts(namespace)).lockWaits, 0)
       }).pipe(Effect.provide(services)))
 
+    it.scoped("an entry in a newer format is a miss left alone: loaded and answered, never evicted or overwritten", () =>
+      Effect.gen(function*() {
+        const namespace = uniqueNamespace()
+        const store = yield* CacheStore.CacheStore
+        let loads = 0
+        const cache = yield* userCache(
+          namespace,
+          (id) => Effect.sync(() => (loads++, Option.some(new User({ id, name: "n" }))))
+        )
+        const newer = new TextEncoder().encode(JSON.stringify({ f: 99, anything: ["a", "later", "shape"] }))
+        yield* store.set(cache.keyOf(1), newer, Duration.minutes(1))
+        assertSome(yield* cache.get(1), new User({ id: 1, name: "n" }))
+        assertSome(yield* cache.get(1), new User({ id: 1, name: "n" }))
+        assert.strictEqual(loads, 2, "never cached over the newer entry")
+        const held = yield* store.get(cache.keyOf(1))
+        assertTrue(
+          Option.isSome(held) && Buffer.from(held.value).equals(Buffer.from(newer)),
+          "the newer entry is intact"
+        )
+        const s = yield* counts(namespace)
+        assert.strictEqual(s.decodeErrors, 0)
+        assert.strictEqual(s.lockWaits, 0)
+      }).pipe(Effect.provide(services)))
+
     it.scoped("lone surrogates and the escape character map to distinct keys, identically on every store", () =>
       Effect.gen(function*() {
         const keys = ["id\uD800", "id\uDBFF", "id\uDFFF", "id\uFFFD", "id\u0010ud800", "id\uD83D\uDE00"]
