@@ -60,6 +60,34 @@ describe("Property (the testing kit's model-based property)", () => {
     propertyTimeout
   )
 
+  it.effect(
+    "passes on a cache that refreshes in the background: stale-while-revalidate, XFetch, fail-safe",
+    () =>
+      Effect.gen(function*() {
+        const refreshing = (db: Database.Database<number, string>) =>
+          Effect.map(
+            CacheAside.make({
+              namespace: "user",
+              key: (id: number) => String(id),
+              schema: Schema.String,
+              lookup: db.source,
+              ttl: "1 second",
+              staleWhileRevalidate: "1 minute",
+              earlyExpiration: { beta: 5 },
+              failSafe: { maxStale: "1 hour", throttle: "1 second" },
+              lookupTimeout: { soft: "50 millis" }
+            }),
+            (cache): Property.System<number, string, unknown> => ({
+              cache,
+              write: (id, name) => Effect.zipRight(db.write(id, name), cache.invalidate(id))
+            })
+          )
+        const report = yield* Property.check({ keys, values, make: refreshing })
+        assert.strictEqual(report.runs, 100)
+      }),
+    propertyTimeout
+  )
+
   it.effect("finds a missing invalidation, on every run, as a short counterexample", () =>
     Effect.gen(function*() {
       const first = found(yield* Effect.either(Property.check({ keys, values, make: missingInvalidation })))
