@@ -1,6 +1,6 @@
 /**
  * Global setup of the consumer project: builds the packages, packs them as they would be published
- * (`pnpm pack` applies `publishConfig`), and unpacks the tarballs into `.packed/node_modules`, with
+ * (`pnpm pack` applies `publishConfig`), and unpacks the tarballs into `.tmp/packed/node_modules`, with
  * their dependencies linked to the workspace's copies, as an installer would lay them out. The
  * tests resolve `@cache-aside/*` from there (see vitest.config.ts): the built `dist`, never `src`.
  */
@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, "../..")
-const packed = path.join(here, ".packed")
+const packed = path.join(here, ".tmp", "packed")
 const packages = ["core", "redis"]
 
 const run = (command: string, args: ReadonlyArray<string>, cwd: string) =>

@@ -2,7 +2,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { defineProject } from "vitest/config"
 
-const packed = path.join(path.dirname(fileURLToPath(import.meta.url)), ".packed")
+const packed = path.join(path.dirname(fileURLToPath(import.meta.url)), ".tmp", "packed")
 
 export default defineProject({
   plugins: [{

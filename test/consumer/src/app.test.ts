@@ -12,7 +12,7 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 import { appOver, Database, propertyOf, User, Users } from "./app.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
-const packed = path.resolve(here, "../.packed")
+const packed = path.resolve(here, "../.tmp/packed")
 
 describe("an outside project on the published packages", () => {
   it("resolves the packages to their packed dist, not to the workspace sources", async () => {
