@@ -4,7 +4,7 @@ import tseslint from "typescript-eslint"
 import noChaiDeepEquality from "./eslint-rules/no-chai-deep-equality.mjs"
 
 export default tseslint.config(
-  { ignores: ["**/node_modules/**", "**/dist/**", "**/build/**", "**/.tmp/**", "**/*.mjs"] },
+  { ignores: ["**/node_modules/**", "**/dist/**", "**/build/**", "**/.tmp/**", "**/.stryker-tmp/**", "**/*.mjs"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   ...effect.configs.dprint,
