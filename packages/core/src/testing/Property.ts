@@ -4,10 +4,20 @@
  * store faults and lookup faults, run against the application's cache definition over a test
  * database, and checked against that database: every read must answer a value the key held while
  * the read ran (or while a write of it was still in flight). A failure is reported as a shrunk
- * counterexample, e.g. "get(1) answered Some("a") but the database held Some("b") since write(1,
- * "b") completed" for a write path that forgets to invalidate.
+ * counterexample. For a write path that forgets to invalidate:
  *
- * It is deterministic: a fixed fast-check seed, a fresh `TestClock` per run (time only moves when a
+ * ```text
+ * the final [0] get(1) after every operation ended answered None for 1, but the database held Some("a") while it ran (stale)
+ * after (seed 42, 5 shrinks):
+ *   1. [0] get(1)
+ *   2. fork [0] write(1, "a")
+ * ```
+ *
+ * The system runs as two instances (processes) over one store and database by default, so a load in
+ * one process racing an invalidation by another, which only the lease stops, is reached too.
+ *
+ * It is deterministic: a fixed fast-check seed, a fresh virtual clock per run (it replaces Effect's
+ * `Clock`, like `TestClock` but without waiting on real timers; time only moves when a
  * command ticks it or when an operation waits for it), a seeded `Random`, and interleavings made by
  * explicit yields; a bug it finds is found on every run.
  *
