@@ -11,7 +11,6 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
@@ -44,18 +43,6 @@ export interface CacheServiceClass<Self, Id extends string, K, A, E, LE, LR>
 }
 
 /**
- * The options of a cache with a hard lookup timeout: its gets can fail with `LookupTimeout`.
- *
- * @since 0.1.0
- */
-export type OptionsWithHardTimeout<K, A, I, E, R> = CacheAside.Options<K, A, I, E, R> & {
-  readonly lookupTimeout: {
-    readonly hard: Duration.DurationInput
-    readonly soft?: Duration.DurationInput | undefined
-  }
-}
-
-/**
  * Options, or an Effect that makes them (to read a `DataSource` or `Config` from the context).
  *
  * @since 0.1.0
@@ -68,20 +55,26 @@ export type Definition<O, OE, OR> = O | Effect.Effect<O, OE, OR>
  * @since 0.1.0
  */
 export interface Maker<Self, Id extends string> {
-  <K, A, I, E = never, R = never, OE = never, OR = never>(
-    definition: Definition<OptionsWithHardTimeout<K, A, I, E, R>, OE, OR>
+  <
+    K,
+    A,
+    I,
+    E = never,
+    R = never,
+    T extends CacheAside.LookupTimeouts | undefined = undefined,
+    OE = never,
+    OR = never
+  >(
+    definition: Definition<CacheAside.Options<K, A, I, E, R, T>, OE, OR>
   ): CacheServiceClass<
     Self,
     Id,
     K,
     A,
-    E | CacheAside.LookupTimeout,
+    CacheAside.ErrorOf<E, T>,
     CacheAside.InvalidOptions | OE,
     Requirements | Exclude<R | OR, Scope.Scope>
   >
-  <K, A, I, E = never, R = never, OE = never, OR = never>(
-    definition: Definition<CacheAside.Options<K, A, I, E, R>, OE, OR>
-  ): CacheServiceClass<Self, Id, K, A, E, CacheAside.InvalidOptions | OE, Requirements | Exclude<R | OR, Scope.Scope>>
 }
 
 /**
@@ -115,7 +108,6 @@ export interface Maker<Self, Id extends string> {
  * @since 0.1.0
  */
 export const Tag = <const Id extends string>(id: Id) => <Self>(): Maker<Self, Id> =>
-  // one implementation for both overloads: the types are the overloads' business
   ((definition: Definition<CacheAside.Options<unknown, unknown, unknown, unknown, unknown>, unknown, unknown>) => {
     const TagClass = Context.Tag(id)<Self, CacheAside.CacheAside<unknown, unknown, unknown>>()
     const options = Effect.isEffect(definition) ? definition : Effect.succeed(definition)
