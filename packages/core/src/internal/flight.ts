@@ -216,10 +216,10 @@ export class Flights {
    * leader, inside `lead`.
    */
   background<A, E>(flight: Flight<A, E>, work: Effect.Effect<Option.Option<A>, E>): Effect.Effect<Option.Option<A>, E> {
-    const settled = Effect.onExit(work, (exit) => Effect.sync(() => this.settle(flight, exit)))
+    // the fiber's observer (see `spawn`) settles the flight with the load's exit
     return Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(
-        Effect.zipRight(this.spawn([flight], settled), this.join(flight, restore)),
+        Effect.zipRight(this.spawn([flight], work), this.join(flight, restore)),
         // Retry: the load was interrupted while this caller waited, which only the closing of the
         // cache's scope does
         (outcome) => outcome === Retry ? Effect.interrupt : outcome
