@@ -88,6 +88,31 @@ describe("Property (the testing kit's model-based property)", () => {
     propertyTimeout
   )
 
+  it.effect(
+    "passes on a cache with a near cache (L1) per instance, kept coherent by the bus",
+    () =>
+      Effect.gen(function*() {
+        const near = (db: Database.Database<number, string>) =>
+          Effect.map(
+            CacheAside.make({
+              namespace: "user",
+              key: (id: number) => String(id),
+              schema: Schema.String,
+              lookup: db.source,
+              ttl: "1 hour",
+              nearCache: { maxEntries: 100, ttl: "1 minute" }
+            }),
+            (cache): Property.System<number, string, unknown> => ({
+              cache,
+              write: (id, name) => Effect.zipRight(db.write(id, name), cache.invalidate(id))
+            })
+          )
+        const report = yield* Property.check({ keys, values, make: near })
+        assert.strictEqual(report.runs, 100)
+      }),
+    propertyTimeout
+  )
+
   it.effect("finds a missing invalidation, on every run, as a short counterexample", () =>
     Effect.gen(function*() {
       const first = found(yield* Effect.either(Property.check({ keys, values, make: missingInvalidation })))

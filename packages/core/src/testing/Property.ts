@@ -96,7 +96,8 @@ export interface Options<K, A, E, R> {
   ) => Effect.Effect<System<K, A, E>, unknown, R | Provided>
   /**
    * How many instances of the system run side by side over the one store and database, as the
-   * processes of a fleet do (each `make` is one process: its own flights, its own near cache).
+   * processes of a fleet do (each `make` is one process: its own flights, its own near cache; a
+   * `CacheBus` shared by the instances is provided, as Redis pub/sub is shared by processes).
    * Default 2: a load that races an invalidation made by another process is one of the hard cases.
    */
   readonly instances?: number | undefined

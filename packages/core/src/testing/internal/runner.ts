@@ -13,6 +13,7 @@ import * as Fiber from "effect/Fiber"
 import * as MutableHashMap from "effect/MutableHashMap"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import * as CacheBus from "../../CacheBus.js"
 import type { CacheStore } from "../../CacheStore.js"
 import { FaultInjection } from "../../FaultInjection.js"
 import type { Metrics } from "../../Metrics.js"
@@ -81,7 +82,11 @@ export class Runner<K, A, E> {
         MutableHashMap.fromIterable(rows.map(([key, value]) => [key, Option.some(value)] as const))
       )
       database.onWrite((key, value) => runner.written(key, value))
-      for (let i = 0; i < Math.max(1, options.instances ?? 2); i++) runner.systems.push(yield* options.make(database))
+      // the instances share a bus, as processes share Redis pub/sub: near caches stay coherent
+      const hub = CacheBus.makeMemoryHub()
+      for (let i = 0; i < Math.max(1, options.instances ?? 2); i++) {
+        runner.systems.push(yield* Effect.provideService(options.make(database), CacheBus.CacheBus, hub.instance()))
+      }
       return runner
     })
   }
