@@ -69,6 +69,12 @@ describe("options of make (issue 9 item 5)", () => {
       }).pipe(Effect.provide(Services)))
   }
 
+  it.scoped("a short lock.wait alone is valid: the default poll follows it", () =>
+    Effect.gen(function*() {
+      const result = yield* Effect.either(CacheAside.make({ ...base, lock: { wait: "5 millis" } }))
+      assertTrue(Either.isRight(result))
+    }).pipe(Effect.provide(Services)))
+
   it.scoped("the defaults make a working cache, and Metrics is optional", () =>
     Effect.gen(function*() {
       const cache = yield* CacheAside.make(base)

@@ -109,9 +109,13 @@ export const decode = <K, A, I, E, R>(
       : yield* validate.integer("compressAbove", options.compressAbove, 0)
     const leaseTtl = yield* validate.duration("leaseTtl", options.leaseTtl ?? "10 seconds", { min: 1 })
     const lockOptions = options.lock === false ? undefined : options.lock === true ? {} : options.lock ?? {}
+    const waitMillis = lockOptions === undefined
+      ? 0
+      : yield* durationMillis("lock.wait", lockOptions.wait ?? "5 seconds")
     const lock = lockOptions === undefined ? undefined : {
-      waitMillis: yield* durationMillis("lock.wait", lockOptions.wait ?? "5 seconds"),
-      pollMillis: yield* durationMillis("lock.poll", lockOptions.poll ?? "20 millis", 1)
+      waitMillis,
+      // the default poll never exceeds the wait (a short wait polls more often)
+      pollMillis: yield* durationMillis("lock.poll", lockOptions.poll ?? Math.max(1, Math.min(20, waitMillis)), 1)
     }
     if (lock !== undefined && lock.pollMillis > Math.max(lock.waitMillis, 1)) {
       return yield* Either.left(`lock.poll must not be longer than lock.wait`)
