@@ -104,6 +104,31 @@ describe("the lock and corrupt entries (defect 10)", () => {
     }).pipe(Effect.provide(Faulty)))
 })
 
+describe("getMany and the lock (defect 6)", () => {
+  it.scoped("keys leased by another process are waited for all at once, not in groups of the load concurrency", () =>
+    Effect.gen(function*() {
+      const store = yield* CacheStore.CacheStore
+      const cache = yield* CacheAside.make({
+        ...base,
+        namespace: "waits",
+        lookup: (id: number) => Effect.succeed(Option.some(`v${id}`)),
+        lock: { wait: "200 millis", poll: "20 millis" },
+        getManyConcurrency: 2
+      })
+      const ids = Array.from({ length: 20 }, (_, i) => i)
+      for (const id of ids) yield* store.set(cache.keyOf(id), Codec.lease(`holder ${id}`), Duration.minutes(1))
+      const many = yield* Effect.fork(cache.getMany(ids))
+      yield* until(
+        Effect.map(Metrics.Metrics.pipe(Effect.flatMap((m) => m.snapshot("waits"))), (s) => s.lockWaits === 20)
+      )
+      for (let i = 0; i < 11; i++) yield* TestClock.adjust("20 millis") // one lock.wait, in polls
+      const metrics = yield* Metrics.Metrics
+      assert.strictEqual((yield* metrics.snapshot("waits")).lockTimeouts, 20, "every wait ended within one lock.wait")
+      const answers = yield* Fiber.join(many)
+      assert.strictEqual(answers.length, 20)
+    }).pipe(Effect.provide(Faulty)))
+})
+
 describe("outage logging (defect 9)", () => {
   it.scoped("with an invalidation queued and the breaker open, gets log no line per request", () => {
     const lines: Array<string> = []

@@ -91,25 +91,24 @@ const lead = <K, A, E, R>(impl: CacheAsideImpl<K, A, E, R>, led: ReadonlyArray<L
       : led.map((l, i) => impl.entries.classify(l.full, stored.right[i]!))
     const batchable: Array<readonly [Led<K, A, E>, Read<A>]> = []
     const single: Array<readonly [Led<K, A, E>, Read<A>]> = []
+    /** Keys another process is loading, with the lock: polls, not loads, so not bounded by the load concurrency. */
+    const waits: Array<readonly [Led<K, A, E>, Read<A>]> = []
     const now: Array<Effect.Effect<void>> = []
     led.forEach((l, i) => {
       const read = reads[i]!
       const answer = impl.answerNow(l.key, l.userKey, l.full, read)
       if (answer !== undefined) now.push(settleWith(impl, l, answer))
+      else if (read._tag === "Leased" && impl.config.lock !== undefined) waits.push([l, read])
       else if (impl.config.loadMany !== undefined && isBatchable(read)) batchable.push([l, read])
       else single.push([l, read])
     })
     yield* Effect.all(now, { discard: true })
     if (batchable.length === 1) single.push(batchable.pop()!)
+    const resolve = ([l, read]: readonly [Led<K, A, E>, Read<A>]) =>
+      settleWith(impl, l, impl.resolve(l.key, l.userKey, l.full, l.flight, read))
     yield* Effect.all([
-      Effect.forEach(
-        single,
-        ([l, read]) => settleWith(impl, l, impl.resolve(l.key, l.userKey, l.full, l.flight, read)),
-        {
-          concurrency: impl.config.batchConcurrency,
-          discard: true
-        }
-      ),
+      Effect.forEach(waits, resolve, { concurrency: "unbounded", discard: true }),
+      Effect.forEach(single, resolve, { concurrency: impl.config.batchConcurrency, discard: true }),
       batchable.length === 0 ? Effect.void : loadBatch(impl, batchable, failed)
     ], { concurrency: "unbounded", discard: true })
   })
