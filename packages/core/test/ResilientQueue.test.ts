@@ -115,6 +115,31 @@ describe("ResilientCacheStore invalidation queue", () => {
       assert.strictEqual((yield* stats).queueSize, 1)
     }).pipe(Effect.provide(Metrics.layer)))
 
+  it.scoped("a key invalidated again while the queue is collapsed into the overflow pattern is deleted by its next read", () =>
+    Effect.gen(function*() {
+      const { faults, memory, stats, store } = yield* setup({
+        failureThreshold: 100,
+        maxQueuedInvalidations: 1,
+        overflowPattern: "cache:*"
+      })
+      for (const key of ["cache:a", "cache:b"]) yield* memory.set(key, bytes("old"), ttl)
+      yield* faults.failAll()
+      yield* store.delete(["cache:a", "cache:b"]) // overflows: collapsed into "cache:*"
+      assert.strictEqual((yield* stats).queueSize, 1)
+      yield* faults.heal
+      yield* faults.latency("1 minute", { operations: ["deletePattern"] })
+      const first = yield* Effect.fork(store.get("cache:a"))
+      yield* TestClock.adjust("250 millis")
+      assertNone(yield* Fiber.join(first)) // deleted by the read itself: the replay is slow
+      yield* store.set("cache:a", bytes("v2"), ttl)
+      assertSome(text(yield* store.get("cache:a")), "v2")
+      // invalidated again, and the delete fails: the queued overflow pattern covers it again
+      yield* faults.failAll({ operations: ["delete"] })
+      yield* store.delete(["cache:a"])
+      yield* faults.heal
+      assertNone(yield* store.get("cache:a"))
+    }).pipe(Effect.provide(Metrics.layer)))
+
   it.scoped("a pattern replay that times out gets a doubled time limit next time, until it completes", () =>
     Effect.gen(function*() {
       const { faults, memory, stats, store } = yield* setup({
