@@ -118,9 +118,16 @@ export class Flights {
   ): Effect.Effect<Option.Option<A>, E> {
     return Effect.uninterruptibleMask((restore) => {
       const flight = this.register<A, E>(full, userKey)
-      return Effect.onExit(restore(work(flight)), (exit) => {
-        if (flight.task === undefined) this.end(flight, retryOf(exit))
-        return Effect.void
+      // already uninterruptible: a plain match is the finalizer (no second mask, as `onExit` has)
+      return Effect.matchCauseEffect(restore(work(flight)), {
+        onFailure: (cause) => {
+          if (flight.task === undefined) this.end(flight, retryOf(Exit.failCause(cause)))
+          return Effect.failCause(cause)
+        },
+        onSuccess: (value) => {
+          if (flight.task === undefined) this.end(flight, Exit.succeed(value))
+          return Effect.succeed(value)
+        }
       })
     })
   }
