@@ -21,6 +21,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as CacheBus from "./CacheBus.js"
@@ -152,6 +153,28 @@ export interface Options<K, A, I, E, R, T extends LookupTimeouts | undefined = L
    * Default 64.
    */
   readonly lookupConcurrency?: number | undefined
+  /**
+   * Entry integrity: with a signing key (at least 16 bytes; 32 random bytes recommended), every
+   * entry this cache writes carries an HMAC-SHA256 of its stored bytes bound to its full key, and
+   * the cache reads only entries whose signature verifies. An unsigned or badly signed entry (one
+   * planted by whoever can write to Redis, or copied from another key) is a miss: counted in
+   * `integrityErrors`, taken over (compare-and-set of the bytes read) and answered by the lookup.
+   * Leases stay unsigned (they carry no value: a forged one costs a lock wait and a load, never a
+   * wrong answer). Costs 34 bytes per entry and an HMAC per decode (see the README for figures).
+   * Turning signing on or changing the key makes the entries already cached misses once. Read it
+   * from `Config.redacted`, so it never prints:
+   *
+   * ```ts
+   * const signingKey = yield* Config.redacted("CACHE_SIGNING_KEY")
+   * const users = yield* CacheAside.make({ ...options, signingKey })
+   * ```
+   */
+  readonly signingKey?: Redacted.Redacted<string | Uint8Array> | undefined
+  /**
+   * Key rotation: keys whose signatures are still accepted on read (entries are always written with
+   * `signingKey`). Keep an old key here for one TTL after replacing it. Needs `signingKey`.
+   */
+  readonly previousSigningKeys?: ReadonlyArray<Redacted.Redacted<string | Uint8Array>> | undefined
 }
 
 /**

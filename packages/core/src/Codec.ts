@@ -108,8 +108,9 @@ export const isLease = (bytes: Uint8Array): boolean => bytes.length > 0 && bytes
 
 /**
  * Bytes could not be decoded into an entry (garbage, an older shape, a broken gzip stream), an
- * entry was larger than `maxEntryBytes` (`"TooLarge"`, on either side), or a value could not be
- * encoded by its schema. The message names the failure, and for a schema mismatch the path and the
+ * entry was larger than `maxEntryBytes` (`"TooLarge"`, on either side), a value could not be
+ * encoded by its schema, or (for a cache with a signing key) an entry is unsigned or its signature
+ * does not verify (`"Integrity"`). The message names the failure, and for a schema mismatch the path and the
  * expected type: never the value.
  *
  * @example
@@ -121,7 +122,7 @@ export const isLease = (bytes: Uint8Array): boolean => bytes.length > 0 && bytes
  * @since 0.1.0
  */
 export class CodecError extends Schema.TaggedError<CodecError>("@cache-aside/core/CodecError")("CodecError", {
-  reason: Schema.Literal("Encode", "Decode", "TooLarge"),
+  reason: Schema.Literal("Encode", "Decode", "TooLarge", "Integrity"),
   message: Schema.String,
   cause: Schema.optional(Schema.Defect)
 }) {}

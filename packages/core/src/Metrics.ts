@@ -37,7 +37,8 @@ export const eventDescriptions = {
   nearFlushes:
     "near cache flushes because the bus connection was lost or came back (invalidations may have been missed)",
   lookupTimeouts: "lookups that passed their soft or hard timeout",
-  ttlErrors: "values not cached because the ttl function gave an invalid duration (NaN, infinite, too long)"
+  ttlErrors: "values not cached because the ttl function gave an invalid duration (NaN, infinite, too long)",
+  integrityErrors: "stored entries whose signature did not verify, with a signing key (treated as misses and evicted)"
 } as const
 
 /**

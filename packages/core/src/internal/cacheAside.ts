@@ -169,7 +169,7 @@ export class CacheAsideImpl<K, A, E, R> {
   }
 
   corrupt(full: string, error: Codec.CodecError): Effect.Effect<void> {
-    this.recorder.increment("decodeErrors")
+    this.recorder.increment(error.reason === "Integrity" ? "integrityErrors" : "decodeErrors")
     return Effect.logWarning("cache-aside: corrupt cache entry taken over", error.reason).pipe(
       Effect.annotateLogs({ ...this.logAnnotations, key: full })
     )
@@ -413,7 +413,7 @@ export class CacheAsideImpl<K, A, E, R> {
           this.entries.ttlFor(Option.some(value)),
           (ttl): Effect.Effect<void, CacheUnavailable | Codec.CodecError> => {
             if (Option.isNone(ttl)) return Effect.asVoid(this.store.delete([full]))
-            const encoded = this.entries.encode(Option.some(value), ttl.value, 0)
+            const encoded = this.entries.encode(full, Option.some(value), ttl.value, 0)
             if (Either.isLeft(encoded)) return Effect.fail(encoded.left)
             const back = this.entries.decode(full, encoded.right.bytes)
             if (Either.isLeft(back)) return Effect.fail(back.left)

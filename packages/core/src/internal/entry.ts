@@ -104,6 +104,7 @@ export type EntryConfig<A> = Pick<
   | "failSafe"
   | "keepMillis"
   | "decodeCache"
+  | "integrity"
 >
 
 /** What is written after a load, and what the caller gets. */
@@ -138,7 +139,10 @@ export class Entries<A> {
     if (memo !== undefined) return Either.right(memo)
     let result: Either.Either<Codec.Stored<A>, Codec.CodecError>
     try {
-      result = this.codec.decode(bytes)
+      const integrity = this.config.integrity
+      result = integrity === undefined
+        ? this.codec.decode(bytes)
+        : Either.flatMap(integrity.verify(full, bytes), this.codec.decode)
     } catch (cause) {
       result = Either.left(new Codec.CodecError({ reason: "Decode", message: "the entry could not be decoded", cause }))
     }
@@ -215,8 +219,12 @@ export class Entries<A> {
     )
   }
 
-  /** Encodes an entry fresh for `freshMillis`, with the store TTL that keeps it for stale serves too. */
+  /**
+   * Encodes an entry fresh for `freshMillis`, with the store TTL that keeps it for stale serves too
+   * (signed for `full` when the cache has a signing key).
+   */
   encode(
+    full: string,
     value: Option.Option<A>,
     freshMillis: number,
     delta: number,
@@ -227,7 +235,11 @@ export class Entries<A> {
       ? { _tag: "Value", value: value.value, expiresAt, delta }
       : { _tag: "NotFound", expiresAt, delta }
     try {
-      return Either.map(this.codec.encode(entry), (bytes) => ({ bytes, ttl: Duration.millis(storeMillis) }))
+      const integrity = this.config.integrity
+      return Either.map(this.codec.encode(entry), (bytes) => ({
+        bytes: integrity === undefined ? bytes : integrity.sign(full, bytes),
+        ttl: Duration.millis(storeMillis)
+      }))
     } catch (cause) {
       return Either.left(new Codec.CodecError({ reason: "Encode", message: "the value could not be encoded", cause }))
     }
@@ -242,7 +254,7 @@ export class Entries<A> {
   prepare(full: string, value: Option.Option<A>, delta: number): Effect.Effect<Prepared<A>> {
     return Effect.flatMap(this.ttlFor(value), (ttl) => {
       if (Option.isNone(value) && Option.isNone(ttl)) return Effect.succeed({ value, write: undefined })
-      const encoded = this.encode(value, Option.getOrElse(ttl, () => 0), delta)
+      const encoded = this.encode(full, value, Option.getOrElse(ttl, () => 0), delta)
       const decoded = Either.flatMap(encoded, ({ bytes }) => this.decode(full, bytes))
       if (Either.isLeft(decoded) || (decoded.right._tag !== "Value" && decoded.right._tag !== "NotFound")) {
         this.recorder.increment("writeErrors")

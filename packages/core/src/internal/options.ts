@@ -13,6 +13,7 @@ import type * as Option from "effect/Option"
 import type { Options } from "../CacheAside.js"
 import * as Codec from "../Codec.js"
 import type { DataSource, LoadMany } from "../DataSource.js"
+import * as integrity from "./integrity.js"
 import * as nearCache from "./nearCache.js"
 import * as validate from "./validate.js"
 
@@ -58,6 +59,8 @@ export interface Config<K, A, E, R> {
   readonly nearCache: nearCache.Resolved | undefined
   /** Most lookups of this cache running at once. */
   readonly lookupConcurrency: number
+  /** Signs written entries and verifies read ones (the `signingKey` option); `undefined` when off. */
+  readonly integrity: integrity.Integrity | undefined
 }
 
 // eslint-disable-next-line no-control-regex
@@ -140,6 +143,17 @@ export const decode = <K, A, I, E, R>(
     const lookupConcurrency = yield* validate.integer("lookupConcurrency", options.lookupConcurrency ?? 64, 1)
     const source = isDataSource(options.lookup) ? options.lookup : { load: options.lookup, loadMany: undefined }
     if (typeof source.load !== "function") return yield* Either.left("lookup must be a function or a DataSource")
+    const signing = options.signingKey === undefined
+      ? undefined
+      : yield* integrity.validateKeys("signingKey", [options.signingKey])
+    const previous = options.previousSigningKeys === undefined
+      ? []
+      : Array.isArray(options.previousSigningKeys)
+      ? yield* integrity.validateKeys("previousSigningKeys", options.previousSigningKeys)
+      : yield* Either.left("previousSigningKeys must be an array")
+    if (signing === undefined && previous.length > 0) {
+      return yield* Either.left("previousSigningKeys needs a signingKey")
+    }
     const keepMillis = Math.max(swrMillis, failSafe?.maxStaleMillis ?? 0)
     if (ttl._tag === "Static" && ttl.millis + keepMillis > validate.maxTtlMillis) {
       return yield* Either.left("ttl plus the stale windows (staleWhileRevalidate, failSafe.maxStale) is too long")
@@ -169,6 +183,7 @@ export const decode = <K, A, I, E, R>(
       keepMillis,
       batchConcurrency,
       nearCache: near,
-      lookupConcurrency
+      lookupConcurrency,
+      integrity: signing === undefined ? undefined : integrity.make(signing[0]!, previous)
     } satisfies Config<K, A, E, R>
   })

@@ -118,7 +118,7 @@ const throttle = <K, A, E, R>(impl: CacheAsideImpl<K, A, E, R>, full: string, st
     const left = stale.entry.expiresAt + impl.config.keepMillis - impl.now()
     if (left < 1) return Effect.void
     const fresh = Math.min(impl.config.failSafe!.throttleMillis, left)
-    const encoded = impl.entries.encode(stale.value, fresh, stale.entry.delta, left)
+    const encoded = impl.entries.encode(full, stale.value, fresh, stale.entry.delta, left)
     return Either.isLeft(encoded)
       ? Effect.void
       : Effect.ignore(impl.store.compareAndSet(full, stale.bytes, encoded.right.bytes, encoded.right.ttl))
