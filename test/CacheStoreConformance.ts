@@ -27,6 +27,14 @@ const text = (value: string): Uint8Array => new TextEncoder().encode(value)
 /** A random key prefix, unique per test. */
 const prefix = (): string => `conformance:${randomUUID()}:`
 
+/**
+ * A short TTL that is read back before it ends: Redis expires it in real time, so it must outlast
+ * a stall of a loaded machine between two consecutive commands (generous, named).
+ */
+const shortTtl = Duration.millis(500)
+/** Long enough past `shortTtl` for Redis to have expired the key. */
+const pastShortTtl = Duration.millis(700)
+
 /** Lets `duration` pass on both the real clock and the `TestClock`. */
 const elapse = (duration: Duration.DurationInput): Effect.Effect<void> =>
   Effect.zipRight(Effect.sleep(duration).pipe(TestServices.provideLive), TestClock.adjust(duration))
@@ -138,10 +146,10 @@ export const suite = (name: string, layer: Layer.Layer<CacheStore, unknown>): vo
       Effect.gen(function*() {
         const store = yield* CacheStore
         const p = prefix()
-        yield* store.set(`${p}short`, text("short"), Duration.millis(80))
+        yield* store.set(`${p}short`, text("short"), shortTtl)
         yield* store.set(`${p}long`, text("long"), long)
         assertBytes(yield* store.get(`${p}short`), text("short"))
-        yield* elapse("200 millis")
+        yield* elapse(pastShortTtl)
         assertNone(yield* store.get(`${p}short`))
         const many = yield* store.getMany([`${p}short`, `${p}long`])
         assertNone(many[0]!)
@@ -261,10 +269,10 @@ export const suite = (name: string, layer: Layer.Layer<CacheStore, unknown>): vo
       Effect.gen(function*() {
         const store = yield* CacheStore
         const key = `${prefix()}lease`
-        assert.isTrue(yield* store.setIfAbsent(key, text("first"), Duration.millis(200)))
+        assert.isTrue(yield* store.setIfAbsent(key, text("first"), shortTtl))
         assert.isFalse(yield* store.setIfAbsent(key, text("second"), long))
         assertBytes(yield* store.get(key), text("first"))
-        yield* elapse("300 millis")
+        yield* elapse(pastShortTtl)
         assertNone(yield* store.get(key))
         assert.isTrue(yield* store.setIfAbsent(key, text("third"), long))
         assertBytes(yield* store.get(key), text("third"))
@@ -278,10 +286,10 @@ export const suite = (name: string, layer: Layer.Layer<CacheStore, unknown>): vo
         yield* store.set(`${p}k`, expected, long)
         assert.isFalse(yield* store.compareAndSet(`${p}k`, bytes(0, 1, 2), text("no"), long))
         assertBytes(yield* store.get(`${p}k`), expected)
-        assert.isTrue(yield* store.compareAndSet(`${p}k`, expected, text("yes"), Duration.millis(200)))
+        assert.isTrue(yield* store.compareAndSet(`${p}k`, expected, text("yes"), shortTtl))
         assertBytes(yield* store.get(`${p}k`), text("yes"))
         // the new TTL applies
-        yield* elapse("300 millis")
+        yield* elapse(pastShortTtl)
         assertNone(yield* store.get(`${p}k`))
         // an absent key is never written
         assert.isFalse(yield* store.compareAndSet(`${p}k`, expected, text("late"), long))
