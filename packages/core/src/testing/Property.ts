@@ -25,11 +25,13 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as FastCheck from "effect/FastCheck"
+import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import type * as CacheAside from "../CacheAside.js"
 import type { CacheStore } from "../CacheStore.js"
 import type { FaultInjection } from "../FaultInjection.js"
@@ -74,6 +76,13 @@ export type Command<K, A> =
   | { readonly _tag: "Store"; readonly fault: Faults.StoreFault }
   | { readonly _tag: "Lookup"; readonly fault: Faults.LookupFault }
   | { readonly _tag: "Settle" }
+  | {
+    readonly _tag: "Race"
+    readonly reader: number
+    readonly writer: number
+    readonly key: K
+    readonly value: A
+  }
 
 /**
  * The commands that run an operation of the system (alone, or forked).
@@ -234,7 +243,21 @@ export const commands = <K, A, E, R>(options: Options<K, A, E, R>): FastCheck.Ar
       weight: 2,
       arbitrary: FastCheck.constantFrom(...ticks).map((duration): Command<K, A> => ({ _tag: "Tick", duration }))
     },
-    { weight: 1, arbitrary: FastCheck.constant<Command<K, A>>({ _tag: "Settle" }) }
+    { weight: 1, arbitrary: FastCheck.constant<Command<K, A>>({ _tag: "Settle" }) },
+    {
+      // the classic race, often enough to be found: a read's load in flight, a write of its key
+      // (by the same instance or another), a read right after the write
+      weight: 2,
+      arbitrary: FastCheck.tuple(instance, instance, keys, values).map((
+        [reader, writer, key, value]
+      ): Command<K, A> => ({
+        _tag: "Race",
+        reader,
+        writer,
+        key,
+        value
+      }))
+    }
   ]
   if (options.interrupts !== false) {
     weighted.push({
@@ -294,6 +317,10 @@ export const describe = <K, A>(command: Command<K, A>, show: (value: unknown) =>
       return `lookup ${Faults.describe(command.fault)}`
     case "Settle":
       return "settle (wait for forked operations)"
+    case "Race":
+      return `race: fork [${command.reader}] get(${show(command.key)}), [${command.writer}] write(${
+        show(command.key)
+      }, ${show(command.value)}), [${command.reader}] get(${show(command.key)})`
   }
 }
 
@@ -366,19 +393,25 @@ export const check = <K, A, E, R>(
     const runs = options.runs ?? 100
     const show = options.show ?? defaultShow
     /** One run: a fresh clock, store, database and system; the first violation, if any. */
+    /**
+     * One run: a fresh clock, store, database and systems in a scope of their own, closed while the
+     * clock is driven (a shutdown that waits on the clock, or hangs, is part of the run); the first
+     * violation, if any.
+     */
     const runOnce = (sequence: ReadonlyArray<Command<K, A>>) =>
       Effect.suspend((): Effect.Effect<string | undefined, unknown, Exclude<R, Provided>> => {
         const clock = new VirtualClock(startTime)
-        return Effect.scoped(
-          Effect.flatMap(
-            Runner.make(options, show, clock),
-            (runner) => runner.run(sequence, (command) => describe(command, show))
-          )
-        ).pipe(
-          Effect.provide(TestStore.layer(options.store ?? { resilient: true })),
-          Effect.withClock(clock),
-          Effect.withRandom(Random.make(seed))
-        ) as Effect.Effect<string | undefined, unknown, Exclude<R, Provided>>
+        return Effect.flatMap(Scope.make(), (scope) =>
+          Effect.gen(function*() {
+            const store = yield* Layer.buildWithScope(TestStore.layer(options.store ?? { resilient: true }), scope)
+            const runner = yield* Runner.make(options, show, clock).pipe(Effect.provide(store), Scope.extend(scope))
+            const violation = yield* runner.run(sequence, (command) => describe(command, show))
+            return yield* runner.close(scope, violation)
+          }).pipe(
+            Effect.onError((cause) => Effect.asVoid(Effect.forkDaemon(Scope.close(scope, Exit.failCause(cause))))),
+            Effect.withClock(clock),
+            Effect.withRandom(Random.make(seed))
+          )) as Effect.Effect<string | undefined, unknown, Exclude<R, Provided>>
       })
     const property = FastCheck.asyncProperty(commands(options), async (sequence) => {
       const violation = await Runtime.runPromise(runtime)(runOnce(sequence))

@@ -12,7 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as MutableHashMap from "effect/MutableHashMap"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as CacheBus from "../../CacheBus.js"
 import type { CacheStore } from "../../CacheStore.js"
 import { FaultInjection } from "../../FaultInjection.js"
@@ -242,7 +242,11 @@ export class Runner<K, A, E> {
   }
 
   /** Lets other fibers run; when the operation is still waiting, moves the clock to the next wake-up. */
-  private settle(op: Op<K, A> | undefined, fiber: Fiber.RuntimeFiber<void>): Effect.Effect<void> {
+  private settle(
+    op: Op<K, A> | undefined,
+    fiber: Fiber.RuntimeFiber<void>,
+    what = op?.label ?? "an interrupted get"
+  ): Effect.Effect<void> {
     return Effect.gen(this, function*() {
       const start = this.clock.unsafeCurrentTimeMillis()
       let idle = 0
@@ -251,9 +255,9 @@ export class Runner<K, A, E> {
         if (fiber.unsafePoll() !== null) return
         const next = this.clock.next()
         if (next === undefined) {
-          if (++idle > idleRounds) return this.fail(`${op?.label ?? "an interrupted get"} never completed (deadlock)`)
+          if (++idle > idleRounds) return this.fail(`${what} never completed (deadlock)`)
         } else if (next - start > this.maxWaitMillis) {
-          return this.fail(`${op?.label ?? "an interrupted get"} did not complete within ${this.maxWaitMillis} ms`)
+          return this.fail(`${what} did not complete within ${this.maxWaitMillis} ms`)
         } else {
           yield* this.clock.advanceTo(next)
         }
@@ -309,7 +313,26 @@ export class Runner<K, A, E> {
         }).pipe(Effect.zipRight(this.database.setFault(command.fault)))
       case "Settle":
         return this.settleBackground()
+      case "Race": {
+        const { key, reader, value, writer } = command
+        return Effect.zipRight(
+          Effect.zipRight(
+            this.execute({ _tag: "Fork", command: { _tag: "Get", instance: reader, key } }, `${label}: the forked get`),
+            this.execute({ _tag: "Write", instance: writer, key, value }, `${label}: the write`)
+          ),
+          this.execute({ _tag: "Get", instance: reader, key }, `${label}: the get after the write`)
+        )
+      }
     }
+  }
+
+  /** Closes the run's scope (caches, their background work, the store) while driving the clock. */
+  close(scope: Scope.CloseableScope, violation: string | undefined): Effect.Effect<string | undefined> {
+    return Effect.gen(this, function*() {
+      const closing = yield* Effect.forkDaemon(Scope.close(scope, Exit.void))
+      yield* this.settle(undefined, closing, "closing the scope of the caches and the store")
+      return violation ?? this.violation
+    })
   }
 
   /** Runs the sequence, then heals everything, waits for what is left and reads every key used once more. */
