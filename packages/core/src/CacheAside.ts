@@ -70,7 +70,7 @@ export interface Options<K, A, I, E, R, T extends LookupTimeouts | undefined = L
   readonly version?: string | undefined
   /** First part of every key. No `:` or control characters (so no two caches' keys overlap). Default `"cache"`. */
   readonly prefix?: string | undefined
-  /** Entries larger than this many bytes (as JSON) are gzip-compressed. Default 1024; `false` never compresses. */
+  /** Entries larger than this many bytes (as JSON) are gzip-compressed. Default 2048; `false` never compresses. */
   readonly compressAbove?: number | false | undefined
   /**
    * How long a lease (the placeholder a loader puts under a missing key) lives: the longest a load
