@@ -73,6 +73,11 @@ export interface Options<K, A, I, E, R, T extends LookupTimeouts | undefined = L
   /** Entries larger than this many bytes (as JSON) are gzip-compressed. Default 2048; `false` never compresses. */
   readonly compressAbove?: number | false | undefined
   /**
+   * The largest entry, in bytes of JSON, that is cached or decoded (gunzip stops past it): a larger
+   * value is not cached, a larger stored entry is a corrupt miss. Default 16 MiB.
+   */
+  readonly maxEntryBytes?: number | undefined
+  /**
    * How long a lease (the placeholder a loader puts under a missing key) lives: the longest a load
    * is expected to take. A holder that dies leaves a lease that expires after this. Default 10 seconds.
    */

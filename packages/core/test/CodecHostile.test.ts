@@ -1,10 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
-import { assertTrue } from "@effect/vitest/utils"
+import { assertSome, assertTrue } from "@effect/vitest/utils"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as util from "node:util"
 import * as zlib from "node:zlib"
-import { Codec } from "../src/index.js"
+import { CacheAside, Codec, MemoryCacheStore, Metrics } from "../src/index.js"
 
 const text = (json: string) => new TextEncoder().encode(json)
 
@@ -159,4 +162,39 @@ describe("Codec against hostile entries", () => {
       assert.isUndefined((decoded.value as { isAdmin?: unknown }).isAdmin)
     })
   })
+})
+
+describe("CacheAside's maxEntryBytes", () => {
+  const Services = Layer.provideMerge(MemoryCacheStore.layer(), Metrics.layer)
+  const make = (maxEntryBytes: number, loads: { count: number }) =>
+    CacheAside.make({
+      namespace: "big",
+      key: (id: number) => String(id),
+      schema: Schema.String,
+      lookup: (id: number) =>
+        Effect.sync(() => {
+          loads.count++
+          return Option.some("x".repeat(id))
+        }),
+      ttl: "1 minute",
+      maxEntryBytes
+    })
+
+  it.scoped("a value larger than maxEntryBytes is answered but not cached; a smaller one is", () =>
+    Effect.gen(function*() {
+      const loads = { count: 0 }
+      const cache = yield* make(1024, loads)
+      for (let i = 0; i < 3; i++) assertSome(yield* cache.get(2000), "x".repeat(2000))
+      assert.strictEqual(loads.count, 3, "each get of the large value loads")
+      for (let i = 0; i < 3; i++) assertSome(yield* cache.get(100), "x".repeat(100))
+      assert.strictEqual(loads.count, 4, "the small value is cached")
+    }).pipe(Effect.provide(Services)))
+
+  it.scoped("an invalid maxEntryBytes is InvalidOptions", () =>
+    Effect.gen(function*() {
+      for (const bad of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+        const error = yield* Effect.flip(make(bad, { count: 0 }))
+        assert.strictEqual(error._tag, "InvalidOptions", String(bad))
+      }
+    }).pipe(Effect.provide(Services)))
 })

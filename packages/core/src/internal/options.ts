@@ -110,6 +110,7 @@ export const decode = <K, A, I, E, R>(
     const compressAbove = options.compressAbove === undefined || options.compressAbove === false
       ? options.compressAbove
       : yield* validate.integer("compressAbove", options.compressAbove, 0)
+    const { maxEntryBytes } = yield* Codec.validateOptions({ maxEntryBytes: options.maxEntryBytes })
     const leaseTtl = yield* validate.duration("leaseTtl", options.leaseTtl ?? "10 seconds", { min: 1 })
     const lockOptions = options.lock === false ? undefined : options.lock === true ? {} : options.lock ?? {}
     const waitMillis = lockOptions === undefined
@@ -163,7 +164,7 @@ export const decode = <K, A, I, E, R>(
       prefix,
       version,
       key: options.key,
-      codec: Codec.make(options.schema, { compressAbove }),
+      codec: Codec.make(options.schema, { compressAbove, maxEntryBytes }),
       load: source.load,
       loadMany: source.loadMany ?? undefined,
       ttl,
