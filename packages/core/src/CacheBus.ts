@@ -167,7 +167,11 @@ export class CacheBus extends Context.Tag("@cache-aside/core/CacheBus")<CacheBus
 export class Registry {
   private readonly byNamespace = new Map<string, Set<Subscriber>>()
 
-  /** Adds a subscriber; the returned function removes it. */
+  /**
+   * Adds a subscriber; the returned function removes it.
+   *
+   * @since 0.1.0
+   */
   add(namespace: string, subscriber: Subscriber): () => void {
     let set = this.byNamespace.get(namespace)
     if (set === undefined) {
@@ -183,19 +187,31 @@ export class Registry {
     }
   }
 
-  /** The namespaces with at least one subscriber. */
+  /**
+   * The namespaces with at least one subscriber.
+   *
+   * @since 0.1.0
+   */
   namespaces(): ReadonlyArray<string> {
     return Array.from(this.byNamespace.keys())
   }
 
-  /** Delivers an invalidation to the subscribers of one namespace. */
+  /**
+   * Delivers an invalidation to the subscribers of one namespace.
+   *
+   * @since 0.1.0
+   */
   deliver(namespace: string, invalidation: Invalidation): void {
     const set = this.byNamespace.get(namespace)
     if (set === undefined) return
     for (const subscriber of set) subscriber.evict(invalidation)
   }
 
-  /** Delivers eviction of full keys to the namespaces whose prefix they start with. */
+  /**
+   * Delivers eviction of full keys to the namespaces whose prefix they start with.
+   *
+   * @since 0.1.0
+   */
   deliverKeys(keys: ReadonlyArray<string>): void {
     for (const [namespace, set] of this.byNamespace) {
       const matching = keys.filter((key) => key.startsWith(namespace))
@@ -204,7 +220,11 @@ export class Registry {
     }
   }
 
-  /** Flushes every subscriber of every namespace. */
+  /**
+   * Flushes every subscriber of every namespace.
+   *
+   * @since 0.1.0
+   */
   flushAll(): void {
     for (const set of this.byNamespace.values()) {
       for (const subscriber of set) subscriber.flush()

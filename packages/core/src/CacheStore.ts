@@ -144,11 +144,11 @@ export const operations: ReadonlyArray<Operation> = [
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { CacheStore } from "@cache-aside/core"
+ * import { CacheStore, MemoryCacheStore } from "@cache-aside/core"
  *
- * declare const store: CacheStore.CacheStore["Type"]
- * const logged = CacheStore.mapOperations(store, (operation, effect) =>
- *   Effect.zipRight(Effect.logDebug(`store ${operation}`), effect))
+ * const logged = Effect.map(MemoryCacheStore.make(), (store) =>
+ *   CacheStore.mapOperations(store, (operation, effect) =>
+ *     Effect.zipRight(Effect.logDebug(`store ${operation}`), effect)))
  * ```
  *
  * @since 0.1.0

@@ -239,8 +239,8 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore["Type"], I
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
- * import { CacheAside, MemoryCacheStore, Metrics } from "@cache-aside/core"
+ * import { Layer } from "effect"
+ * import { MemoryCacheStore, Metrics } from "@cache-aside/core"
  *
  * const TestLayers = Layer.merge(MemoryCacheStore.layer({ maxEntries: 100, maxBytes: 1024 * 1024 }), Metrics.layer)
  * ```
