@@ -187,6 +187,30 @@ describe("entry integrity (signingKey)", () => {
       assert.strictEqual((yield* snapshot("turnOn")).integrityErrors, 1)
     }).pipe(Effect.scoped, Effect.provide(Env)))
 
+  it.effect("leases stay unsigned: a planted lease costs a load, never an integrity error or a wrong answer", () =>
+    Effect.gen(function*() {
+      const source = yield* DataSource.memory<number, User>([[1, user(1)]])
+      const users = yield* CacheAside.make({
+        namespace: "lease",
+        key: (id: number) => String(id),
+        schema: User,
+        lookup: source,
+        ttl: "10 minutes",
+        lock: false,
+        signingKey: Redacted.make(new Uint8Array(32).fill(7))
+      })
+      yield* plant(users.keyOf(1), Codec.lease("planted"))
+      assertSome(yield* users.get(1), user(1))
+      assert.strictEqual(yield* source.loads, 1)
+      const bytes = yield* stored(users.keyOf(1))
+      assertTrue(Option.isSome(bytes) && isSigned(bytes.value)) // filled over the lease it saw
+      assertSome(yield* users.get(1), user(1))
+      assert.strictEqual(yield* source.loads, 1)
+      const s = yield* snapshot("lease")
+      assert.strictEqual(s.integrityErrors, 0)
+      assert.strictEqual(s.decodeErrors, 0)
+    }).pipe(Effect.scoped, Effect.provide(Env)))
+
   it.effect("invalid signing keys are InvalidOptions that never hold the key", () =>
     Effect.gen(function*() {
       const source = yield* DataSource.memory<number, User>([])
@@ -195,7 +219,9 @@ describe("entry integrity (signingKey)", () => {
         [short, { signingKey: Redacted.make(short) }],
         [short, { signingKey: Redacted.make(secret), previousSigningKeys: [Redacted.make(short)] }],
         [secret, { signingKey: secret as unknown as Redacted.Redacted<string> }],
-        [secret, { previousSigningKeys: [Redacted.make(secret)] }]
+        [secret, { previousSigningKeys: [Redacted.make(secret)] }],
+        ["1234", { signingKey: Redacted.make(1234 as unknown as string) }],
+        ["\u0007", { signingKey: Redacted.make(new Uint8Array(15).fill(7)) }]
       ]
       for (const [key, keys] of cases) {
         const exit = yield* Effect.exit(make("invalid", source, keys))
