@@ -325,6 +325,25 @@ const limitStore = (store: CacheStore["Type"], limit: Duration.Duration): CacheS
  * }).pipe(Effect.scoped, Effect.provide(MemoryCacheStore.layer()))
  * ```
  *
+ * @example
+ * ```ts
+ * // signed entries: the key comes from Config as a Redacted value, so it never prints
+ * import { Config, Effect, Option, Schema } from "effect"
+ * import { CacheAside, MemoryCacheStore } from "@cache-aside/core"
+ *
+ * const program = Effect.gen(function* () {
+ *   const users = yield* CacheAside.make({
+ *     namespace: "user",
+ *     key: (id: number) => String(id),
+ *     schema: Schema.String,
+ *     lookup: (id: number) => Effect.succeed(Option.some(`user ${id}`)),
+ *     ttl: "1 hour",
+ *     signingKey: yield* Config.redacted("CACHE_SIGNING_KEY")
+ *   })
+ *   return yield* users.get(42)
+ * }).pipe(Effect.scoped, Effect.provide(MemoryCacheStore.layer()))
+ * ```
+ *
  * @since 0.1.0
  */
 export const make = <K, A, I, E = never, R = never, T extends LookupTimeouts | undefined = undefined>(
