@@ -118,6 +118,36 @@ describe("entry integrity (signingKey)", () => {
       assert.strictEqual(s.decodeErrors, 0)
     }).pipe(Effect.scoped, Effect.provide(Env)))
 
+  it.effect("every single-bit flip, truncation or extension of a signed entry is a miss answered by the lookup", () =>
+    Effect.gen(function*() {
+      const source = yield* DataSource.memory<number, User>([[1, user(1)]])
+      const users = yield* make("flips", source)
+      assertSome(yield* users.get(1), user(1))
+      const good = yield* stored(users.keyOf(1))
+      assertTrue(Option.isSome(good))
+      const original = Buffer.from(good.value)
+      const variants: Array<Buffer> = []
+      for (let i = 0; i < original.length; i++) {
+        const flipped = Buffer.from(original)
+        flipped[i] = flipped[i]! ^ (1 << (i % 8))
+        variants.push(flipped)
+      }
+      variants.push(
+        original.subarray(0, original.length - 1),
+        original.subarray(0, 34),
+        Buffer.concat([original, Buffer.from(" ")])
+      )
+      for (const bytes of variants) {
+        yield* plant(users.keyOf(1), bytes)
+        assertSome(yield* users.get(1), user(1))
+      }
+      assert.strictEqual(yield* source.loads, 1 + variants.length)
+      const s = yield* snapshot("flips")
+      // a flip of the first byte to NUL reads as an unknown binary header (a decode error)
+      assert.strictEqual(s.integrityErrors + s.decodeErrors, variants.length)
+      assert.isAtLeast(s.integrityErrors, variants.length - 1)
+    }).pipe(Effect.scoped, Effect.provide(Env)))
+
   it.effect("an entry copied from another key, or from another cache, does not verify", () =>
     Effect.gen(function*() {
       const source = yield* DataSource.memory<number, User>([[1, user(1)], [2, user(2)]])
