@@ -33,6 +33,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { Redis, ReplyError } from "ioredis"
 import * as Fs from "node:fs"
+import * as commands from "./internal/commands.js"
 import * as health from "./internal/health.js"
 import * as internalOptions from "./internal/options.js"
 import { readBatcher } from "./internal/readBatcher.js"
@@ -287,7 +288,10 @@ const failureOf = (settings: Settings, operation: string) => (cause: unknown): C
   })
 }
 
-const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+const toBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+type Sender = ReturnType<typeof commands.sender>
 
 /**
  * Waits until `promise` settles or `millis` pass (on a real timer, so that a `TestClock` cannot
@@ -330,33 +334,9 @@ const readyWithin = (client: Redis, millis: number): Effect.Effect<void> =>
     return Effect.sync(cleanup)
   })
 
-type Reply = Buffer | number | null | undefined
-
-interface Scripts {
-  readonly cacheAsideReadBuffer: (...args: ReadonlyArray<string | number>) => Promise<Array<Reply>>
-  readonly cacheAsideCompareAndSet: (
-    key: string,
-    expectedSha1: string,
-    value: Buffer,
-    millis: number
-  ) => Promise<number>
-  readonly cacheAsideCompareAndDelete: (key: string, expectedSha1: string) => Promise<number>
-}
-
-/** Defines the scripts on the client once (ioredis runs them with EVALSHA, falling back to EVAL after a SCRIPT FLUSH). */
-const defineScripts = (client: Redis): Scripts => {
-  const candidate = client as unknown as Partial<Scripts>
-  if (typeof candidate.cacheAsideReadBuffer !== "function") {
-    client.defineCommand("cacheAsideRead", { lua: scripts.read })
-  }
-  if (typeof candidate.cacheAsideCompareAndSet !== "function") {
-    client.defineCommand("cacheAsideCompareAndSet", { numberOfKeys: 1, lua: scripts.compareAndSet })
-  }
-  if (typeof candidate.cacheAsideCompareAndDelete !== "function") {
-    client.defineCommand("cacheAsideCompareAndDelete", { numberOfKeys: 1, lua: scripts.compareAndDelete })
-  }
-  return client as unknown as Scripts
-}
+const readScript = commands.script(scripts.read)
+const compareAndSetScript = commands.script(scripts.compareAndSet)
+const compareAndDeleteScript = commands.script(scripts.compareAndDelete)
 
 const plural = (count: number, one: string, many: string): string => `${count} ${count === 1 ? one : many}`
 
@@ -365,10 +345,10 @@ const plural = (count: number, one: string, many: string): string => `${count} $
  * over-limit entry or a key of another type (removed by the script) reads as absent and is logged
  * here (over-limit entries are also counted).
  */
-const boundedRead = (client: Redis, settings: Settings) => {
-  const script = defineScripts(client)
+const boundedRead = (send: Sender, settings: Settings) => {
   const maxBytes = settings.maxEntryBytes
-  const decode = (replies: ReadonlyArray<Reply>): Array<Option.Option<Uint8Array>> => {
+  const decode = (reply: unknown): Array<Option.Option<Uint8Array>> => {
+    const replies = reply as ReadonlyArray<Buffer | number | null | undefined>
     let oversized = 0
     let wrongType = 0
     const out = replies.map((reply): Option.Option<Uint8Array> => {
@@ -398,14 +378,20 @@ const boundedRead = (client: Redis, settings: Settings) => {
     }
     return out
   }
+  const readChunk = (keys: ReadonlyArray<string>): Promise<Array<Option.Option<Uint8Array>>> => {
+    // one array, built once: [sha, key count, ...keys, max]
+    const args = new Array<commands.Arg>(keys.length + 3)
+    args[0] = readScript.sha
+    args[1] = keys.length
+    for (let i = 0; i < keys.length; i++) args[i + 2] = keys[i]!
+    args[keys.length + 2] = maxBytes
+    return send.evalScript(readScript, args, true).then(decode)
+  }
   return (keys: ReadonlyArray<string>): Promise<Array<Option.Option<Uint8Array>>> => {
-    if (keys.length <= scripts.readBatchLimit) {
-      return script.cacheAsideReadBuffer(keys.length, ...keys, maxBytes).then(decode)
-    }
+    if (keys.length <= scripts.readBatchLimit) return readChunk(keys)
     const chunks: Array<Promise<Array<Option.Option<Uint8Array>>>> = []
     for (let i = 0; i < keys.length; i += scripts.readBatchLimit) {
-      const chunk = keys.slice(i, i + scripts.readBatchLimit)
-      chunks.push(script.cacheAsideReadBuffer(chunk.length, ...chunk, maxBytes).then(decode))
+      chunks.push(readChunk(keys.slice(i, i + scripts.readBatchLimit)))
     }
     return Promise.all(chunks).then((parts) => parts.flat())
   }
@@ -414,8 +400,8 @@ const boundedRead = (client: Redis, settings: Settings) => {
 const wrap = (client: Redis, settings: Settings): Service => {
   const prefix = client.options.keyPrefix ?? ""
   const unavailable = (operation: string) => failureOf(settings, operation)
-  const read = boundedRead(client, settings)
-  const script = defineScripts(client)
+  const send = commands.sender(client)
+  const read = boundedRead(send, settings)
   return {
     keyPrefix: prefix,
     connection: client,
@@ -429,34 +415,42 @@ const wrap = (client: Redis, settings: Settings): Service => {
         : Effect.tryPromise({ try: () => read(keys), catch: unavailable("getMany") }),
     setPx: (key, value, millis) =>
       Effect.tryPromise({
-        try: () => client.set(key, toBuffer(value), "PX", millis),
+        try: () => send.send("set", [key, toBuffer(value), "PX", millis], false),
         catch: unavailable("set")
       }).pipe(Effect.asVoid),
     setNxPx: (key, value, millis) =>
       Effect.tryPromise({
-        try: () => client.set(key, toBuffer(value), "PX", millis, "NX"),
+        try: () => send.send("set", [key, toBuffer(value), "PX", millis, "NX"], false),
         catch: unavailable("setIfAbsent")
       }).pipe(Effect.map((reply) => reply === "OK")),
     compareAndSetPx: (key, expectedSha1, value, millis) =>
       Effect.tryPromise({
-        try: () => script.cacheAsideCompareAndSet(key, expectedSha1, toBuffer(value), millis),
+        try: () =>
+          send.evalScript(
+            compareAndSetScript,
+            [compareAndSetScript.sha, 1, key, expectedSha1, toBuffer(value), millis],
+            false
+          ),
         catch: unavailable("compareAndSet")
       }).pipe(Effect.map((written) => written === 1)),
     compareAndDelete: (key, expectedSha1) =>
       Effect.tryPromise({
-        try: () => script.cacheAsideCompareAndDelete(key, expectedSha1),
+        try: () => send.evalScript(compareAndDeleteScript, [compareAndDeleteScript.sha, 1, key, expectedSha1], false),
         catch: unavailable("compareAndDelete")
       }).pipe(Effect.map((deleted) => deleted === 1)),
     unlink: (keys) =>
       keys.length === 0
         ? Effect.succeed(0)
         : Effect.tryPromise({
-          try: () => client.unlink(...keys),
+          try: () => send.send("unlink", [...keys], false) as Promise<number>,
           catch: unavailable("delete")
         }),
     scan: (cursor, match, count) =>
       Effect.tryPromise({
-        try: () => client.scan(cursor, "MATCH", match, "COUNT", count),
+        try: () =>
+          send.send("scan", [cursor, "MATCH", match, "COUNT", count], false) as Promise<
+            readonly [string, Array<string>]
+          >,
         catch: unavailable("deletePattern")
       })
   }

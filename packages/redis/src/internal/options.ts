@@ -253,10 +253,9 @@ const connection = (input: Input, checked: Checked, password: string | undefined
   const { url } = checked
   const redis: RedisOptions = {
     lazyConnect: false,
-    // writes (lease, fill, set) are auto-pipelined; reads are batched by the client's read batcher,
-    // which costs less per command and adds no setImmediate delay to a lone get
-    enableAutoPipelining: true,
-    autoPipeliningIgnoredCommands: ["get", "mget", "cacheAsideRead"],
+    // the store's commands go straight to the socket (internal/commands.ts): the commands of one
+    // turn leave in one write without ioredis' per-command pipeline and setImmediate delay
+    enableAutoPipelining: false,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     commandTimeout: checked.commandMillis,
