@@ -1,0 +1,54 @@
+/**
+ * How the Redis client sends its commands: scripts by SHA-1 with one EVAL when the server does not
+ * know them (a fresh server, a `SCRIPT FLUSH`), keys under the client's `keyPrefix`, and the
+ * commands written in one turn leaving in one write (Redis reads them as one pipeline).
+ */
+import * as RedisClient from "@cache-aside/redis/RedisClient"
+import { assert, describe, it } from "@effect/vitest"
+import { assertSome } from "@effect/vitest/utils"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { Redis } from "ioredis"
+import { createHash } from "node:crypto"
+import { RedisServer } from "./utils/RedisServer.js"
+
+const text = (value: string): Uint8Array => new TextEncoder().encode(value)
+const sha1 = (value: string): string => createHash("sha1").update(value).digest("hex")
+
+const calls = (counts: ReadonlyMap<string, number>, name: string): number => counts.get(name) ?? 0
+
+describe("RedisClient commands", () => {
+  it.scoped("scripts run by SHA-1, with one EVAL on a fresh server and again after SCRIPT FLUSH, under the keyPrefix", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const redis = yield* RedisClient.make({ url: Redacted.make(server.url), keyPrefix: "p:" })
+      const roundOfScripts = Effect.gen(function*() {
+        yield* redis.setPx("k", text("lease"), 60_000)
+        assertSome(Option.map(yield* redis.getBuffer("k"), (bytes) => new TextDecoder().decode(bytes)), "lease")
+        assert.isTrue(yield* redis.compareAndSetPx("k", sha1("lease"), text("value"), 60_000))
+        assert.isFalse(yield* redis.compareAndSetPx("k", sha1("lease"), text("other"), 60_000))
+        assert.isTrue(yield* redis.compareAndDelete("k", sha1("value")))
+      })
+      yield* roundOfScripts
+      const first = yield* server.commandCalls
+      // each of the three scripts was unknown once: EVAL after a NOSCRIPT reply, then EVALSHA
+      assert.strictEqual(calls(first, "eval"), 3)
+      yield* roundOfScripts
+      const second = yield* server.commandCalls
+      assert.strictEqual(calls(second, "eval"), 3)
+      assert.strictEqual(calls(second, "evalsha") - calls(first, "evalsha"), 4)
+
+      yield* server.command("SCRIPT", "FLUSH")
+      yield* roundOfScripts
+      const third = yield* server.commandCalls
+      assert.strictEqual(calls(third, "eval"), 6)
+
+      // the keys were written under the prefix, none without it
+      const plain = new Redis(server.url)
+      yield* Effect.addFinalizer(() => Effect.promise(() => plain.quit()))
+      yield* redis.setPx("k", text("v"), 60_000)
+      assert.strictEqual(yield* Effect.promise(() => plain.get("p:k")), "v")
+      assert.strictEqual(yield* Effect.promise(() => plain.exists("k")), 0)
+    }))
+})
