@@ -51,4 +51,23 @@ describe("RedisClient commands", () => {
       assert.strictEqual(yield* Effect.promise(() => plain.get("p:k")), "v")
       assert.strictEqual(yield* Effect.promise(() => plain.exists("k")), 0)
     }))
+
+  it.scoped("the writes of one turn leave in one write: Redis reads 64 concurrent leases at once", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const redis = yield* RedisClient.make({ url: Redacted.make(server.url) })
+      yield* redis.setPx("warm", text("x"), 60_000)
+      const reads = Effect.map(server.info("stats"), (stats) => Number(stats.get("total_reads_processed")))
+      const before = yield* reads
+      const taken = yield* Effect.forEach(
+        Array.from({ length: 64 }, (_, i) => `lease:${i}`),
+        (key) => redis.setNxPx(key, text("lease"), 60_000),
+        { concurrency: "unbounded" }
+      )
+      const after = yield* reads
+      assert.strictEqual(taken.filter((written) => written).length, 64)
+      // the INFO connections' own reads and one or two for the 64 leases; one write per lease
+      // would be read in many more
+      assert.isAtMost(after - before, 8)
+    }))
 })
