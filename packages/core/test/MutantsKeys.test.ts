@@ -41,6 +41,8 @@ describe("keys: the encoding of key text", () => {
       ["\ud800\udbff", `${DLE}ud800${DLE}udbff`], // ... by another high one
       ["\ud800\ud7ff", `${DLE}ud800\ud7ff`], // ... by the code unit just before the surrogates
       ["\udc00\ud800", `${DLE}udc00${DLE}ud800`], // low then high is no pair
+      ["\udc00\udc00", `${DLE}udc00${DLE}udc00`], // nor are two lows
+      ["\udfff\udc00x", `${DLE}udfff${DLE}udc00x`],
       ["a\udfffb", `a${DLE}udfffb`]
     ]
     for (const [text, encoded] of cases) assert.strictEqual(encode(text), encoded, JSON.stringify(text))
@@ -69,15 +71,18 @@ describe("keys: the encoding of key text", () => {
 })
 
 describe("keys: the keys of one cache", () => {
-  const keys = new Keys("app[1]", "users", "v2")
+  // made inside each test, so that per-test coverage counts the constructor for these tests
+  const make = () => new Keys("app[1]", "users", "v2")
 
   it("lays out prefix:namespace:version:key", () => {
+    const keys = make()
     assert.strictEqual(keys.keyPrefix, "app[1]:users:v2:")
     assert.strictEqual(keys.full("42"), "app[1]:users:v2:42")
     assert.strictEqual(keys.full("4\ud8002"), `app[1]:users:v2:4${DLE}ud8002`)
   })
 
   it("the namespace pattern covers every version of the namespace and nothing else", () => {
+    const keys = make()
     const matches = Glob.matcher(keys.namespacePattern)
     assert.isTrue(matches("app[1]:users:v2:42"))
     assert.isTrue(matches("app[1]:users:v1:42"))
@@ -88,6 +93,7 @@ describe("keys: the keys of one cache", () => {
   })
 
   it("the refresh hint is the hint prefix and the encoded user key, in a segment no version can be", () => {
+    const keys = make()
     assert.strictEqual(keys.hintPrefix, "app[1]:users:v2\u0000refresh:")
     assert.strictEqual(keys.hint(keys.full("42")), "app[1]:users:v2\u0000refresh:42")
     assert.strictEqual(keys.hint(keys.full(`a${DLE}`)), `app[1]:users:v2\u0000refresh:a${DLE}${DLE}`)
@@ -95,6 +101,7 @@ describe("keys: the keys of one cache", () => {
   })
 
   it("a pattern over user keys matches the full keys of the user keys it matches, escapes included", () => {
+    const keys = make()
     const pattern = keys.pattern("4*")
     assert.strictEqual(pattern, `${Glob.escape("app[1]:users:v2:")}4*`)
     const matches = Glob.matcher(pattern)
