@@ -3,10 +3,14 @@
  * know them (a fresh server, a `SCRIPT FLUSH`), keys under the client's `keyPrefix`, and the
  * commands written in one turn leaving in one write (Redis reads them as one pipeline).
  */
+import * as Metrics from "@cache-aside/core/Metrics"
 import * as RedisClient from "@cache-aside/redis/RedisClient"
 import { assert, describe, it } from "@effect/vitest"
-import { assertSome } from "@effect/vitest/utils"
+import { assertNone, assertSome } from "@effect/vitest/utils"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { Redis } from "ioredis"
@@ -15,6 +19,9 @@ import { RedisServer } from "./utils/RedisServer.js"
 
 const text = (value: string): Uint8Array => new TextEncoder().encode(value)
 const sha1 = (value: string): string => createHash("sha1").update(value).digest("hex")
+
+/** Waiting for a forked log line: generous, against a hang only. */
+const logBound = "2 seconds"
 
 const calls = (counts: ReadonlyMap<string, number>, name: string): number => counts.get(name) ?? 0
 
@@ -69,5 +76,37 @@ describe("RedisClient commands", () => {
       // the INFO connections' own reads and one or two for the 64 leases; one write per lease
       // would be read in many more
       assert.isAtMost(after - before, 8)
+    }))
+
+  it.scoped("a lone get of an oversized entry or of a key of another type reads None, removes it, counts and warns", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const lines: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        lines.push(`${logLevel.label} ${String(Array.isArray(message) ? message.join(" ") : message)}`)
+      })
+      const context = yield* Layer.build(Layer.merge(Metrics.layer, Logger.replace(Logger.defaultLogger, logger)))
+      const metrics = Context.get(context, Metrics.Metrics)
+      const redis = yield* RedisClient.make({ url: Redacted.make(server.url), maxEntryBytes: 1024, name: "lone" }).pipe(
+        Effect.provide(context)
+      )
+      const plain = new Redis(server.url)
+      yield* Effect.addFinalizer(() => Effect.promise(() => plain.quit()))
+      yield* Effect.promise(() => plain.set("big", "x".repeat(2048)))
+      yield* Effect.promise(() => plain.rpush("list", "a"))
+      assertNone(yield* redis.getBuffer("big"))
+      assertNone(yield* redis.getBuffer("list"))
+      assert.strictEqual(yield* Effect.promise(() => plain.exists("big", "list")), 0)
+      assert.strictEqual((yield* metrics.storeSnapshot("lone")).oversizedEntries, 1)
+      // the warnings are logged by forked fibers: wait for two lines (bounded against a hang)
+      yield* Effect.yieldNow().pipe(
+        Effect.repeat({ until: () => lines.filter((line) => line.startsWith("WARN")).length >= 2 }),
+        Effect.timeout(logBound)
+      )
+      assert.strictEqual(
+        lines.filter((line) => line.startsWith("WARN") && line.includes("over maxEntryBytes")).length,
+        1
+      )
+      assert.strictEqual(lines.filter((line) => line.startsWith("WARN") && line.includes("another type")).length, 1)
     }))
 })

@@ -293,6 +293,8 @@ const toBuffer = (bytes: Uint8Array): Buffer =>
 
 type Sender = ReturnType<typeof commands.sender>
 
+const isOne = (reply: unknown): boolean => reply === 1
+
 /**
  * Waits until `promise` settles or `millis` pass (on a real timer, so that a `TestClock` cannot
  * stall it), ignoring the outcome. Interruptible.
@@ -347,18 +349,7 @@ const plural = (count: number, one: string, many: string): string => `${count} $
  */
 const boundedRead = (send: Sender, settings: Settings) => {
   const maxBytes = settings.maxEntryBytes
-  const decode = (reply: unknown): Array<Option.Option<Uint8Array>> => {
-    const replies = reply as ReadonlyArray<Buffer | number | null | undefined>
-    let oversized = 0
-    let wrongType = 0
-    const out = replies.map((reply): Option.Option<Uint8Array> => {
-      if (typeof reply === "number") {
-        if (reply < 0) wrongType++
-        else oversized++
-        return Option.none()
-      }
-      return reply === null || reply === undefined ? Option.none() : Option.some(reply)
-    })
+  const removed = (oversized: number, wrongType: number): void => {
     if (oversized > 0) {
       settings.recorder?.increment("oversizedEntries", oversized)
       settings.report(
@@ -376,7 +367,29 @@ const boundedRead = (send: Sender, settings: Settings) => {
         } holding another type than a string under cache keys (store ${settings.tracker.store})`
       )
     }
+  }
+  const decode = (reply: unknown): Array<Option.Option<Uint8Array>> => {
+    const replies = reply as ReadonlyArray<Buffer | number | null | undefined>
+    let oversized = 0
+    let wrongType = 0
+    const out = replies.map((reply): Option.Option<Uint8Array> => {
+      if (typeof reply === "number") {
+        if (reply < 0) wrongType++
+        else oversized++
+        return Option.none()
+      }
+      return reply === null || reply === undefined ? Option.none() : Option.some(reply)
+    })
+    if (oversized > 0 || wrongType > 0) removed(oversized, wrongType)
     return out
+  }
+  const decodeOne = (reply: unknown): Option.Option<Uint8Array> => {
+    const value = (reply as ReadonlyArray<Buffer | number | null | undefined>)[0]
+    if (typeof value === "number") {
+      removed(value < 0 ? 0 : 1, value < 0 ? 1 : 0)
+      return Option.none()
+    }
+    return value === null || value === undefined ? Option.none() : Option.some(value)
   }
   const readChunk = (keys: ReadonlyArray<string>): Promise<Array<Option.Option<Uint8Array>>> => {
     // one array, built once: [sha, key count, ...keys, max]
@@ -385,15 +398,19 @@ const boundedRead = (send: Sender, settings: Settings) => {
     args[1] = keys.length
     for (let i = 0; i < keys.length; i++) args[i + 2] = keys[i]!
     args[keys.length + 2] = maxBytes
-    return send.evalScript(readScript, args, true).then(decode)
+    return send.evalScript(readScript, args, true, decode)
   }
-  return (keys: ReadonlyArray<string>): Promise<Array<Option.Option<Uint8Array>>> => {
-    if (keys.length <= scripts.readBatchLimit) return readChunk(keys)
-    const chunks: Array<Promise<Array<Option.Option<Uint8Array>>>> = []
-    for (let i = 0; i < keys.length; i += scripts.readBatchLimit) {
-      chunks.push(readChunk(keys.slice(i, i + scripts.readBatchLimit)))
+  return {
+    one: (key: string): Promise<Option.Option<Uint8Array>> =>
+      send.evalScript(readScript, [readScript.sha, 1, key, maxBytes], true, decodeOne),
+    many: (keys: ReadonlyArray<string>): Promise<Array<Option.Option<Uint8Array>>> => {
+      if (keys.length <= scripts.readBatchLimit) return readChunk(keys)
+      const chunks: Array<Promise<Array<Option.Option<Uint8Array>>>> = []
+      for (let i = 0; i < keys.length; i += scripts.readBatchLimit) {
+        chunks.push(readChunk(keys.slice(i, i + scripts.readBatchLimit)))
+      }
+      return Promise.all(chunks).then((parts) => parts.flat())
     }
-    return Promise.all(chunks).then((parts) => parts.flat())
   }
 }
 
@@ -408,11 +425,11 @@ const wrap = (client: Redis, settings: Settings): Service => {
     maxEntryBytes: settings.maxEntryBytes,
     commandTimeout: internalOptions.ownTimeout(client.options.commandTimeout),
     health: Effect.sync(() => settings.tracker.health),
-    getBuffer: readBatcher(read, unavailable("get")),
+    getBuffer: readBatcher(read.many, read.one, unavailable("get")),
     mgetBuffer: (keys) =>
       keys.length === 0
         ? Effect.succeed([])
-        : Effect.tryPromise({ try: () => read(keys), catch: unavailable("getMany") }),
+        : Effect.tryPromise({ try: () => read.many(keys), catch: unavailable("getMany") }),
     setPx: (key, value, millis) =>
       Effect.tryPromise({
         try: () => send.send("set", [key, toBuffer(value), "PX", millis], false),
@@ -429,15 +446,17 @@ const wrap = (client: Redis, settings: Settings): Service => {
           send.evalScript(
             compareAndSetScript,
             [compareAndSetScript.sha, 1, key, expectedSha1, toBuffer(value), millis],
-            false
+            false,
+            isOne
           ),
         catch: unavailable("compareAndSet")
-      }).pipe(Effect.map((written) => written === 1)),
+      }),
     compareAndDelete: (key, expectedSha1) =>
       Effect.tryPromise({
-        try: () => send.evalScript(compareAndDeleteScript, [compareAndDeleteScript.sha, 1, key, expectedSha1], false),
+        try: () =>
+          send.evalScript(compareAndDeleteScript, [compareAndDeleteScript.sha, 1, key, expectedSha1], false, isOne),
         catch: unavailable("compareAndDelete")
-      }).pipe(Effect.map((deleted) => deleted === 1)),
+      }),
     unlink: (keys) =>
       keys.length === 0
         ? Effect.succeed(0)

@@ -4,10 +4,10 @@
  * the scripts run with `EVALSHA` on a precomputed SHA-1 (falling back to `EVAL` once when the
  * server does not know it: a new server, a `SCRIPT FLUSH`).
  *
- * Concurrent callers still share round trips: the first command of a turn corks the socket and a
- * microtask uncorks it, so every command written in the same turn (64 fibers taking their leases
- * after one batched read) leaves in ONE `writev`, which Redis reads as a pipeline. A lone command
- * waits for nothing but the end of the current microtask.
+ * Concurrent callers still share round trips: the first command of a turn is written at once, the
+ * second corks the socket and a microtask uncorks it, so the commands written in the same turn
+ * (64 fibers taking their leases after one batched read) leave in two writes, which Redis reads
+ * as a pipeline. A lone command is written at once and pays no cork.
  *
  * @internal
  */
@@ -43,31 +43,41 @@ export const sender = (client: Redis) => {
   // shared, never mutated by `Command`
   const asBuffers: CommandOptions = keyPrefix ? { keyPrefix, replyEncoding: null } : { replyEncoding: null }
   const asStrings: CommandOptions = keyPrefix ? { keyPrefix, replyEncoding: "utf8" } : { replyEncoding: "utf8" }
+  // `turn`: a command was written in this turn (a microtask clears it); `corked`: the socket held
+  // from the second command of the turn on, released with the turn
+  let turn = false
   let corked: Socket | undefined
-  const uncork = () => {
+  const endTurn = () => {
+    turn = false
     const stream = corked
     corked = undefined
     stream?.uncork()
   }
   const send = (name: string, args: Array<Arg>, buffers: boolean): Promise<unknown> => {
-    if (corked === undefined && client.status === "ready") {
+    if (!turn) {
+      // the first command of a turn is written at once: a lone command pays no cork
+      turn = true
+      queueMicrotask(endTurn)
+    } else if (corked === undefined && client.status === "ready") {
       const stream = client.stream as Socket | undefined
       if (stream !== undefined && stream.writable) {
         stream.cork()
         corked = stream
-        queueMicrotask(uncork)
       }
     }
     // `sendCommand` returns the command's promise (typed `unknown` by ioredis)
     return client.sendCommand(new Command(name, args, buffers ? asBuffers : asStrings)) as Promise<unknown>
   }
-  /** `args`: `[script.sha, keyCount, ...keys, ...argv]`, built by the caller in one array. */
-  const evalScript = (lua: Script, args: Array<Arg>, buffers: boolean): Promise<unknown> =>
-    send("evalsha", args, buffers).catch((error) => {
+  /**
+   * `args`: `[script.sha, keyCount, ...keys, ...argv]`, built by the caller in one array; `onReply`
+   * maps the reply (one promise per call: the `NOSCRIPT` fallback is the rejection handler).
+   */
+  const evalScript = <A>(lua: Script, args: Array<Arg>, buffers: boolean, onReply: (reply: unknown) => A): Promise<A> =>
+    send("evalsha", args, buffers).then(onReply, (error) => {
       if (!isNoScript(error)) throw error
       // `Command` copies its arguments: the array is the caller's and free to reuse
       args[0] = lua.lua
-      return send("eval", args, buffers)
+      return send("eval", args, buffers).then(onReply)
     })
   return { send, evalScript }
 }

@@ -11,7 +11,8 @@ import * as Option from "effect/Option"
 type Read = (result: Effect.Effect<Option.Option<Uint8Array>, CacheUnavailable>) => void
 
 /**
- * Single-key reads, batched: the first read of a turn goes out at once; every other one asked for
+ * Single-key reads, batched: the first read of a turn goes out at once (through `readOne`, which
+ * answers one value without a list); every other one asked for
  * while the current batch of fibers runs goes out as ONE script call when they yield (a microtask),
  * so 64 concurrent gets cost two commands instead of 64, and a lone get adds no delay. This is what
  * ioredis' auto-pipelining does for any command, but without its per-batch pipeline object and its
@@ -21,6 +22,7 @@ type Read = (result: Effect.Effect<Option.Option<Uint8Array>, CacheUnavailable>)
  */
 export const readBatcher = (
   read: (keys: ReadonlyArray<string>) => Promise<Array<Option.Option<Uint8Array>>>,
+  readOne: (key: string) => Promise<Option.Option<Uint8Array>>,
   fail: (cause: unknown) => CacheUnavailable
 ) => {
   let keys: Array<string> = []
@@ -50,7 +52,10 @@ export const readBatcher = (
         // follow in the same turn gather into one call sent when the turn yields
         scheduled = true
         queueMicrotask(flushLater)
-        read([key]).then((values) => resume(Effect.succeed(values[0] ?? Option.none())), failAll([resume]))
+        readOne(key).then(
+          (value) => resume(Effect.succeed(value)),
+          (cause) => resume(Effect.fail(fail(cause)))
+        )
         return
       }
       keys.push(key)
