@@ -70,11 +70,12 @@ describe("invalidation queue: order past the compaction thresholds", () => {
       assert.strictEqual(queue.size, 3000)
       // drain a first part, then queue more: the head passes 1024 removed entries
       const first: Array<string> = []
-      while (first.length < 2000) {
+      while (first.length < 2900) {
         const head = queue.head(100) as ReadonlyArray<KeyInvalidation>
         first.push(...head.map((entry) => entry.key))
         yield* queue.applied(head)
       }
+      assert.strictEqual(queue.size, 100)
       assert.isAtMost(orderLength(), 2 * queue.size + 1025) // the removed head was dropped
       const more = range(500, "m")
       for (const k of more) yield* enqueue(key(k))
@@ -93,6 +94,25 @@ describe("invalidation queue: order past the compaction thresholds", () => {
       assert.strictEqual(queue.size, 3)
       assert.isAtMost(orderLength(), 2 * 3 + 1025)
       deepStrictEqual(yield* drain(), ["c", "b", "a"])
+    }))
+
+  it.effect("a compaction while part of the queue is drained keeps every live entry in order", () =>
+    Effect.gen(function*() {
+      const { drain, enqueue, orderLength, queue } = setup()
+      const keys = range(1000)
+      for (const k of keys) yield* enqueue(key(k))
+      const first: Array<string> = []
+      while (first.length < 500) {
+        const head = queue.head(100) as ReadonlyArray<KeyInvalidation>
+        first.push(...head.map((entry) => entry.key))
+        yield* queue.applied(head)
+      }
+      // the head is at 500 (too few to be dropped by the head's own compaction); re-queueing one
+      // key grows the order array past 2 * 501 + 1024 entries, which compacts it from its start
+      for (let i = 0; i < 2000; i++) yield* enqueue(key("x"))
+      assert.isAtMost(orderLength(), 2 * 501 + 1025)
+      assert.strictEqual(queue.size, 501)
+      deepStrictEqual([...first, ...(yield* drain())], [...keys, "x"])
     }))
 
   it.effect("re-queued keys at the head are skipped once the head passes 1024 of them, without losing live ones", () =>
