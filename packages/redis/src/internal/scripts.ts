@@ -1,6 +1,8 @@
 /**
- * The Lua scripts of the Redis store, run through ioredis' `defineCommand` (EVALSHA, falling back
- * to EVAL after a `SCRIPT FLUSH`). Every read goes through `read`, so that an entry larger than
+ * The Lua scripts of the Redis store, run by `internal/commands.ts` with EVALSHA on a SHA-1 computed
+ * once (EVAL when the server does not know the script: a new server, a `SCRIPT FLUSH`), not through
+ * ioredis' `defineCommand`, whose per-call wrapper (an argument copy, a second promise, and the
+ * auto-pipelining it enables) cost more CPU than the command itself. Every read goes through `read`, so that an entry larger than
  * `maxEntryBytes` is never transferred: its length is checked on the server in the same round trip
  * and it is removed there. A later "lease and read in one round trip" extends `read` (more ARGV),
  * not a second script.
