@@ -15,9 +15,10 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
-import { CacheAside, CacheStore, Codec, MemoryCacheStore, Metrics } from "../src/index.js"
+import { CacheAside, CacheStore, Codec, FaultInjection, MemoryCacheStore, Metrics } from "../src/index.js"
 
 const Memory = Layer.provideMerge(MemoryCacheStore.layer(), Metrics.layer)
+const Faulty = Layer.provideMerge(FaultInjection.layer(MemoryCacheStore.layer()), Metrics.layer)
 
 /** Yields until `check` holds (a bounded number of times: never a wall-clock assertion). */
 const until = (check: () => boolean) =>
@@ -72,16 +73,26 @@ describe("stale-while-revalidate", () => {
       assertSome(yield* cache.get(1), "v1")
       yield* until(() => state.loads === 2)
       assertTrue(Option.isSome(yield* store.get(hintOf(cache.keyOf(1))))) // the reload's lease
+      const faults = yield* FaultInjection.FaultInjection
+      yield* faults.resetCounts
       assertSome(yield* cache.get(1), "v1") // still stale, the refresh still running: not a second one
       yield* settle
       assert.strictEqual(state.loads, 2)
+      assert.strictEqual((yield* faults.counts).setIfAbsent, 0) // known in this process: not even tried
       yield* Deferred.succeed(state.gate, undefined)
       yield* settle
       assertNone(yield* store.get(hintOf(cache.keyOf(1)))) // released
       assertSome(yield* cache.get(1), "v2")
       assert.strictEqual(state.loads, 2)
       assert.strictEqual((yield* metrics.snapshot("refresh")).staleServes, 2)
-    }).pipe(Effect.provide(Memory)))
+      // stale again later: refreshed again (the key is no longer marked as refreshing)
+      state.gate = undefined
+      yield* TestClock.adjust("61 seconds")
+      assertSome(yield* cache.get(1), "v2")
+      yield* until(() => state.loads === 3)
+      yield* settle
+      assertSome(yield* cache.get(1), "v3")
+    }).pipe(Effect.provide(Faulty)))
 
   it.scoped("two processes serving the same stale entry: one reloads it", () =>
     Effect.gen(function*() {
