@@ -108,6 +108,7 @@ describe("getMany and the lock (defect 6)", () => {
   it.scoped("keys leased by another process are waited for all at once, not in groups of the load concurrency", () =>
     Effect.gen(function*() {
       const store = yield* CacheStore.CacheStore
+      const metrics = yield* Metrics.Metrics
       const cache = yield* CacheAside.make({
         ...base,
         namespace: "waits",
@@ -118,11 +119,8 @@ describe("getMany and the lock (defect 6)", () => {
       const ids = Array.from({ length: 20 }, (_, i) => i)
       for (const id of ids) yield* store.set(cache.keyOf(id), Codec.lease(`holder ${id}`), Duration.minutes(1))
       const many = yield* Effect.fork(cache.getMany(ids))
-      yield* until(
-        Effect.map(Metrics.Metrics.pipe(Effect.flatMap((m) => m.snapshot("waits"))), (s) => s.lockWaits === 20)
-      )
+      yield* until(Effect.map(metrics.snapshot("waits"), (s) => s.lockWaits === 20))
       for (let i = 0; i < 11; i++) yield* TestClock.adjust("20 millis") // one lock.wait, in polls
-      const metrics = yield* Metrics.Metrics
       assert.strictEqual((yield* metrics.snapshot("waits")).lockTimeouts, 20, "every wait ended within one lock.wait")
       const answers = yield* Fiber.join(many)
       assert.strictEqual(answers.length, 20)
