@@ -129,6 +129,12 @@ export interface Options<K, A, I, E, R, T extends LookupTimeouts | undefined = L
    */
   readonly spanEveryGet?: boolean | undefined
   /**
+   * Show keys in clear in logs, span attributes and error messages (`LookupTimeout.key`). Keys can
+   * be secrets (session tokens, e-mail addresses), so by default they appear only as a short hash
+   * (`#` + 12 hex digits of their SHA-256), enough to correlate the lines about one key. Default `false`.
+   */
+  readonly logKeys?: boolean | undefined
+  /**
    * A time limit for every store call of this cache, on top of the store's own: past it the call
    * counts as `CacheUnavailable` (a read falls back to the lookup). Each limited call costs an extra
    * timer and fiber, so set it only when this cache needs a tighter bound than the store's.

@@ -171,7 +171,7 @@ export class CacheAsideImpl<K, A, E, R> {
   corrupt(full: string, error: Codec.CodecError): Effect.Effect<void> {
     this.recorder.increment(error.reason === "Integrity" ? "integrityErrors" : "decodeErrors")
     return Effect.logWarning("cache-aside: corrupt cache entry taken over", error.reason).pipe(
-      Effect.annotateLogs({ ...this.logAnnotations, key: full })
+      Effect.annotateLogs({ ...this.logAnnotations, key: this.config.keyLabel(full) })
     )
   }
 

@@ -6,7 +6,19 @@
  *
  * @internal
  */
+import { createHash } from "node:crypto"
 import * as Glob from "../Glob.js"
+
+/**
+ * How a key appears in logs, span attributes and error messages. Keys can be secrets (session
+ * tokens, e-mail addresses): by default only a short hash is shown (`#` + the first 12 hex digits
+ * of its SHA-256: enough to correlate lines about one key, not to recover it); with `logKeys: true`
+ * the key itself.
+ *
+ * @internal
+ */
+export const labeller = (clear: boolean): (key: string) => string =>
+  clear ? (key) => key : (key) => "#" + createHash("sha256").update(key).digest("hex").slice(0, 12)
 
 /** DLE ("data link escape"): starts an escape; DLE DLE is a DLE, DLE `u` + 4 hex digits a lone surrogate. */
 const ESC = "\u0010"

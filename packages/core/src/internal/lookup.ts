@@ -68,7 +68,7 @@ export class Lookup<K, A, E, R, T> {
   private run<X>(
     effect: Effect.Effect<X, E, R>,
     count: number,
-    userKey: string,
+    label: string,
     attributes: Record<string, unknown>
   ): Effect.Effect<readonly [X, number], E | T> {
     return Effect.suspend(() => {
@@ -81,7 +81,7 @@ export class Lookup<K, A, E, R, T> {
           duration: hard,
           onTimeout: () => {
             this.recorder.increment("lookupTimeouts")
-            return this.timeoutError(userKey)
+            return this.timeoutError(label)
           }
         })
       }
@@ -102,7 +102,8 @@ export class Lookup<K, A, E, R, T> {
 
   /** Loads one key. */
   load(key: K, userKey: string): Effect.Effect<readonly [Option.Option<A>, number], E | T> {
-    return this.run(this.config.load(key), 1, userKey, { namespace: this.config.namespace, key: userKey })
+    const label = this.config.keyLabel(userKey) // keys can be secrets: a short hash unless logKeys
+    return this.run(this.config.load(key), 1, label, { namespace: this.config.namespace, key: label })
   }
 
   /**

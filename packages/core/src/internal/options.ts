@@ -14,6 +14,7 @@ import type { Options } from "../CacheAside.js"
 import * as Codec from "../Codec.js"
 import type { DataSource, LoadMany } from "../DataSource.js"
 import * as integrity from "./integrity.js"
+import * as keys from "./keys.js"
 import * as nearCache from "./nearCache.js"
 import * as validate from "./validate.js"
 
@@ -51,6 +52,8 @@ export interface Config<K, A, E, R> {
   readonly storeTimeout: Duration.Duration | undefined
   readonly decodeCache: { readonly entries: number; readonly bytes: number }
   readonly spanEveryGet: boolean
+  /** How a key is shown in logs, spans and errors: a short hash unless `logKeys`. */
+  readonly keyLabel: (key: string) => string
   /** How long an entry is kept past its logical expiry: for stale-while-revalidate and fail-safe. */
   readonly keepMillis: number
   /** How many lookups of one `getMany` run at once when the source has no `loadMany`. */
@@ -181,6 +184,7 @@ export const decode = <K, A, I, E, R>(
       storeTimeout,
       decodeCache: { entries, bytes },
       spanEveryGet: options.spanEveryGet === true,
+      keyLabel: keys.labeller(options.logKeys === true),
       keepMillis,
       batchConcurrency,
       nearCache: near,

@@ -79,7 +79,7 @@ export const reloadOverStale = <K, A, E, R>(
       impl.recorder.increment("staleServes")
       return Effect.as(
         Effect.logWarning(`cache-aside: fail-safe, serving a stale value (${reason})`).pipe(
-          Effect.annotateLogs({ ...impl.logAnnotations, key: full })
+          Effect.annotateLogs({ ...impl.logAnnotations, key: impl.config.keyLabel(full) })
         ),
         stale.value
       )
