@@ -15,6 +15,7 @@ import * as Redacted from "effect/Redacted"
 import type { RedisOptions } from "ioredis"
 import * as Crypto from "node:crypto"
 import * as Tls from "node:tls"
+import type { Options, TlsOptions } from "../RedisClient.js"
 import * as validate from "./validate.js"
 
 /** @internal */
@@ -37,30 +38,9 @@ export const ownTimeout = (commandTimeout: unknown): Option.Option<Duration.Dura
     ? Option.some(Duration.millis(commandTimeout))
     : Option.none()
 
-/** TLS material: file contents (PEM), the key `Redacted`. @internal */
-export interface TlsInput {
-  readonly ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
-  readonly cert?: string | Uint8Array | undefined
-  readonly key?: Redacted.Redacted<string | Uint8Array> | undefined
-  readonly servername?: string | undefined
-  readonly rejectUnauthorized?: boolean | undefined
-}
-
-/** The fields of `RedisClient.Options` this module reads. @internal */
-export interface Input {
-  readonly url?: Redacted.Redacted<string> | undefined
-  readonly host?: string | undefined
-  readonly port?: number | undefined
-  readonly db?: number | undefined
-  readonly username?: string | undefined
-  readonly password?: Redacted.Redacted<string> | undefined
-  readonly keyPrefix?: string | undefined
-  readonly commandTimeout?: Duration.DurationInput | undefined
-  readonly connectTimeout?: Duration.DurationInput | undefined
-  readonly maxEntryBytes?: number | undefined
-  readonly tls?: TlsInput | undefined
-  readonly name?: string | undefined
-}
+/** The options this module resolves: `RedisClient.Options` (a type-only import: no cycle at run time). @internal */
+type Input = Options
+type TlsInput = TlsOptions
 
 /** @internal */
 export interface Resolved {
