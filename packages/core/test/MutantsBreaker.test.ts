@@ -9,6 +9,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
+import * as Logger from "effect/Logger"
 import { CacheUnavailable } from "../src/CacheStore.js"
 import type { Operation } from "../src/CacheStore.js"
 import { Breaker } from "../src/internal/breaker.js"
@@ -26,6 +27,10 @@ const setup = (options: { readonly threshold?: number } = {}) =>
     const counts = new Map<StoreEvent, number>()
     const breakerStates: Array<BreakerState> = []
     const probe = { outcome: "fail" as ProbeOutcome, runs: 0 }
+    const logs: Array<string> = []
+    const capture = Logger.make(({ logLevel, message }) => {
+      logs.push(`${logLevel.label} ${(Array.isArray(message) ? message : [message]).join(" ")}`)
+    })
     const breaker = new Breaker({
       circuitOpen,
       failureThreshold: options.threshold ?? 2,
@@ -55,7 +60,7 @@ const setup = (options: { readonly threshold?: number } = {}) =>
       now: () => clock.now,
       random: yield* Effect.random,
       scope,
-      log: () => Effect.void
+      log: (effect) => Effect.provide(effect, Logger.replace(Logger.defaultLogger, capture))
     })
     const count = (event: StoreEvent) => counts.get(event) ?? 0
     /** One call at `at`: whether it went through, and lets a probe it started run to its end. */
@@ -73,7 +78,7 @@ const setup = (options: { readonly threshold?: number } = {}) =>
         return exit
       })
     const failAt = (at: number, error: CacheUnavailable = down) => callAt(at, "get", Effect.fail(error))
-    return { breaker, clock, count, breakerStates, probe, callAt, failAt }
+    return { breaker, clock, count, breakerStates, logs, probe, callAt, failAt }
   })
 
 const refusedByBreaker = (exit: Exit.Exit<unknown, CacheUnavailable>) => {
@@ -226,5 +231,24 @@ describe("breaker: states reported", () => {
       probe.outcome = "succeed"
       yield* callAt(100)
       deepStrictEqual(breakerStates, ["closed", "open", "half-open", "closed"])
+    }))
+})
+
+describe("breaker: log lines", () => {
+  it.scoped("one line per transition, with the reason and the cooldown", () =>
+    Effect.gen(function*() {
+      const { callAt, failAt, logs, probe } = yield* setup({ threshold: 2 })
+      yield* failAt(0)
+      yield* failAt(0)
+      yield* callAt(100) // the probe fails
+      probe.outcome = "succeed"
+      yield* callAt(300)
+      deepStrictEqual(logs, [
+        "WARN cache-aside: circuit breaker opened (2 consecutive failures); store calls fail fast for 100 ms",
+        "INFO cache-aside: circuit breaker half-open, probing the store",
+        "WARN cache-aside: circuit breaker opened (the probe failed); store calls fail fast for 200 ms",
+        "INFO cache-aside: circuit breaker half-open, probing the store",
+        "INFO cache-aside: circuit breaker closed, store calls resume"
+      ])
     }))
 })
