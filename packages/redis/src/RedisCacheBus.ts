@@ -34,6 +34,8 @@ import * as CacheBus from "@cache-aside/core/CacheBus"
 import type { CacheStore, InvalidStoreOptions } from "@cache-aside/core/CacheStore"
 import type { Metrics } from "@cache-aside/core/Metrics"
 import * as ResilientCacheStore from "@cache-aside/core/ResilientCacheStore"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -178,3 +180,45 @@ export const layer = (
       ...options.resilience
     })
 }
+
+/**
+ * The Redis store and its bus over one client configured from `Config` (validated: invalid values
+ * are a `ConfigError`), wrapped like `layer`.
+ *
+ * @example
+ * ```ts
+ * import { Config } from "effect"
+ * import { RedisCacheBus } from "@cache-aside/redis"
+ *
+ * const Live = RedisCacheBus.layerFromConfig({ url: Config.redacted("CACHE_REDIS_URL") })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const layerFromConfig = (
+  config: Config.Config.Wrap<RedisClient.Options>,
+  options: Pick<RedisCacheStore.Options, "resilience"> & { readonly bus?: Options | undefined } = {}
+): Layer.Layer<CacheStore | CacheBus.CacheBus, ConfigError.ConfigError | InvalidStoreOptions, Metrics> =>
+  Layer.unwrapEffect(Effect.map(RedisClient.validatedConfig(config), (client) => layer({ ...client, ...options })))
+
+/**
+ * The Redis store and its bus over one client configured from the environment (the variables of
+ * `RedisClient.config`: `REDIS_URL`, `REDIS_USERNAME`, `REDIS_PASSWORD`, ...): what an application
+ * with near caches on Redis provides.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Metrics } from "@cache-aside/core"
+ * import { RedisCacheBus } from "@cache-aside/redis"
+ *
+ * const Live = RedisCacheBus.layerConfig.pipe(Layer.provideMerge(Metrics.layer))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const layerConfig: Layer.Layer<
+  CacheStore | CacheBus.CacheBus,
+  ConfigError.ConfigError | InvalidStoreOptions,
+  Metrics
+> = layerFromConfig(RedisClient.config)

@@ -213,17 +213,7 @@ export const layerFromConfig = (
   config: Config.Config.Wrap<RedisClient.Options>,
   options: Pick<Options, "resilience"> = {}
 ): Layer.Layer<CacheStore, ConfigError.ConfigError | InvalidStoreOptions, Metrics> =>
-  Layer.unwrapEffect(
-    Effect.map(
-      Config.mapOrFail(Config.unwrap(config), (client) => {
-        const resolved = internalOptions.resolve(client)
-        return Either.isLeft(resolved)
-          ? Either.left(ConfigError.InvalidData([], `RedisCacheStore: ${resolved.left}`))
-          : Either.right(client)
-      }),
-      (client) => layer({ ...client, ...options })
-    )
-  )
+  Layer.unwrapEffect(Effect.map(RedisClient.validatedConfig(config), (client) => layer({ ...client, ...options })))
 
 /**
  * The store over a client configured from the environment (see `RedisClient.config`: `REDIS_URL`,

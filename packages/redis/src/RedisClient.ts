@@ -669,6 +669,30 @@ export const layerFromConfig = (
     Effect.flatMap(Config.unwrap(config), (options) => Effect.mapError(make(options), invalidData))
   )
 
+/**
+ * Client options read from `Config` and validated as `make` validates them: a value that cannot make
+ * a working client (a port out of range, a malformed URL, an infinite timeout, ...) is a
+ * `ConfigError` whose message never contains the URL or a password. The layers built from `Config`
+ * use it.
+ *
+ * @example
+ * ```ts
+ * import { Config } from "effect"
+ * import { RedisClient } from "@cache-aside/redis"
+ *
+ * const options = RedisClient.validatedConfig({ url: Config.redacted("CACHE_REDIS_URL") })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const validatedConfig = (config: Config.Config.Wrap<Options>): Config.Config<Options> =>
+  Config.mapOrFail(Config.unwrap(config), (options) => {
+    const resolved = internalOptions.resolve(options)
+    return Either.isLeft(resolved)
+      ? Either.left(ConfigError.InvalidData([], `Redis: ${resolved.left}`))
+      : Either.right(options)
+  })
+
 const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
   Config.map(Config.option(config), Option.getOrUndefined)
 

@@ -1,0 +1,62 @@
+/**
+ * `RedisCacheBus.layerConfig`: the store and the near-cache bus from the environment, validated like
+ * `RedisCacheStore.layerConfig` (a bad value is a ConfigError, never a defect), and working end to
+ * end on a real redis-server: a near cache in one process is evicted by another's invalidation.
+ */
+import { CacheAside, Metrics } from "@cache-aside/core"
+import { RedisCacheBus } from "@cache-aside/redis"
+import { assert, describe, it } from "@effect/vitest"
+import { assertSome } from "@effect/vitest/utils"
+import { Cause, ConfigError, ConfigProvider, Effect, Exit, Layer, Option, Schema } from "effect"
+import { RedisServer } from "./utils/RedisServer.js"
+
+const withEnv = (env: Record<string, string>) =>
+  Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+const live = Layer.provideMerge(RedisCacheBus.layerConfig, Metrics.layer)
+
+describe("RedisCacheBus.layerConfig", () => {
+  it.scoped("a bad variable is a ConfigError that does not show the password", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(Layer.build(live)).pipe(
+        withEnv({ REDIS_URL: "redis://user:hunter2-secret@localhost:99999" })
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit)) {
+        const failure = Cause.failureOption(exit.cause)
+        assert.isTrue(Option.isSome(failure) && ConfigError.isConfigError(failure.value))
+        assert.notInclude(Cause.pretty(exit.cause), "hunter2-secret")
+      }
+    }))
+
+  it.scopedLive("store and bus from REDIS_URL: one process's invalidation evicts another's near cache", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      let version = "v1"
+      const make = Effect.gen(function*() {
+        const context = yield* Layer.build(live).pipe(withEnv({ REDIS_URL: server.url }))
+        return yield* CacheAside.make({
+          namespace: "bus-config",
+          key: String,
+          schema: Schema.String,
+          lookup: (_: number) => Effect.sync(() => Option.some(version)),
+          ttl: "1 hour",
+          nearCache: { maxEntries: 100, ttl: "1 hour" }
+        }).pipe(Effect.provide(context))
+      })
+      const a = yield* make
+      const b = yield* make
+      assertSome(yield* a.get(1), "v1")
+      assertSome(yield* b.get(1), "v1") // now in b's near cache
+      version = "v2"
+      yield* a.invalidate(1)
+      // b's near cache is evicted by the bus (asynchronously): poll, bounded
+      let answer: Option.Option<string> = Option.none()
+      for (let i = 0; i < 200; i++) {
+        answer = yield* b.get(1)
+        if (Option.isSome(answer) && answer.value === "v2") break
+        yield* Effect.sleep("10 millis")
+      }
+      assertSome(answer, "v2")
+    }))
+})
