@@ -5,7 +5,7 @@
  *   REDIS_URL=redis://127.0.0.1:6379 pnpm demo   # the same program on a real Redis
  */
 import { CacheService, CacheStore, DataSource, MemoryCacheStore, Metrics } from "@cache-aside/core"
-import { RedisCacheStore } from "@cache-aside/redis"
+import { RedisCacheBus } from "@cache-aside/redis"
 import { Config, type ConfigError, Console, Context, Effect, Layer, Option, Schema } from "effect"
 
 class User extends Schema.Class<User>("User")({
@@ -50,7 +50,9 @@ class UserCache extends CacheService.Tag("demo/UserCache")<UserCache>()(
     schema: User,
     lookup: db,
     ttl: "1 hour",
-    negativeTtl: "30 seconds"
+    negativeTtl: "30 seconds",
+    // an L1 of decoded values in process memory; on Redis kept coherent by RedisCacheBus (below)
+    nearCache: { maxEntries: 10_000, ttl: "1 minute" }
   }))
 ) {}
 
@@ -110,8 +112,11 @@ const StoreLive = Layer.unwrapEffect(
       Metrics.Metrics
     > =>
       Option.isSome(url)
-        ? Layer.tap(RedisCacheStore.layerConfig, () => Console.log(`store: Redis at ${url.value}\n`))
-        : Layer.tap(MemoryCacheStore.layer(), () => Console.log("store: in-memory (set REDIS_URL to use Redis)\n"))
+        // the store and the bus that keeps every process's near cache coherent, on one client
+        ? Layer.tap(RedisCacheBus.layerConfig, () =>
+          Console.log("store: Redis from REDIS_URL (near cache on; the URL is not printed: it may hold a password)\n"))
+        : Layer.tap(MemoryCacheStore.layer(), () =>
+          Console.log("store: in-memory (set REDIS_URL to use Redis)\n"))
   )
 )
 
