@@ -179,6 +179,7 @@ describe("breaker: what counts as a failure", () => {
       deepStrictEqual(breaker.state, { _tag: "Closed", failures: 0 })
       assert.strictEqual(count("failures"), 2)
       assert.strictEqual(count("timeouts"), 0)
+      assert.strictEqual(count("breakerClosed"), 0) // a call's error reply is no probe: nothing closed
       yield* failAt(2, new CacheUnavailable({ operation: "get", cause: new Cause.TimeoutException() }))
       assert.strictEqual(count("timeouts"), 1)
       deepStrictEqual(breaker.state, { _tag: "Open", until: 102, reopened: 0 })
@@ -220,6 +221,34 @@ describe("breaker: what counts as a failure", () => {
       assert.strictEqual(a.operation, "get")
       assert.strictEqual(count("rejected"), 3)
       assert.isFalse(breaker.isClosed)
+    }))
+})
+
+describe("breaker: outcomes that arrive late", () => {
+  it.scoped("a call let through while closed that fails after the breaker opened changes nothing", () =>
+    Effect.gen(function*() {
+      const { breaker, count, failAt } = yield* setup({ threshold: 1 })
+      yield* failAt(0)
+      deepStrictEqual(breaker.state, { _tag: "Open", until: 100, reopened: 0 })
+      yield* breaker.settle(false, Exit.fail(down))
+      deepStrictEqual(breaker.state, { _tag: "Open", until: 100, reopened: 0 })
+      assert.strictEqual(count("breakerOpened"), 1)
+    }))
+
+  it.scoped("a probe failure that finds the breaker closed counts as a failure of the closed breaker", () =>
+    Effect.gen(function*() {
+      const { breaker, count } = yield* setup({ threshold: 2 })
+      yield* breaker.settle(true, Exit.fail(down))
+      deepStrictEqual(breaker.state, { _tag: "Closed", failures: 1 })
+      assert.strictEqual(count("breakerOpened"), 0)
+    }))
+
+  it.scoped("a refusal asked of a breaker that closed meanwhile is still a refusal, without a probe", () =>
+    Effect.gen(function*() {
+      const { breaker, probe } = yield* setup()
+      refusedByBreaker(yield* Effect.exit(breaker.rejectOrProbe("get")))
+      assert.strictEqual(probe.runs, 0)
+      deepStrictEqual(breaker.state, { _tag: "Closed", failures: 0 })
     }))
 })
 
