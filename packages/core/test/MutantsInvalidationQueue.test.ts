@@ -151,6 +151,9 @@ describe("invalidation queue: patterns and batches", () => {
       const onlyKey = queue.claim(["a"])!
       assert.isFalse(onlyKey.patterns)
       assert.isUndefined(queue.claim(["b", "admin:1"]))
+      const onlyPattern = queue.claim(["user:9"])!
+      assert.strictEqual(onlyPattern.entries.length, 1)
+      assert.strictEqual(onlyPattern.entries[0]!._tag, "Pattern")
     }))
 
   it.effect("settle: a claimed key entry is done; a pattern remembers the key as cleared until it is replayed", () =>
@@ -234,7 +237,12 @@ describe("invalidation queue: overflow episodes", () => {
       assert.strictEqual(sizes.at(-1), 0)
       assert.strictEqual(logs.length, 3)
       assert.match(logs[0]!, /^WARN .*queued for replay.*connection refused/)
-      assert.match(logs[1]!, /^ERROR .*queue full \(3\); dropping the oldest/)
+      assert.strictEqual(
+        logs[1],
+        "ERROR cache-aside: invalidation queue full (3); dropping the oldest invalidations, their keys may be served " +
+          "stale until they expire (set overflowPattern to clear the cache instead; logged once per overflow, with the " +
+          "count when it ends)"
+      )
       assert.match(logs[2]!, /^ERROR .*replayed \(3\); 2 invalidation\(s\) were dropped/)
       // a new episode logs again
       yield* enqueue(key("f"))

@@ -5,13 +5,16 @@
  * soft timeout, and the handle's `refresh` (see docs/mutation.md).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { assertNone, assertSome, assertTrue } from "@effect/vitest/utils"
+import { assertNone, assertSome, assertTrue, deepStrictEqual } from "@effect/vitest/utils"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
@@ -209,6 +212,65 @@ describe("fail-safe", () => {
     }).pipe(Effect.provide(Memory)))
 })
 
+describe("fail-safe: what is logged", () => {
+  const failSafe = { maxStale: "1 minute", throttle: "10 seconds" } as const
+  const capture = (lines: Array<string>) =>
+    Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ annotations, logLevel, message }) => {
+        const text = (Array.isArray(message) ? message : [message]).join(" ")
+        const annotated = [...HashMap.entries(annotations)].map(([k, v]) => `${k}=${String(v)}`).sort().join(",")
+        lines.push(`${logLevel.label} ${text} [${annotated}]`)
+      })
+    )
+
+  it.scoped("each stale answer says why, with the namespace and the key", () =>
+    Effect.gen(function*() {
+      const store = yield* CacheStore.CacheStore
+      const lines: Array<string> = []
+      const loads = { count: 0, mode: "fail" as "fail" | "hard" | "slow" }
+      const cache = yield* CacheAside.make({
+        ...base,
+        failSafe,
+        lookupTimeout: { soft: "100 millis", hard: "1 second" },
+        lookup: () =>
+          Effect.suspend(() => {
+            if (++loads.count === 1) return Effect.succeed(Option.some("v1"))
+            if (loads.mode === "fail") return Effect.fail("database down" as const)
+            return Effect.as(Effect.sleep(loads.mode === "hard" ? "2 seconds" : "500 millis"), Option.some("late"))
+          })
+      })
+      const full = cache.keyOf(1)
+      const get = Effect.provide(cache.get(1), capture(lines))
+      assertSome(yield* get, "v1")
+      yield* TestClock.adjust("61 seconds")
+      assertSome(yield* get, "v1") // the lookup failed
+      yield* store.delete([hintOf(full)])
+      yield* TestClock.adjust("11 seconds")
+      loads.mode = "hard"
+      const hard = yield* Effect.fork(get)
+      yield* until(() => loads.count === 3)
+      yield* TestClock.adjust("100 millis") // the soft timeout answers ...
+      assertSome(yield* Fiber.join(hard), "v1")
+      yield* TestClock.adjust("1 second") // ... and the load passes its hard timeout in the background
+      yield* settle
+      yield* store.set(hintOf(full), Codec.lease("another process"), Duration.minutes(1))
+      yield* TestClock.adjust("11 seconds")
+      assertSome(yield* get, "v1") // another process reloads it
+      const stale = lines.filter((line) => line.includes("fail-safe"))
+      // the key is logged as a hash, never as the key itself
+      for (const line of stale) assert.notInclude(line, full)
+      const tag = "[key=#hash,namespace=refresh]"
+      const reasons = stale.map((line) => line.replace(/key=#[0-9a-f]{12}/, "key=#hash"))
+      deepStrictEqual(reasons, [
+        `WARN cache-aside: fail-safe, serving a stale value (the lookup failed) ${tag}`,
+        `WARN cache-aside: fail-safe, serving a stale value (the lookup passed its soft timeout of 100ms) ${tag}`,
+        `WARN cache-aside: fail-safe, serving a stale value (the lookup passed its hard timeout) ${tag}`,
+        `WARN cache-aside: fail-safe, serving a stale value (another process is reloading it) ${tag}`
+      ])
+    }).pipe(Effect.provide(Memory)))
+})
+
 describe("the handle's refresh", () => {
   it.scoped("reloads a cached key and writes over it; fills an absent key; takes over corrupt bytes", () =>
     Effect.gen(function*() {
@@ -226,5 +288,29 @@ describe("the handle's refresh", () => {
       yield* cache.refresh(1)
       assertSome(yield* cache.get(1), "v4")
       assert.strictEqual(state.loads, 4)
+      // another loader's lease: reloaded and filled over it
+      yield* store.set(cache.keyOf(1), Codec.lease("another process"), Duration.minutes(1))
+      yield* cache.refresh(1)
+      assertSome(yield* cache.get(1), "v5")
+      // an entry past its TTL still in the store (dead): taken over and filled
+      const dead = Either.getOrThrow(
+        Codec.make(Schema.String).encode({ _tag: "Value", value: "old", expiresAt: 0, delta: 0 })
+      )
+      yield* TestClock.adjust("1 second")
+      yield* store.set(cache.keyOf(1), dead, Duration.minutes(1))
+      yield* cache.refresh(1)
+      assertSome(yield* cache.get(1), "v6")
+      assert.strictEqual(state.loads, 6)
     }).pipe(Effect.provide(Memory)))
+
+  it.scoped("with the store failing, refresh still runs the lookup (and writes nothing)", () =>
+    Effect.gen(function*() {
+      const faults = yield* FaultInjection.FaultInjection
+      const { lookup, state } = source()
+      const cache = yield* CacheAside.make({ ...base, lookup })
+      yield* faults.failAll()
+      yield* cache.refresh(1)
+      assert.strictEqual(state.loads, 1)
+      assert.strictEqual((yield* faults.counts).compareAndSet + (yield* faults.counts).setIfAbsent, 0)
+    }).pipe(Effect.provide(Faulty)))
 })
