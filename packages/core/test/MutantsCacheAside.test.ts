@@ -230,4 +230,31 @@ describe("set", () => {
       assert.include(String(error), "CodecError")
       deepStrictEqual(yield* hex, before)
     }).pipe(Effect.provide(Memory)))
+
+  it.scoped("a value the schema encodes but cannot read back (NaN becomes null) fails and is not written", () =>
+    Effect.gen(function*() {
+      const store = yield* CacheStore.CacheStore
+      const cache = yield* CacheAside.make({
+        ...base,
+        schema: Schema.Number,
+        lookup: (id: number) => Effect.succeed(Option.some(id))
+      })
+      assertTrue(Exit.isFailure(yield* Effect.exit(cache.set(1, Number.NaN))))
+      assertNone(yield* store.get(cache.keyOf(1)))
+    }).pipe(Effect.provide(Memory)))
+})
+
+describe("getOption", () => {
+  it.scoped("answers a fresh entry, and none for an entry only kept for fail-safe", () =>
+    Effect.gen(function*() {
+      const cache = yield* CacheAside.make({
+        ...base,
+        failSafe: { maxStale: "1 minute" },
+        lookup: (id: number) => Effect.succeed(Option.some(`v${id}`))
+      })
+      assertSome(yield* cache.get(1), "v1")
+      assertSome(yield* cache.getOption(1), Option.some("v1"))
+      yield* TestClock.adjust("61 seconds")
+      assertNone(yield* cache.getOption(1))
+    }).pipe(Effect.provide(Memory)))
 })
