@@ -225,12 +225,20 @@ export class Flights {
   background<A, E>(flight: Flight<A, E>, work: Effect.Effect<Option.Option<A>, E>): Effect.Effect<Option.Option<A>, E> {
     // the fiber's observer (see `spawn`) settles the flight with the load's exit
     return Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(
-        Effect.zipRight(this.spawn([flight], work), this.join(flight, restore)),
-        // Retry: the load was interrupted while this caller waited, which only the closing of the
-        // cache's scope does
-        (outcome) => outcome === Retry ? Effect.interrupt : outcome
-      )
+      Effect.flatMap(this.spawn([flight], work), () => {
+        // counted in within the same uninterruptible step as the fork, counted out only by an
+        // interrupt (as `join`, without its own mask and `onInterrupt`'s: this region is masked)
+        flight.waiters++
+        return Effect.matchCauseEffect(restore(this.outcomeOf(flight)), {
+          onFailure: (cause) => {
+            if (Cause.isInterruptedOnly(cause)) this.leave([flight])
+            return Effect.failCause(cause)
+          },
+          // Retry: the load was interrupted while this caller waited, which only the closing of
+          // the cache's scope does
+          onSuccess: (outcome) => outcome === Retry ? Effect.interrupt : outcome
+        })
+      })
     )
   }
 }
