@@ -235,6 +235,15 @@ describe("breaker: outcomes that arrive late", () => {
       assert.strictEqual(count("breakerOpened"), 1)
     }))
 
+  it.scoped("a call let through while closed that succeeds after the breaker opened does not close it", () =>
+    Effect.gen(function*() {
+      const { breaker, count, failAt } = yield* setup({ threshold: 1 })
+      yield* failAt(0)
+      yield* breaker.settle(false, Exit.void)
+      deepStrictEqual(breaker.state, { _tag: "Open", until: 100, reopened: 0 })
+      assert.strictEqual(count("breakerClosed"), 0)
+    }))
+
   it.scoped("a probe failure that finds the breaker closed counts as a failure of the closed breaker", () =>
     Effect.gen(function*() {
       const { breaker, count } = yield* setup({ threshold: 2 })
