@@ -139,7 +139,9 @@ describe("which local flights an invalidation marks", () => {
    * flights (a marked flight skips its fill: the invalidation wins even where the lease would not
    * tell) and each key's loads after one more get.
    */
-  const inFlight = (invalidate: (cache: CacheAside.CacheAside<number, string>) => Effect.Effect<unknown, unknown>) =>
+  const inFlight = (
+    invalidate: (cache: CacheAside.CacheAside<number, string, never>) => Effect.Effect<unknown, unknown>
+  ) =>
     Effect.gen(function*() {
       const faults = yield* FaultInjection.FaultInjection
       const gates = new Map<number, Deferred.Deferred<void>>()

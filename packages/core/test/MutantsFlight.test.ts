@@ -116,9 +116,13 @@ describe("flight: a load that ends without answering", () => {
       for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
       yield* Scope.close(scope, Exit.void)
       yield* until(() => count(interrupted, 1) === 1 && count(interrupted, 2) === 1)
-      for (const fiber of [batch, ...joiners]) {
-        yield* until(() => fiber.unsafePoll() !== null)
-        assertTrue(Exit.isFailure(fiber.unsafePoll()!))
+      const polls: Array<() => Exit.Exit<unknown, unknown> | null> = [
+        () => batch.unsafePoll(),
+        ...joiners.map((fiber) => () => fiber.unsafePoll())
+      ]
+      for (const poll of polls) {
+        yield* until(() => poll() !== null)
+        assertTrue(Exit.isFailure(poll()!))
       }
     }).pipe(Effect.provide(Memory)))
 

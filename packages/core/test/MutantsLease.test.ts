@@ -22,7 +22,10 @@ const base = {
   jitter: 0
 } as const
 
-const setup = (lookup: (id: number) => Effect.Effect<Option.Option<string>>, options: { negativeTtl?: string } = {}) =>
+const setup = (
+  lookup: (id: number) => Effect.Effect<Option.Option<string>>,
+  options: { readonly negativeTtl?: Duration.DurationInput } = {}
+) =>
   Effect.gen(function*() {
     const store = yield* CacheStore.CacheStore
     const faults = yield* FaultInjection.FaultInjection

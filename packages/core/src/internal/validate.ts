@@ -52,9 +52,11 @@ export const duration = (
   }
   const millis = Duration.toMillis(decoded.value)
   if (!(millis >= min) || !(millis <= max)) {
-    return Either.left(`${what} must be between ${Duration.format(Duration.millis(min))} and ${
-      Duration.format(Duration.millis(max))
-    }, got ${shown}`)
+    return Either.left(
+      `${what} must be between ${Duration.format(Duration.millis(min))} and ${
+        Duration.format(Duration.millis(max))
+      }, got ${shown}`
+    )
   }
   return Either.right(decoded.value)
 }
