@@ -182,6 +182,15 @@ describe("invalidation queue: patterns and batches", () => {
     }))
 })
 
+describe("invalidation queue: no overflow pattern configured", () => {
+  it.effect("a queued pattern spelled \"undefined\" is no overflow pattern: a key it matches is still queued", () =>
+    Effect.gen(function*() {
+      const { enqueue, queue } = setup()
+      yield* enqueue(queue.makePattern("undefined"), key("undefined"))
+      assert.strictEqual(queue.size, 2)
+    }))
+})
+
 describe("invalidation queue: the cap on keys remembered as cleared", () => {
   const cap = 100_000
 
