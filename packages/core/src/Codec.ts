@@ -33,8 +33,19 @@ import * as zlib from "node:zlib"
  * @since 0.1.0
  */
 export type Entry<A> =
-  | { readonly _tag: "Value"; readonly value: A; readonly expiresAt: number; readonly delta: number }
-  | { readonly _tag: "NotFound"; readonly expiresAt: number; readonly delta: number }
+  | {
+    readonly _tag: "Value"
+    readonly value: A
+    readonly expiresAt: number
+    readonly delta: number
+    readonly staleUntil?: number | undefined
+  }
+  | {
+    readonly _tag: "NotFound"
+    readonly expiresAt: number
+    readonly delta: number
+    readonly staleUntil?: number | undefined
+  }
 
 /**
  * What a key can hold: an entry, or a lease (a placeholder that a loader put there, see `lease`).
@@ -264,6 +275,8 @@ interface Envelope {
   readonly x?: unknown
   readonly d?: unknown
   readonly f?: unknown
+  /** The end of the entry's stale window when it is earlier than expiry + maxStale (a fail-safe throttle rewrite). */
+  readonly s?: unknown
 }
 
 /**
@@ -293,11 +306,11 @@ export const make = <A, I>(schema: Schema.Schema<A, I, never>, options: Options 
   const encodeUnsafe = (entry: Entry<A>): Either.Either<Uint8Array, CodecError> => {
     let json: string
     if (entry._tag === "NotFound") {
-      json = JSON.stringify({ n: 1, x: entry.expiresAt, d: entry.delta })
+      json = JSON.stringify({ n: 1, x: entry.expiresAt, d: entry.delta, s: entry.staleUntil })
     } else {
       const encoded = encodeValue(entry.value)
       if (Either.isLeft(encoded)) return failure("Encode", describeIssue(encoded.left.issue))
-      json = JSON.stringify({ v: encoded.right, x: entry.expiresAt, d: entry.delta })
+      json = JSON.stringify({ v: encoded.right, x: entry.expiresAt, d: entry.delta, s: entry.staleUntil })
     }
     const bytes = Buffer.from(json, "utf8")
     if (bytes.length > maxEntryBytes) {
@@ -317,7 +330,7 @@ export const make = <A, I>(schema: Schema.Schema<A, I, never>, options: Options 
 
   const envelope = (raw: unknown): Either.Either<Stored<A>, CodecError> => {
     if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return failure("Decode", "not an entry envelope")
-    const { d, f, n, v, x } = raw as Envelope
+    const { d, f, n, s, v, x } = raw as Envelope
     if (f !== undefined) {
       if (typeof f !== "number" || !Number.isInteger(f) || f < 1) return failure("Decode", "invalid format version")
       if (f > formatVersion) return Either.right({ _tag: "Newer" })
@@ -326,13 +339,17 @@ export const make = <A, I>(schema: Schema.Schema<A, I, never>, options: Options 
     if (d !== undefined && !(typeof d === "number" && Number.isFinite(d) && d >= 0)) {
       return failure("Decode", "invalid load time")
     }
+    if (s !== undefined && !(typeof s === "number" && Number.isFinite(s))) {
+      return failure("Decode", "invalid stale deadline")
+    }
     const expiresAt = x ?? Number.POSITIVE_INFINITY
     const delta = d ?? 0
-    if (n === 1) return Either.right({ _tag: "NotFound", expiresAt, delta })
+    const stale = s === undefined ? {} : { staleUntil: s }
+    if (n === 1) return Either.right({ _tag: "NotFound", expiresAt, delta, ...stale })
     if (!("v" in raw)) return failure("Decode", "not an entry envelope")
     const value = decodeValue(v)
     if (Either.isLeft(value)) return failure("Decode", describeIssue(value.left.issue))
-    return Either.right({ _tag: "Value", value: value.right, expiresAt, delta })
+    return Either.right({ _tag: "Value", value: value.right, expiresAt, delta, ...stale })
   }
 
   const decodeUnsafe = (bytes: Uint8Array): Either.Either<Stored<A>, CodecError> => {

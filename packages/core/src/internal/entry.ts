@@ -164,7 +164,8 @@ export class Entries<A> {
       ? "fresh"
       : at < entry.expiresAt + this.config.swrMillis
       ? "stale"
-      : this.config.failSafe !== undefined && at < entry.expiresAt + this.config.failSafe.maxStaleMillis
+      : this.config.failSafe !== undefined && at < entry.expiresAt + this.config.failSafe.maxStaleMillis &&
+          (entry.staleUntil === undefined || at < entry.staleUntil)
       ? "failSafe"
       : undefined
     if (state === undefined) return { _tag: "Dead", bytes }
@@ -228,12 +229,13 @@ export class Entries<A> {
     value: Option.Option<A>,
     freshMillis: number,
     delta: number,
-    storeMillis = freshMillis + this.config.keepMillis
+    storeMillis = freshMillis + this.config.keepMillis,
+    staleUntil?: number
   ): Either.Either<{ readonly bytes: Uint8Array; readonly ttl: Duration.Duration }, Codec.CodecError> {
     const expiresAt = this.now() + freshMillis
     const entry: Codec.Entry<A> = Option.isSome(value)
-      ? { _tag: "Value", value: value.value, expiresAt, delta }
-      : { _tag: "NotFound", expiresAt, delta }
+      ? { _tag: "Value", value: value.value, expiresAt, delta, staleUntil }
+      : { _tag: "NotFound", expiresAt, delta, staleUntil }
     try {
       const integrity = this.config.integrity
       return Either.map(this.codec.encode(entry), (bytes) => ({

@@ -115,10 +115,12 @@ export const reloadOverStale = <K, A, E, R>(
 /** Keeps a stale entry fresh for the throttle period, but never past its original stale deadline. */
 const throttle = <K, A, E, R>(impl: CacheAsideImpl<K, A, E, R>, full: string, stale: Found<A>): Effect.Effect<void> =>
   Effect.suspend(() => {
-    const left = stale.entry.expiresAt + impl.config.keepMillis - impl.now()
+    // the original stale deadline, carried by every rewrite: a chain of throttles never extends it
+    const deadline = stale.entry.staleUntil ?? stale.entry.expiresAt + impl.config.failSafe!.maxStaleMillis
+    const left = deadline - impl.now()
     if (left < 1) return Effect.void
     const fresh = Math.min(impl.config.failSafe!.throttleMillis, left)
-    const encoded = impl.entries.encode(full, stale.value, fresh, stale.entry.delta, left)
+    const encoded = impl.entries.encode(full, stale.value, fresh, stale.entry.delta, left, deadline)
     return Either.isLeft(encoded)
       ? Effect.void
       : Effect.ignore(impl.store.compareAndSet(full, stale.bytes, encoded.right.bytes, encoded.right.ttl))
