@@ -20,7 +20,7 @@ import * as Codec from "../Codec.js"
 export class Lease {
   /** Set once a fill's compare-and-set replaced the lease: nothing left to release. */
   consumed = false
-  constructor(readonly key: string, readonly bytes: Uint8Array, readonly owned: boolean) {}
+  constructor(readonly key: string, readonly bytes: Uint8Array) {}
 }
 
 /**
@@ -40,7 +40,7 @@ type Store = CacheStore["Type"]
 
 const acquire = (store: Store, key: string, ttl: Duration.Duration, over: Uint8Array | undefined) =>
   Effect.suspend((): Effect.Effect<Taken> => {
-    const lease = new Lease(key, Codec.lease(randomUUID()), true)
+    const lease = new Lease(key, Codec.lease(randomUUID()))
     const taking = over === undefined
       ? store.setIfAbsent(key, lease.bytes, ttl)
       : store.compareAndSet(key, over, lease.bytes, ttl)
@@ -87,7 +87,7 @@ export const use = <X, E, R>(
  *
  * @internal
  */
-export const borrowed = (key: string, bytes: Uint8Array): Lease => new Lease(key, bytes, false)
+export const borrowed = (key: string, bytes: Uint8Array): Lease => new Lease(key, bytes)
 
 /**
  * The fill: writes `bytes` if the key still holds the lease; `true` when written (the lease is then
