@@ -12,6 +12,7 @@
  *
  * @since 0.1.0
  */
+import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -108,6 +109,126 @@ const checkOptions = (options: Options): Either.Either<{ maxEntries: number; max
     return { maxEntries, maxBytes }
   })
 
+/** The store's state and operations: the slots, the clock, the size limit. */
+class MemoryStore {
+  private readonly refusals = new Map<string, CacheUnavailable>()
+  constructor(
+    private readonly slots: Slots,
+    private readonly clock: Clock.Clock,
+    private readonly maxEntryBytes: number
+  ) {}
+
+  now(): number {
+    return this.clock.unsafeCurrentTimeMillis()
+  }
+
+  read(key: string, at: number): Option.Option<Bytes> {
+    const slot = this.slots.peek(key)
+    if (slot === undefined) return Option.none()
+    if (slot.expiresAt <= at) {
+      this.slots.remove(key)
+      return Option.none()
+    }
+    this.slots.touch(key, slot)
+    return Option.some(slot.value)
+  }
+
+  /** The refusal of an entry too large to keep (one per operation, made once), else `undefined`. */
+  tooLarge(operation: string, key: string, value: Bytes): CacheUnavailable | undefined {
+    if (sizeOf(key, value) <= this.maxEntryBytes) return undefined
+    let refusal = this.refusals.get(operation)
+    if (refusal === undefined) {
+      refusal = new CacheUnavailable({
+        operation,
+        replied: true,
+        cause: new Error(
+          `entry larger than the memory store keeps (an eighth of maxBytes: ${this.maxEntryBytes} bytes)`
+        )
+      })
+      this.refusals.set(operation, refusal)
+    }
+    return refusal
+  }
+
+  write(key: string, value: Bytes, ttl: Duration.Duration): void {
+    const millis = Math.max(1, Math.ceil(Duration.toMillis(ttl)))
+    this.slots.put(key, { value, expiresAt: this.now() + millis, size: sizeOf(key, value) })
+  }
+
+  /** Writes unless the entry is too large: `true` when written. */
+  writeChecked(
+    operation: string,
+    key: string,
+    value: Bytes,
+    ttl: Duration.Duration
+  ): Effect.Effect<boolean, CacheUnavailable> {
+    const refused = this.tooLarge(operation, key, value)
+    if (refused !== undefined) return Effect.fail(refused)
+    this.write(key, value, ttl)
+    return Effect.succeed(true)
+  }
+
+  live(key: string): Slot | undefined {
+    const slot = this.slots.peek(key)
+    return slot !== undefined && slot.expiresAt > this.now() ? slot : undefined
+  }
+
+  /** Removes keys; counts those that were live. */
+  remove(keys: Iterable<string>): number {
+    const at = this.now()
+    let count = 0
+    for (const key of keys) {
+      const slot = this.slots.remove(key)
+      if (slot !== undefined && slot.expiresAt > at) count++
+    }
+    return count
+  }
+
+  service(): CacheStore["Type"] {
+    return CacheStore.of({
+      get: (key) => Effect.sync(() => this.read(key, this.now())),
+      getMany: (keys) =>
+        Effect.sync(() => {
+          const at = this.now()
+          return keys.map((key) => this.read(key, at))
+        }),
+      set: (key, value, ttl) =>
+        Effect.suspend(() => {
+          const refused = this.tooLarge("set", key, value)
+          if (refused === undefined) return Effect.sync(() => this.write(key, value, ttl))
+          this.slots.remove(key) // the older value must not outlive the write that replaced it
+          return Effect.fail(refused)
+        }),
+      setIfAbsent: (key, value, ttl) =>
+        Effect.suspend(() =>
+          this.live(key) !== undefined ? Effect.succeed(false) : this.writeChecked("setIfAbsent", key, value, ttl)
+        ),
+      compareAndSet: (key, expected, value, ttl) =>
+        Effect.suspend(() => {
+          const slot = this.live(key)
+          return slot === undefined || !sameBytes(slot.value, expected)
+            ? Effect.succeed(false)
+            : this.writeChecked("compareAndSet", key, value, ttl)
+        }),
+      compareAndDelete: (key, expected) =>
+        Effect.sync(() => {
+          const slot = this.live(key)
+          if (slot === undefined || !sameBytes(slot.value, expected)) return false
+          this.slots.remove(key)
+          return true
+        }),
+      delete: (keys) => Effect.sync(() => this.remove(keys)),
+      deletePattern: (pattern) =>
+        Effect.sync(() => {
+          const matches = Glob.matcher(pattern)
+          const doomed: Array<string> = []
+          for (const [key] of this.slots.entries()) if (matches(key)) doomed.push(key)
+          return this.remove(doomed)
+        })
+    })
+  }
+}
+
 /**
  * Makes a memory store.
  *
@@ -126,112 +247,12 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore["Type"], I
     const checked = checkOptions(options)
     if (Either.isLeft(checked)) return yield* new InvalidStoreOptions({ message: checked.left })
     const { maxBytes, maxEntries } = checked.right
-    const maxEntryBytes = Math.floor(maxBytes * maxEntryFraction)
-    const clock = yield* Effect.clock
-    const slots = new Slots(maxEntries, maxBytes)
-
-    const now = () => clock.unsafeCurrentTimeMillis()
-
-    const read = (key: string, at: number): Option.Option<Bytes> => {
-      const slot = slots.peek(key)
-      if (slot === undefined) return Option.none()
-      if (slot.expiresAt <= at) {
-        slots.remove(key)
-        return Option.none()
-      }
-      slots.touch(key, slot)
-      return Option.some(slot.value)
-    }
-
-    const refusals = new Map<string, CacheUnavailable>()
-    /** Whether an entry is too large to keep; `set` drops the key's older value. */
-    const tooLarge = (operation: string, key: string, value: Bytes) => {
-      const size = sizeOf(key, value)
-      if (size <= maxEntryBytes) return undefined
-      let refusal = refusals.get(operation)
-      if (refusal === undefined) {
-        refusal = new CacheUnavailable({
-          operation,
-          replied: true,
-          cause: new Error(`entry larger than the memory store keeps (an eighth of maxBytes: ${maxEntryBytes} bytes)`)
-        })
-        refusals.set(operation, refusal)
-      }
-      return refusal
-    }
-
-    const write = (key: string, value: Bytes, ttl: Duration.Duration) => {
-      const millis = Math.max(1, Math.ceil(Duration.toMillis(ttl)))
-      slots.put(key, { value, expiresAt: now() + millis, size: sizeOf(key, value) })
-    }
-
-    const live = (key: string): Slot | undefined => {
-      const slot = slots.peek(key)
-      return slot !== undefined && slot.expiresAt > now() ? slot : undefined
-    }
-
-    return CacheStore.of({
-      get: (key) => Effect.sync(() => read(key, now())),
-      getMany: (keys) =>
-        Effect.sync(() => {
-          const at = now()
-          return keys.map((key) => read(key, at))
-        }),
-      set: (key, value, ttl) =>
-        Effect.suspend(() => {
-          const refused = tooLarge("set", key, value)
-          if (refused === undefined) return Effect.sync(() => write(key, value, ttl))
-          slots.remove(key) // the older value must not outlive the write that replaced it
-          return Effect.fail(refused)
-        }),
-      setIfAbsent: (key, value, ttl) =>
-        Effect.suspend(() => {
-          if (live(key) !== undefined) return Effect.succeed(false)
-          const refused = tooLarge("setIfAbsent", key, value)
-          if (refused !== undefined) return Effect.fail(refused)
-          write(key, value, ttl)
-          return Effect.succeed(true)
-        }),
-      compareAndSet: (key, expected, value, ttl) =>
-        Effect.suspend(() => {
-          const slot = live(key)
-          if (slot === undefined || !sameBytes(slot.value, expected)) return Effect.succeed(false)
-          const refused = tooLarge("compareAndSet", key, value)
-          if (refused !== undefined) return Effect.fail(refused)
-          write(key, value, ttl)
-          return Effect.succeed(true)
-        }),
-      compareAndDelete: (key, expected) =>
-        Effect.sync(() => {
-          const slot = live(key)
-          if (slot === undefined || !sameBytes(slot.value, expected)) return false
-          slots.remove(key)
-          return true
-        }),
-      delete: (keys) =>
-        Effect.sync(() => {
-          const at = now()
-          let count = 0
-          for (const key of keys) {
-            const slot = slots.remove(key)
-            if (slot !== undefined && slot.expiresAt > at) count++
-          }
-          return count
-        }),
-      deletePattern: (pattern) =>
-        Effect.sync(() => {
-          const matches = Glob.matcher(pattern)
-          const at = now()
-          const doomed: Array<string> = []
-          for (const [key] of slots.entries()) if (matches(key)) doomed.push(key)
-          let count = 0
-          for (const key of doomed) {
-            const slot = slots.remove(key)
-            if (slot !== undefined && slot.expiresAt > at) count++
-          }
-          return count
-        })
-    })
+    const store = new MemoryStore(
+      new Slots(maxEntries, maxBytes),
+      yield* Effect.clock,
+      Math.floor(maxBytes * maxEntryFraction)
+    )
+    return store.service()
   })
 
 /**
