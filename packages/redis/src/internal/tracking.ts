@@ -75,6 +75,210 @@ const minimal = (prefixes: Iterable<string>): Array<string> => {
 }
 
 /**
+ * The state of one bus connection: the namespaces watched, the prefixes tracked on the data
+ * connection, the subscriber's id and health. `generation` abandons an `establish` overtaken by a
+ * newer connect or close.
+ */
+class Connection {
+  readonly namespaces = new Set<string>()
+  /** Prefixes enabled on the data connection since it last connected. */
+  tracked: Array<string> = []
+  healthyNow = false
+  /** When the subscriber last delivered anything (a message, a PING reply). */
+  lastHeard = 0
+  generation = 0
+  subscriberId: number | undefined = undefined
+  /** The current subscriber connection is in subscriber mode (its id is `subscriberId`). */
+  subscribed = false
+  readonly keyPrefix: string
+  // real time: a TestClock must not stall the connection's heartbeat
+  readonly live = Clock.make()
+
+  constructor(
+    readonly data: Redis,
+    readonly subscriber: Redis,
+    readonly handlers: Handlers,
+    readonly heartbeatMillis: number
+  ) {
+    this.keyPrefix = data.options.keyPrefix ?? ""
+  }
+
+  heard(): void {
+    this.lastHeard = this.live.unsafeCurrentTimeMillis()
+  }
+
+  healthy = (): boolean =>
+    this.healthyNow && this.live.unsafeCurrentTimeMillis() - this.lastHeard <= this.heartbeatMillis
+
+  setHealthy(next: boolean): void {
+    if (next === this.healthyNow) return
+    this.healthyNow = next
+    this.handlers.onHealth(next)
+  }
+
+  channelOf(namespace: string): string {
+    return `${channelPrefix}${this.keyPrefix}${namespace}`
+  }
+
+  enableTracking(id: number, prefixes: ReadonlyArray<string>): Promise<void> {
+    if (prefixes.length === 0) return Promise.resolve()
+    const args = ["TRACKING", "on", "REDIRECT", String(id), "BCAST"]
+    for (const prefix of prefixes) args.push("PREFIX", prefix)
+    return this.data.call("CLIENT", ...args, "NOLOOP").then(() => {
+      this.tracked = minimal([...this.tracked, ...prefixes])
+    })
+  }
+
+  /**
+   * Subscribes and enables tracking from scratch; becomes healthy when both connections are up.
+   * Abandoned when another connect or close happened since (`generation`).
+   */
+  establish = async (): Promise<void> => {
+    const mine = ++this.generation
+    this.setHealthy(false)
+    if (this.subscriber.status !== "ready" || this.data.status !== "ready") return
+    try {
+      // CLIENT ID is refused once the connection is in subscriber mode: asked once per connection
+      const id = this.subscribed && this.subscriberId !== undefined
+        ? this.subscriberId
+        : Number(await this.subscriber.client("ID"))
+      const watched = Array.from(this.namespaces)
+      await this.subscriber.subscribe(invalidationChannel, ...watched.map((n) => this.channelOf(n)))
+      // facts about this connection, whichever attempt learnt them (a close resets them)
+      this.subscriberId = id
+      this.subscribed = true
+      if (mine !== this.generation) return
+      this.tracked = []
+      await this.data.call("CLIENT", "TRACKING", "off")
+      await this.enableTracking(id, minimal(watched.map((n) => this.keyPrefix + n)))
+      if (mine !== this.generation) return
+      // a namespace watched meanwhile is not covered yet: once more
+      if (this.namespaces.size !== watched.length) return this.establish()
+      this.heard()
+      this.setHealthy(true)
+    } catch {
+      // a failed step: start over on a fresh subscriber connection
+      if (mine === this.generation && this.subscriber.status === "ready") this.subscriber.disconnect(true)
+    }
+  }
+
+  onReady = (): void => void this.establish()
+
+  lost = (): void => {
+    this.generation++
+    this.tracked = []
+    this.setHealthy(false)
+  }
+
+  onClose = (): void => {
+    this.subscribed = false
+    this.lost()
+  }
+
+  /** Counts a lost connection and reconnects the subscriber (the reconnect re-establishes). */
+  drop(): void {
+    this.lost()
+    this.subscriber.disconnect(true)
+  }
+
+  onMessage = (channel: unknown, message: unknown): void => {
+    this.heard()
+    const name = toText(channel)
+    if (name === invalidationChannel) {
+      if (message === null || message === undefined) return this.handlers.onKeys(null)
+      const keys: Array<string> = []
+      for (const key of Array.isArray(message) ? message : [message]) {
+        const text = toText(key)
+        if (text.startsWith(this.keyPrefix)) keys.push(text.slice(this.keyPrefix.length))
+      }
+      if (keys.length > 0) this.handlers.onKeys(keys)
+      return
+    }
+    const prefix = channelPrefix + this.keyPrefix
+    if (name.startsWith(prefix)) this.handlers.onMessage(name.slice(prefix.length), toText(message))
+  }
+
+  /** One PING within the heartbeat: `false` when it failed or did not answer in time. */
+  ping(): Effect.Effect<boolean> {
+    return Effect.async<boolean>((resume) => {
+      const timer = setTimeout(() => resume(Effect.succeed(false)), this.heartbeatMillis)
+      this.subscriber.ping().then(
+        () => {
+          clearTimeout(timer)
+          this.heard()
+          resume(Effect.succeed(true))
+        },
+        () => {
+          clearTimeout(timer)
+          resume(Effect.succeed(false))
+        }
+      )
+      return Effect.sync(() => clearTimeout(timer))
+    })
+  }
+
+  /**
+   * A paused server keeps connections open and answers nothing: ping the subscriber on a real
+   * clock, and count a missed answer as a lost connection.
+   */
+  heartbeat(): Effect.Effect<never> {
+    return Effect.forever(
+      Effect.zipRight(
+        Effect.sleep(Duration.millis(this.heartbeatMillis / 2)),
+        Effect.suspend(() => this.subscriber.status === "ready" ? this.ping() : Effect.succeed(true)).pipe(
+          Effect.flatMap((answered) =>
+            Effect.sync(() => {
+              if (!answered && this.subscriber.status === "ready") this.drop()
+            })
+          )
+        )
+      )
+    ).pipe(Effect.withClock(this.live))
+  }
+
+  watch = (namespace: string): Effect.Effect<void> =>
+    Effect.promise(async () => {
+      if (namespace.length === 0 || this.namespaces.has(namespace)) return
+      this.namespaces.add(namespace)
+      if (!this.healthyNow || this.subscriberId === undefined) return // the next establish covers it
+      const mine = this.generation
+      const prefix = this.keyPrefix + namespace
+      try {
+        await this.subscriber.subscribe(this.channelOf(namespace))
+        if (this.tracked.some((p) => prefix.startsWith(p))) return
+        if (this.tracked.some((p) => p.startsWith(prefix))) {
+          // a broader prefix than one already tracked: Redis refuses overlaps, start over
+          void this.establish()
+          return
+        }
+        await this.enableTracking(this.subscriberId, [prefix])
+      } catch {
+        if (mine === this.generation) this.drop()
+      }
+    })
+
+  publish = (namespace: string, payload: string): Effect.Effect<boolean> =>
+    Effect.promise(() => this.data.publish(this.channelOf(namespace), payload).then(() => true, () => false))
+}
+
+/** The subscriber connection, a duplicate of the data connection, disconnected with the scope. */
+const subscriberOf = (data: Redis) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const sub = data.duplicate({
+        keyPrefix: "",
+        autoResubscribe: false,
+        enableOfflineQueue: true,
+        lazyConnect: true,
+        connectionName: "cache-aside-bus"
+      })
+      sub.on("error", () => {}) // surfaces as "close" and health; never an unhandled error event
+      return sub
+    }),
+    (sub) => Effect.sync(() => sub.disconnect(false))
+  )
+
+/**
  * Starts the subscriber connection and tracking for the scope's lifetime. Never fails: while Redis
  * is unreachable the tracker is unhealthy and keeps trying.
  *
@@ -86,202 +290,23 @@ export const make = (
   options: Options
 ): Effect.Effect<Tracker, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const keyPrefix = data.options.keyPrefix ?? ""
-    const namespaces = new Set<string>()
-    /** Prefixes enabled on the data connection since it last connected. */
-    let tracked: Array<string> = []
-    let healthy = false
-    // real time: a TestClock must not stall the connection's heartbeat
-    const live = Clock.make()
-    /** When the subscriber last delivered anything (a message, a PING reply). */
-    let lastHeard = 0
-    const heard = () => {
-      lastHeard = live.unsafeCurrentTimeMillis()
-    }
-    let generation = 0
-
-    const subscriber = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const sub = data.duplicate({
-          keyPrefix: "",
-          autoResubscribe: false,
-          enableOfflineQueue: true,
-          lazyConnect: true,
-          connectionName: "cache-aside-bus"
-        })
-        sub.on("error", () => {}) // surfaces as "close" and health; never an unhandled error event
-        return sub
-      }),
-      (sub) =>
-        Effect.sync(() => {
-          generation++
-          sub.disconnect(false)
-        })
-    )
-
-    const setHealthy = (next: boolean) => {
-      if (next === healthy) return
-      healthy = next
-      handlers.onHealth(next)
-    }
-
-    const channelOf = (namespace: string) => `${channelPrefix}${keyPrefix}${namespace}`
-    const enableTracking = (id: number, prefixes: ReadonlyArray<string>) =>
-      prefixes.length === 0
-        ? Promise.resolve()
-        : data.call(
-          "CLIENT",
-          "TRACKING",
-          "on",
-          "REDIRECT",
-          String(id),
-          "BCAST",
-          ...prefixes.flatMap((prefix) => ["PREFIX", prefix]),
-          "NOLOOP"
-        ).then(() => {
-          tracked = minimal([...tracked, ...prefixes])
-        })
-
-    let subscriberId: number | undefined
-    /** The current subscriber connection is in subscriber mode (its id is `subscriberId`). */
-    let subscribed = false
-
-    /**
-     * Subscribes and enables tracking from scratch; becomes healthy when both connections are up.
-     * Abandoned when another connect or close happened since (`generation`).
-     */
-    const establish = async (): Promise<void> => {
-      const mine = ++generation
-      setHealthy(false)
-      if (subscriber.status !== "ready" || data.status !== "ready") return
-      try {
-        // CLIENT ID is refused once the connection is in subscriber mode: asked once per connection
-        const id = subscribed && subscriberId !== undefined ? subscriberId : Number(await subscriber.client("ID"))
-        const watched = Array.from(namespaces)
-        await subscriber.subscribe(invalidationChannel, ...watched.map(channelOf))
-        // facts about this connection, whichever attempt learnt them (a close resets them)
-        subscriberId = id
-        subscribed = true
-        if (mine !== generation) return
-        tracked = []
-        await data.call("CLIENT", "TRACKING", "off")
-        await enableTracking(id, minimal(watched.map((n) => keyPrefix + n)))
-        if (mine !== generation) return
-        // a namespace watched meanwhile is not covered yet: once more
-        if (namespaces.size !== watched.length) return establish()
-        heard()
-        setHealthy(true)
-      } catch {
-        // a failed step: start over on a fresh subscriber connection
-        if (mine === generation && subscriber.status === "ready") subscriber.disconnect(true)
-      }
-    }
-    const onReady = () => void establish()
-    const lost = () => {
-      generation++
-      tracked = []
-      setHealthy(false)
-    }
-    const onMessage = (channel: unknown, message: unknown) => {
-      heard()
-      const name = toText(channel)
-      if (name === invalidationChannel) {
-        if (message === null || message === undefined) return handlers.onKeys(null)
-        const keys: Array<string> = []
-        for (const key of Array.isArray(message) ? message : [message]) {
-          const text = toText(key)
-          if (text.startsWith(keyPrefix)) keys.push(text.slice(keyPrefix.length))
-        }
-        if (keys.length > 0) handlers.onKeys(keys)
-        return
-      }
-      const prefix = channelPrefix + keyPrefix
-      if (name.startsWith(prefix)) handlers.onMessage(name.slice(prefix.length), toText(message))
-    }
-    subscriber.on("ready", onReady)
-    subscriber.on("close", () => {
-      subscribed = false
-      lost()
-    })
-    subscriber.on("messageBuffer", onMessage)
-    data.on("ready", onReady)
-    data.on("close", lost)
+    const subscriber = yield* subscriberOf(data)
+    const c = new Connection(data, subscriber, handlers, Math.max(1, Duration.toMillis(options.heartbeat)))
+    subscriber.on("ready", c.onReady)
+    subscriber.on("close", c.onClose)
+    subscriber.on("messageBuffer", c.onMessage)
+    data.on("ready", c.onReady)
+    data.on("close", c.lost)
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        data.off("ready", onReady)
-        data.off("close", lost)
+        data.off("ready", c.onReady)
+        data.off("close", c.lost)
+        c.generation++ // abandons an establish in progress, before the subscriber disconnects
       })
     )
-
-    // A paused server keeps connections open and answers nothing: ping the subscriber on a real
-    // clock, and count a missed answer as a lost connection (the reconnect re-establishes).
-    const heartbeatMillis = Math.max(1, Duration.toMillis(options.heartbeat))
-    const ping = Effect.async<boolean>((resume) => {
-      const timer = setTimeout(() => resume(Effect.succeed(false)), heartbeatMillis)
-      subscriber.ping().then(
-        () => {
-          clearTimeout(timer)
-          heard()
-          resume(Effect.succeed(true))
-        },
-        () => {
-          clearTimeout(timer)
-          resume(Effect.succeed(false))
-        }
-      )
-      return Effect.sync(() => clearTimeout(timer))
-    })
-    yield* Effect.forkScoped(
-      Effect.forever(
-        Effect.zipRight(
-          Effect.sleep(Duration.millis(heartbeatMillis / 2)),
-          Effect.suspend(() => subscriber.status === "ready" ? ping : Effect.succeed(true)).pipe(
-            Effect.flatMap((answered) =>
-              Effect.sync(() => {
-                if (answered || subscriber.status !== "ready") return
-                lost()
-                subscriber.disconnect(true)
-              })
-            )
-          )
-        )
-      ).pipe(Effect.withClock(live))
-    )
-
+    yield* Effect.forkScoped(c.heartbeat())
     yield* Effect.sync(() => {
       subscriber.connect().catch(() => {})
     })
-
-    const watch = (namespace: string): Effect.Effect<void> =>
-      Effect.promise(async () => {
-        if (namespace.length === 0 || namespaces.has(namespace)) return
-        namespaces.add(namespace)
-        if (!healthy || subscriberId === undefined) return // the next establish covers it
-        const mine = generation
-        const prefix = keyPrefix + namespace
-        try {
-          await subscriber.subscribe(channelOf(namespace))
-          if (tracked.some((p) => prefix.startsWith(p))) return
-          if (tracked.some((p) => p.startsWith(prefix))) {
-            // a broader prefix than one already tracked: Redis refuses overlaps, start over
-            void establish()
-            return
-          }
-          await enableTracking(subscriberId, [prefix])
-        } catch {
-          if (mine === generation) {
-            lost()
-            subscriber.disconnect(true)
-          }
-        }
-      })
-
-    const publish = (namespace: string, payload: string): Effect.Effect<boolean> =>
-      Effect.promise(() => data.publish(channelOf(namespace), payload).then(() => true, () => false))
-
-    return {
-      healthy: () => healthy && live.unsafeCurrentTimeMillis() - lastHeard <= heartbeatMillis,
-      watch,
-      publish
-    }
+    return { healthy: c.healthy, watch: c.watch, publish: c.publish }
   })
