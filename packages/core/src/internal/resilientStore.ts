@@ -137,13 +137,20 @@ export class ResilientStore {
       : this.limit(operation, effect, duration)
     const attempt = this.breaker.call(operation, limited)
     if (retry === undefined) return attempt
-    return Effect.suspend(() => {
-      let attempts = 0
-      const counted = Effect.suspend(() => {
-        if (attempts++ > 0) recorder.increment("retries")
+    // The schedule is driven only after a first failure (its driver costs more CPU than a write
+    // that succeeds): it is handed that failure first, as `Effect.retry` over the whole would be.
+    return Effect.catchAll(attempt, (first) => {
+      if (!this.retryable(first)) return Effect.fail(first)
+      let replayed = false
+      const again = Effect.suspend(() => {
+        if (!replayed) {
+          replayed = true
+          return Effect.fail(first)
+        }
+        recorder.increment("retries")
         return attempt
       })
-      return Effect.retry(counted, { schedule: retry, while: this.retryable })
+      return Effect.retry(again, { schedule: retry, while: this.retryable })
     })
   }
 
