@@ -85,6 +85,18 @@ export type Bytes = Uint8Array
 export class CacheStore extends Context.Tag("@cache-aside/core/CacheStore")<CacheStore, {
   /** Reads one key. `None` when absent or expired. */
   readonly get: (key: string) => Effect.Effect<Option.Option<Bytes>, CacheUnavailable>
+  /**
+   * Reads one key and, when it is absent (or expired), puts `lease` under it with `ttl` in the same
+   * atomic step (on Redis: one script, one round trip). `None`: the key was absent and now holds
+   * `lease`, which is the caller's to fill or release. `Some(bytes)`: what the key holds, left as
+   * it is. A miss reads and takes its lease with this (memcache's lease-get), so it costs the round
+   * trips of a plain `GET` + `SET`; `setIfAbsent` stays for leases taken after a first read.
+   */
+  readonly getOrLease: (
+    key: string,
+    lease: Bytes,
+    ttl: Duration.Duration
+  ) => Effect.Effect<Option.Option<Bytes>, CacheUnavailable>
   /** Reads many keys in one round-trip; the result is aligned with `keys`. */
   readonly getMany: (
     keys: ReadonlyArray<string>
@@ -128,6 +140,7 @@ export type Operation = Exclude<keyof CacheStore["Type"], symbol>
  */
 export const operations: ReadonlyArray<Operation> = [
   "get",
+  "getOrLease",
   "getMany",
   "set",
   "setIfAbsent",
@@ -159,6 +172,7 @@ export const mapOperations = (
 ): CacheStore["Type"] =>
   CacheStore.of({
     get: (key) => f("get", store.get(key)),
+    getOrLease: (key, lease, ttl) => f("getOrLease", store.getOrLease(key, lease, ttl)),
     getMany: (keys) => f("getMany", store.getMany(keys)),
     set: (key, value, ttl) => f("set", store.set(key, value, ttl)),
     setIfAbsent: (key, value, ttl) => f("setIfAbsent", store.setIfAbsent(key, value, ttl)),

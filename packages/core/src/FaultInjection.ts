@@ -115,6 +115,7 @@ const applies = (targets: Targets, operation: Operation): boolean => targets ===
 
 const zeroCounts = (): Record<keyof Counts, number> => ({
   get: 0,
+  getOrLease: 0,
   getMany: 0,
   set: 0,
   setIfAbsent: 0,

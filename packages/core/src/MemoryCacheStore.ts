@@ -187,6 +187,13 @@ class MemoryStore {
   service(): CacheStore["Type"] {
     return CacheStore.of({
       get: (key) => Effect.sync(() => this.read(key, this.now())),
+      getOrLease: (key, lease, ttl) =>
+        Effect.suspend(() => {
+          const at = this.now()
+          const found = this.read(key, at)
+          if (Option.isSome(found)) return Effect.succeed(found)
+          return Effect.as(this.writeChecked("getOrLease", key, lease, ttl), Option.none())
+        }),
       getMany: (keys) =>
         Effect.sync(() => {
           const at = this.now()

@@ -22,6 +22,8 @@ const ttl = Duration.hours(1)
 const recording = (inner: CacheStore.CacheStore["Type"], calls: Array<string>): CacheStore.CacheStore["Type"] =>
   CacheStore.CacheStore.of({
     get: (key) => Effect.suspend(() => (calls.push(`get ${key}`), inner.get(key))),
+    getOrLease: (key, lease, ttl) =>
+      Effect.suspend(() => (calls.push(`getOrLease ${key}`), inner.getOrLease(key, lease, ttl))),
     getMany: (keys) => Effect.suspend(() => (calls.push(`getMany ${keys.join(",")}`), inner.getMany(keys))),
     set: (key, value, ttl) => Effect.suspend(() => (calls.push(`set ${key}`), inner.set(key, value, ttl))),
     setIfAbsent: (key, value, ttl) =>

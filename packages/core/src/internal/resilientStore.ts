@@ -305,6 +305,16 @@ export class ResilientStore {
               : read("get", [key], inner.get(key))
           )
           : read("get", [key], inner.get(key)),
+      // a read that may write a lease: it waits for queued invalidations as a read does, and a
+      // failure is a failed read (the miss then loads without caching), not a dropped write
+      getOrLease: (key, lease, ttl) =>
+        fastGet
+          ? Effect.suspend(() =>
+            queue.size === 0 && this.breaker.isClosed
+              ? this.breaker.throughClosed(inner.getOrLease(key, lease, ttl))
+              : read("getOrLease", [key], inner.getOrLease(key, lease, ttl))
+          )
+          : read("getOrLease", [key], inner.getOrLease(key, lease, ttl)),
       getMany: (keys) => keys.length === 0 ? Effect.succeed([]) : read("getMany", keys, inner.getMany(keys)),
       set: (key, value, ttl) => write("set", key, inner.set(key, value, ttl)),
       // a refused lease means the fill is not written: a dropped write
