@@ -10,7 +10,7 @@
  */
 import { CacheStore } from "@cache-aside/core/CacheStore"
 import * as Glob from "@cache-aside/core/Glob"
-import { assert, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { deepStrictEqual } from "@effect/vitest/utils"
 import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
@@ -312,4 +312,88 @@ export const suite = (name: string, layer: Layer.Layer<CacheStore, unknown>): vo
         assertNone(yield* store.get(`${p}k`))
         assert.isFalse(yield* store.compareAndDelete(`${p}k`, text("mine")))
       }))
+
+    describe("getOrLease", () => {
+      it.effect("an absent key: None, and the key now holds the lease with its TTL", () =>
+        Effect.gen(function*() {
+          const store = yield* CacheStore
+          const key = `${prefix()}k`
+          assertNone(yield* store.getOrLease(key, text("lease"), shortTtl))
+          assertBytes(yield* store.get(key), text("lease"))
+          yield* elapse(pastShortTtl)
+          assertNone(yield* store.get(key))
+        }))
+
+      it.effect("a present key: Some(bytes), and the key is unchanged, its TTL too", () =>
+        Effect.gen(function*() {
+          const store = yield* CacheStore
+          const key = `${prefix()}k`
+          const value = Uint8Array.from({ length: 256 }, (_, i) => 255 - i)
+          yield* store.set(key, value, shortTtl)
+          assertBytes(yield* store.getOrLease(key, text("lease"), long), value)
+          assertBytes(yield* store.get(key), value)
+          yield* elapse(pastShortTtl)
+          assertNone(yield* store.get(key))
+        }))
+
+      it.effect("an expired key is leased", () =>
+        Effect.gen(function*() {
+          const store = yield* CacheStore
+          const key = `${prefix()}k`
+          yield* store.set(key, text("old"), shortTtl)
+          yield* elapse(pastShortTtl)
+          assertNone(yield* store.getOrLease(key, bytes(0, 0xff, 0x80), long))
+          assertBytes(yield* store.get(key), bytes(0, 0xff, 0x80))
+        }))
+
+      it.effect("concurrent getOrLease of one absent key: exactly one None, the others read its lease", () =>
+        Effect.gen(function*() {
+          const store = yield* CacheStore
+          // two alone; then six after a read of another key, which may go out alone on Redis, so that
+          // the six share one batch (a key asked twice in one script call)
+          for (const [n, lead] of [[2, false], [6, true]] as const) {
+            const key = `${prefix()}k`
+            const leases = Array.from({ length: n }, (_, i) => text(`lease ${i}`))
+            const reads = leases.map((lease) => store.getOrLease(key, lease, long))
+            const all = yield* Effect.all(lead ? [store.get(`${key}:other`), ...reads] : reads, {
+              concurrency: "unbounded"
+            })
+            const answers = lead ? all.slice(1) : all
+            const winners = answers.flatMap((answer, i) => (Option.isNone(answer) ? [i] : []))
+            assert.strictEqual(winners.length, 1, `${winners.length} of ${n} callers got None`)
+            const winner = leases[winners[0]!]!
+            assertBytes(yield* store.get(key), winner)
+            answers.forEach((answer, i) => {
+              if (i !== winners[0]) assertBytes(answer, winner)
+            })
+          }
+        }))
+
+      it.effect("lease-reads and plain gets of absent keys in one turn: only the lease-reads' keys are written", () =>
+        Effect.gen(function*() {
+          const store = yield* CacheStore
+          const p = prefix()
+          // the first read of a turn may go out alone on Redis: the four after it share one batch
+          const answers = yield* Effect.all([
+            store.get(`${p}first`),
+            store.getOrLease(`${p}leased a`, text("lease a"), long),
+            store.get(`${p}plain b`),
+            store.getOrLease(`${p}leased c`, text("lease c"), long),
+            store.get(`${p}plain d`)
+          ], { concurrency: "unbounded" })
+          answers.forEach(assertNone)
+          const after = yield* store.getMany([
+            `${p}first`,
+            `${p}leased a`,
+            `${p}plain b`,
+            `${p}leased c`,
+            `${p}plain d`
+          ])
+          assertNone(after[0]!)
+          assertBytes(after[1]!, text("lease a"))
+          assertNone(after[2]!)
+          assertBytes(after[3]!, text("lease c"))
+          assertNone(after[4]!)
+        }))
+    })
   })

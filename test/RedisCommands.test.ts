@@ -4,10 +4,12 @@
  * commands written in one turn leaving in one write (Redis reads them as one pipeline).
  */
 import * as Metrics from "@cache-aside/core/Metrics"
+import * as RedisCacheStore from "@cache-aside/redis/RedisCacheStore"
 import * as RedisClient from "@cache-aside/redis/RedisClient"
 import { assert, describe, it } from "@effect/vitest"
-import { assertNone, assertSome } from "@effect/vitest/utils"
+import { assertNone, assertSome, deepStrictEqual } from "@effect/vitest/utils"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
@@ -108,5 +110,143 @@ describe("RedisClient commands", () => {
         1
       )
       assert.strictEqual(lines.filter((line) => line.startsWith("WARN") && line.includes("another type")).length, 1)
+    }))
+})
+
+/** A client over the test's server whose sent commands are recorded (by name), with its store. */
+const recordedStore = (url: string, maxEntryBytes: number) =>
+  Effect.gen(function*() {
+    const lines: Array<string> = []
+    const logger = Logger.make(({ logLevel, message }) => {
+      lines.push(`${logLevel.label} ${String(Array.isArray(message) ? message.join(" ") : message)}`)
+    })
+    const context = yield* Layer.build(Layer.merge(Metrics.layer, Logger.replace(Logger.defaultLogger, logger)))
+    const client = new Redis(url)
+    yield* Effect.addFinalizer(() => Effect.promise(() => client.quit()))
+    const sent: Array<string> = []
+    const sendCommand = client.sendCommand.bind(client)
+    client.sendCommand = (command, stream) => {
+      sent.push(command.name)
+      return sendCommand(command, stream)
+    }
+    const redis = yield* RedisClient.fromClient(client, { maxEntryBytes, name: "leases" }).pipe(
+      Effect.provide(context)
+    )
+    const store = yield* Effect.provideService(RedisCacheStore.make, RedisClient.RedisClient, redis)
+    const plain = new Redis(url)
+    yield* Effect.addFinalizer(() => Effect.promise(() => plain.quit()))
+    return { store, sent, plain, lines, metrics: Context.get(context, Metrics.Metrics) }
+  })
+
+const lease = Uint8Array.from([0, 0xff, 0x80, 1])
+const leaseText = Buffer.from(lease).toString("latin1")
+const minute = Duration.minutes(1)
+
+describe("RedisCacheStore getOrLease: one script call", () => {
+  it.scoped("a miss costs exactly one EVALSHA: the read, and the lease SET inside the script", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const { plain, sent, store } = yield* recordedStore(server.url, 1024)
+      assertNone(yield* store.get("warm")) // loads the script (a fresh server answers NOSCRIPT once)
+      const before = yield* server.commandCalls
+      sent.length = 0
+      assertNone(yield* store.getOrLease("miss", lease, minute))
+      const after = yield* server.commandCalls
+      deepStrictEqual(sent, ["evalsha"])
+      const delta = new Map<string, number>()
+      for (const [name, count] of after) {
+        if (name !== "info" && count !== (before.get(name) ?? 0)) delta.set(name, count - (before.get(name) ?? 0))
+      }
+      // STRLEN (the bound), MGET, SET NX PX: inside the one call
+      deepStrictEqual(Object.fromEntries(delta), { evalsha: 1, strlen: 1, mget: 1, set: 1 })
+      assertSome(Option.map(yield* store.get("miss"), (bytes) => Buffer.from(bytes).toString("latin1")), leaseText)
+      // lease-reads share the batch of their turn: the first read goes out alone, the others in one call
+      sent.length = 0
+      yield* Effect.all([
+        store.get("a"),
+        store.getOrLease("b", lease, minute),
+        store.get("c"),
+        store.getOrLease("d", lease, minute)
+      ], { concurrency: "unbounded" })
+      deepStrictEqual(sent, ["evalsha", "evalsha"])
+      deepStrictEqual(yield* Effect.promise(() => plain.exists("a", "c")), 0)
+      deepStrictEqual(yield* Effect.promise(() => plain.exists("b", "d")), 2)
+    }))
+
+  it.scoped("an entry over maxEntryBytes under a lease-read is removed, counted, and leased (alone and in a batch)", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const { lines, metrics, plain, store } = yield* recordedStore(server.url, 1024)
+      yield* Effect.promise(() => plain.set("big 1", "x".repeat(2048)))
+      yield* Effect.promise(() => plain.set("big 2", "x".repeat(2048)))
+      assertNone(yield* store.getOrLease("big 1", lease, minute))
+      const batch = yield* Effect.all([
+        store.get("absent"),
+        store.get("big 1"),
+        store.getOrLease("big 2", lease, minute)
+      ], { concurrency: "unbounded" })
+      assertNone(batch[0])
+      assertSome(Option.map(batch[1], (bytes) => Buffer.from(bytes).toString("latin1")), leaseText)
+      assertNone(batch[2])
+      for (const key of ["big 1", "big 2"]) {
+        assert.strictEqual(
+          yield* Effect.promise(() => plain.getBuffer(key).then((b) => b?.toString("latin1"))),
+          leaseText
+        )
+        const ttl = yield* Effect.promise(() => plain.pttl(key))
+        assert.isTrue(ttl > 0 && ttl <= 60_000, `pttl ${ttl}`)
+      }
+      assert.strictEqual((yield* metrics.storeSnapshot("leases")).oversizedEntries, 2)
+      yield* Effect.yieldNow().pipe(
+        Effect.repeat({ until: () => lines.filter((line) => line.includes("over maxEntryBytes")).length >= 2 }),
+        Effect.timeout(logBound)
+      )
+    }))
+
+  it.scoped("a key of another type under a lease-read is removed and leased", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const { lines, plain, store } = yield* recordedStore(server.url, 1024)
+      yield* Effect.promise(() => plain.rpush("list 1", "a"))
+      yield* Effect.promise(() => plain.sadd("set 2", "a"))
+      assertNone(yield* store.getOrLease("list 1", lease, minute))
+      const batch = yield* Effect.all([store.get("absent"), store.getOrLease("set 2", lease, minute)], {
+        concurrency: "unbounded"
+      })
+      batch.forEach((answer) => assertNone(answer))
+      for (const key of ["list 1", "set 2"]) {
+        assert.strictEqual(yield* Effect.promise(() => plain.type(key)), "string")
+        assert.strictEqual(
+          yield* Effect.promise(() => plain.getBuffer(key).then((b) => b?.toString("latin1"))),
+          leaseText
+        )
+      }
+      yield* Effect.yieldNow().pipe(
+        Effect.repeat({ until: () => lines.filter((line) => line.includes("another type")).length >= 2 }),
+        Effect.timeout(logBound)
+      )
+    }))
+
+  it.scoped("a lease Redis refuses (OOM) fails that lease-read only: the plain reads of its batch are answered", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const { plain, store } = yield* recordedStore(server.url, 1024)
+      yield* Effect.promise(() => plain.set("present", "v"))
+      yield* server.command("CONFIG", "SET", "maxmemory", "1")
+      yield* server.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+      const [first, present, leased] = yield* Effect.all([
+        store.get("absent"),
+        store.get("present"),
+        Effect.flip(store.getOrLease("miss", lease, minute))
+      ], { concurrency: "unbounded" })
+      assertNone(first)
+      assertSome(Option.map(present, (bytes) => new TextDecoder().decode(bytes)), "v")
+      assert.strictEqual(leased.operation, "getOrLease")
+      assert.isTrue(leased.replied)
+      assert.match(String(leased.cause), /OOM/)
+      const alone = yield* Effect.flip(store.getOrLease("miss", lease, minute))
+      assert.strictEqual(alone.operation, "getOrLease")
+      assert.isTrue(alone.replied)
+      assert.strictEqual(yield* Effect.promise(() => plain.exists("miss")), 0)
     }))
 })

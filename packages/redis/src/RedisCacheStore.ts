@@ -86,16 +86,7 @@ export const make: Effect.Effect<CacheStore["Type"], never, RedisClient.RedisCli
 
     return CacheStore.of({
       get: redis.getBuffer,
-      // two round trips for now: the read, then the lease (SET NX) when the key was absent
-      getOrLease: (key, lease, ttl) =>
-        Effect.flatMap(redis.getBuffer(key), (found) =>
-          Option.isSome(found)
-            ? Effect.succeed(found)
-            : Effect.flatMap(redis.setNxPx(key, lease, toMillis(ttl)), (written) =>
-              written ? Effect.succeed(Option.none()) : Effect.flatMap(redis.getBuffer(key), (now) =>
-                Option.isSome(now) ? Effect.succeed(now) : Effect.fail(
-                  new CacheUnavailable({ operation: "getOrLease", cause: new Error("the key changed twice during the read") })
-                )))),
+      getOrLease: (key, lease, ttl) => redis.getOrLeaseBuffer(key, lease, toMillis(ttl)),
       getMany: redis.mgetBuffer,
       set: (key, value, ttl) => redis.setPx(key, value, toMillis(ttl)),
       setIfAbsent: (key, value, ttl) => redis.setNxPx(key, value, toMillis(ttl)),

@@ -37,6 +37,7 @@ import * as commands from "./internal/commands.js"
 import * as health from "./internal/health.js"
 import * as internalOptions from "./internal/options.js"
 import { readBatcher } from "./internal/readBatcher.js"
+import type { Answer, Lease, Reader } from "./internal/readBatcher.js"
 import * as scripts from "./internal/scripts.js"
 
 /**
@@ -117,6 +118,18 @@ export interface Service {
   readonly health: Effect.Effect<Health>
   /** `GET key` as bytes, bounded by `maxEntryBytes`. */
   readonly getBuffer: (key: string) => Effect.Effect<Option.Option<Uint8Array>, CacheUnavailable>
+  /**
+   * `GET key` as bytes, bounded by `maxEntryBytes`, and when the key is absent (or was removed by
+   * the bound), `SET key lease PX millis NX` in the same script: one round trip, batched with the
+   * single-key reads of the same turn. `None`: the key now holds `lease` (the caller's). `Some`:
+   * what the key holds, unchanged (another caller's lease, or a value). A refused lease (`OOM`,
+   * `NOPERM`) fails this call only.
+   */
+  readonly getOrLeaseBuffer: (
+    key: string,
+    lease: Uint8Array,
+    millis: number
+  ) => Effect.Effect<Option.Option<Uint8Array>, CacheUnavailable>
   /** `MGET keys...` as bytes, aligned with `keys`, bounded by `maxEntryBytes`. An empty list makes no round-trip. */
   readonly mgetBuffer: (
     keys: ReadonlyArray<string>
@@ -342,72 +355,118 @@ const compareAndDeleteScript = commands.script(scripts.compareAndDelete)
 
 const plural = (count: number, one: string, many: string): string => `${count} ${count === 1 ? one : many}`
 
-/**
- * Reads keys through the bounded read script, in chunks of at most `readBatchLimit` keys; an
- * over-limit entry or a key of another type (removed by the script) reads as absent and is logged
- * here (over-limit entries are also counted).
- */
-const boundedRead = (send: Sender, settings: Settings) => {
-  const maxBytes = settings.maxEntryBytes
-  const removed = (oversized: number, wrongType: number): void => {
-    if (oversized > 0) {
-      settings.recorder?.increment("oversizedEntries", oversized)
-      settings.report(
-        "warn",
-        `cache-aside: removed ${
-          plural(oversized, "entry", "entries")
-        } over maxEntryBytes (${maxBytes} bytes) without reading them (store ${settings.tracker.store})`
-      )
-    }
-    if (wrongType > 0) {
-      settings.report(
-        "warn",
-        `cache-aside: removed ${
-          plural(wrongType, "key", "keys")
-        } holding another type than a string under cache keys (store ${settings.tracker.store})`
-      )
-    }
+/** Logs (and counts, for over-limit entries) the keys a read removed instead of reading them. */
+const reportRemoved = (settings: Settings) => (oversized: number, wrongType: number): void => {
+  if (oversized > 0) {
+    settings.recorder?.increment("oversizedEntries", oversized)
+    settings.report(
+      "warn",
+      `cache-aside: removed ${
+        plural(oversized, "entry", "entries")
+      } over maxEntryBytes (${settings.maxEntryBytes} bytes) without reading them (store ${settings.tracker.store})`
+    )
   }
-  const decode = (reply: unknown): Array<Option.Option<Uint8Array>> => {
-    const replies = reply as ReadonlyArray<Buffer | number | null | undefined>
+  if (wrongType > 0) {
+    settings.report(
+      "warn",
+      `cache-aside: removed ${
+        plural(wrongType, "key", "keys")
+      } holding another type than a string under cache keys (store ${settings.tracker.store})`
+    )
+  }
+}
+
+/** One element of the read script's reply: a value, nil, a removed key's integer, a refused lease's error. */
+type ReadReply = Buffer | number | Error | null | undefined
+
+/** `true` when no key failed on its own (only a lease-read can). */
+const allValues = (answers: ReadonlyArray<Answer>): answers is ReadonlyArray<Option.Option<Uint8Array>> =>
+  answers.every((answer) => !(answer instanceof Error))
+
+/** The answers of plain reads: a key's own error (a lease's) cannot be one; rejects if it were. */
+const plainValues = (answers: ReadonlyArray<Answer>): ReadonlyArray<Option.Option<Uint8Array>> => {
+  if (allValues(answers)) return answers
+  throw answers.find((answer) => answer instanceof Error)
+}
+
+/**
+ * The read script's arguments for `keys[start, end)`, in one array built once:
+ * `[sha, key count, ...keys, max, ...(lease, millis) pairs]`; `leases` belong to the last
+ * `leases.length` of `keys` (so they are the last ones of any chunk too).
+ */
+const readArgs = (
+  keys: ReadonlyArray<string>,
+  leases: ReadonlyArray<Lease>,
+  start: number,
+  end: number,
+  maxBytes: number
+): Array<commands.Arg> => {
+  const firstLeased = keys.length - leases.length
+  const leaseStart = Math.max(start, firstLeased)
+  const leased = Math.max(0, end - leaseStart)
+  const count = end - start
+  const args = new Array<commands.Arg>(count + 3 + 2 * leased)
+  args[0] = readScript.sha
+  args[1] = count
+  for (let i = 0; i < count; i++) args[i + 2] = keys[start + i]!
+  args[count + 2] = maxBytes
+  for (let j = 0; j < leased; j++) {
+    const lease = leases[leaseStart - firstLeased + j]!
+    args[count + 3 + 2 * j] = lease.value
+    args[count + 4 + 2 * j] = lease.millis
+  }
+  return args
+}
+
+/**
+ * Reads keys through the bounded read script, in chunks of at most `readBatchLimit` keys, leasing
+ * the absent ones a lease-read asks for; an over-limit entry or a key of another type (removed by
+ * the script) reads as absent and is logged here (over-limit entries are also counted).
+ */
+const boundedRead = (send: Sender, settings: Settings): Reader => {
+  const maxBytes = settings.maxEntryBytes
+  const removed = reportRemoved(settings)
+  const decode = (reply: unknown): Array<Answer> => {
     let oversized = 0
     let wrongType = 0
-    const out = replies.map((reply): Option.Option<Uint8Array> => {
+    const out = (reply as ReadonlyArray<ReadReply>).map((reply): Answer => {
+      if (reply === null || reply === undefined) return Option.none()
       if (typeof reply === "number") {
         if (reply < 0) wrongType++
         else oversized++
         return Option.none()
       }
-      return reply === null || reply === undefined ? Option.none() : Option.some(reply)
+      return reply instanceof Error ? reply : Option.some(reply)
     })
     if (oversized > 0 || wrongType > 0) removed(oversized, wrongType)
     return out
   }
-  const decodeOne = (reply: unknown): Option.Option<Uint8Array> => {
-    const value = (reply as ReadonlyArray<Buffer | number | null | undefined>)[0]
+  const decodeOne = (reply: unknown): Answer => {
+    const value = (reply as ReadonlyArray<ReadReply>)[0]
+    if (value === null || value === undefined) return Option.none()
     if (typeof value === "number") {
       removed(value < 0 ? 0 : 1, value < 0 ? 1 : 0)
       return Option.none()
     }
-    return value === null || value === undefined ? Option.none() : Option.some(value)
+    return value instanceof Error ? value : Option.some(value)
   }
-  const readChunk = (keys: ReadonlyArray<string>): Promise<Array<Option.Option<Uint8Array>>> => {
-    // one array, built once: [sha, key count, ...keys, max]
-    const args = new Array<commands.Arg>(keys.length + 3)
-    args[0] = readScript.sha
-    args[1] = keys.length
-    for (let i = 0; i < keys.length; i++) args[i + 2] = keys[i]!
-    args[keys.length + 2] = maxBytes
-    return send.evalScript(readScript, args, true, decode)
-  }
+  const readChunk = (keys: ReadonlyArray<string>, leases: ReadonlyArray<Lease>, start: number, end: number) =>
+    send.evalScript(readScript, readArgs(keys, leases, start, end, maxBytes), true, decode)
   return {
-    one: (key: string): Promise<Option.Option<Uint8Array>> =>
-      send.evalScript(readScript, [readScript.sha, 1, key, maxBytes], true, decodeOne),
-    many: (keys: ReadonlyArray<string>): Promise<Array<Option.Option<Uint8Array>>> => {
-      if (keys.length <= scripts.readBatchLimit) return readChunk(keys)
-      const chunks: Array<Promise<Array<Option.Option<Uint8Array>>>> = []
+    one: (key, lease) =>
+      send.evalScript(
+        readScript,
+        lease === undefined
+          ? [readScript.sha, 1, key, maxBytes]
+          : [readScript.sha, 1, key, maxBytes, lease.value, lease.millis],
+        true,
+        decodeOne
+      ),
+    many: (keys, leases) => {
+      if (keys.length <= scripts.readBatchLimit) return readChunk(keys, leases, 0, keys.length)
+      const chunks: Array<Promise<Array<Answer>>> = []
       for (let i = 0; i < keys.length; i += scripts.readBatchLimit) {
-        chunks.push(readChunk(keys.slice(i, i + scripts.readBatchLimit)))
+        chunks.push(readChunk(keys, leases, i, Math.min(keys.length, i + scripts.readBatchLimit)))
       }
       return Promise.all(chunks).then((parts) => parts.flat())
     }
@@ -419,17 +478,19 @@ const wrap = (client: Redis, settings: Settings): Service => {
   const unavailable = (operation: string) => failureOf(settings, operation)
   const send = commands.sender(client)
   const read = boundedRead(send, settings)
+  const batcher = readBatcher(read, unavailable("get"), unavailable("getOrLease"))
   return {
     keyPrefix: prefix,
     connection: client,
     maxEntryBytes: settings.maxEntryBytes,
     commandTimeout: internalOptions.ownTimeout(client.options.commandTimeout),
     health: Effect.sync(() => settings.tracker.health),
-    getBuffer: readBatcher(read.many, read.one, unavailable("get")),
+    getBuffer: batcher.get,
+    getOrLeaseBuffer: (key, lease, millis) => batcher.getOrLease(key, { value: toBuffer(lease), millis }),
     mgetBuffer: (keys) =>
       keys.length === 0
         ? Effect.succeed([])
-        : Effect.tryPromise({ try: () => read.many(keys), catch: unavailable("getMany") }),
+        : Effect.tryPromise({ try: () => read.many(keys, []).then(plainValues), catch: unavailable("getMany") }),
     setPx: (key, value, millis) =>
       Effect.tryPromise({
         try: () => send.send("set", [key, toBuffer(value), "PX", millis], false),

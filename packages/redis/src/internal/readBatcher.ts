@@ -1,6 +1,6 @@
 /**
- * Single-key reads gathered into batches, over any function that reads many keys in one round
- * trip (the Redis client's bounded read script).
+ * Single-key reads and lease-reads gathered into batches, over any function that reads many keys in
+ * one round trip (the Redis client's bounded read script).
  *
  * @internal
  */
@@ -11,54 +11,118 @@ import * as Option from "effect/Option"
 type Read = (result: Effect.Effect<Option.Option<Uint8Array>, CacheUnavailable>) => void
 
 /**
- * Single-key reads, batched: the first read of a turn goes out at once (through `readOne`, which
- * answers one value without a list); every other one asked for
- * while the current batch of fibers runs goes out as ONE script call when they yield (a microtask),
- * so 64 concurrent gets cost two commands instead of 64, and a lone get adds no delay. This is what
- * ioredis' auto-pipelining does for any command, but without its per-batch pipeline object and its
+ * What a read answers for one key: the value or `None`, or an `Error` when only that key failed (a
+ * lease the server refused to write: `OOM`, `NOPERM`).
+ *
+ * @internal
+ */
+export type Answer = Option.Option<Uint8Array> | Error
+
+/**
+ * A lease to put under an absent key: the value and its time-to-live in milliseconds.
+ *
+ * @internal
+ */
+export interface Lease {
+  readonly value: Buffer
+  readonly millis: number
+}
+
+/**
+ * The reads a batcher sends: `keys` (plain reads first, then lease-reads), `leases` for the last
+ * `leases.length` keys, in order; answers aligned with `keys`. `lease` is `undefined` for a plain read.
+ *
+ * @internal
+ */
+export interface Reader {
+  readonly many: (keys: ReadonlyArray<string>, leases: ReadonlyArray<Lease>) => Promise<ReadonlyArray<Answer>>
+  readonly one: (key: string, lease: Lease | undefined) => Promise<Answer>
+}
+
+const settle = (
+  resume: Read,
+  answer: Answer | undefined,
+  fail: (cause: unknown) => CacheUnavailable
+): void => {
+  if (answer instanceof Error) resume(Effect.fail(fail(answer)))
+  else resume(Effect.succeed(answer ?? Option.none()))
+}
+
+const failAll = (waiters: ReadonlyArray<Read>, error: CacheUnavailable): void => {
+  const failed = Effect.fail(error)
+  for (const waiter of waiters) waiter(failed)
+}
+
+/**
+ * Single-key reads and lease-reads, batched: the first one of a turn goes out at once (through
+ * `reader.one`, which answers one value without a list); every other one asked for while the
+ * current batch of fibers runs goes out as ONE script call when they yield (a microtask), so 64
+ * concurrent gets cost two commands instead of 64, and a lone get adds no delay. Lease-reads share
+ * the batch's call: they are sent after its plain reads, with their leases. This is what ioredis'
+ * auto-pipelining does for any command, but without its per-batch pipeline object and its
  * `setImmediate` delay, which double the cost of a sequential get.
  *
  * @internal
  */
 export const readBatcher = (
-  read: (keys: ReadonlyArray<string>) => Promise<Array<Option.Option<Uint8Array>>>,
-  readOne: (key: string) => Promise<Option.Option<Uint8Array>>,
-  fail: (cause: unknown) => CacheUnavailable
+  reader: Reader,
+  failGet: (cause: unknown) => CacheUnavailable,
+  failLease: (cause: unknown) => CacheUnavailable
 ) => {
   let keys: Array<string> = []
   let waiters: Array<Read> = []
-  const failAll = (batch: ReadonlyArray<Read>) => (cause: unknown) => {
-    const error = Effect.fail(fail(cause))
-    for (const waiter of batch) waiter(error)
-  }
+  let leaseKeys: Array<string> = []
+  let leases: Array<Lease> = []
+  let leaseWaiters: Array<Read> = []
   const flush = () => {
-    const batchKeys = keys
     const batch = waiters
+    const leased = leaseWaiters
+    const batchKeys = leased.length === 0 ? keys : keys.concat(leaseKeys)
+    const batchLeases = leases
     keys = []
     waiters = []
-    read(batchKeys).then((values) => {
-      for (let i = 0; i < batch.length; i++) batch[i]!(Effect.succeed(values[i] ?? Option.none()))
-    }, failAll(batch))
+    if (leased.length > 0) {
+      leaseKeys = []
+      leases = []
+      leaseWaiters = []
+    }
+    reader.many(batchKeys, batchLeases).then((answers) => {
+      for (let i = 0; i < batch.length; i++) settle(batch[i]!, answers[i], failGet)
+      for (let i = 0; i < leased.length; i++) settle(leased[i]!, answers[batch.length + i], failLease)
+    }, (cause) => {
+      failAll(batch, failGet(cause))
+      failAll(leased, failLease(cause))
+    })
   }
   let scheduled = false
   const flushLater = () => {
     scheduled = false
-    if (waiters.length > 0) flush()
+    if (waiters.length > 0 || leaseWaiters.length > 0) flush()
   }
-  return (key: string): Effect.Effect<Option.Option<Uint8Array>, CacheUnavailable> =>
-    Effect.async((resume) => {
-      if (!scheduled) {
-        // the first read of a turn goes out at once (no added latency for a lone get); reads that
-        // follow in the same turn gather into one call sent when the turn yields
-        scheduled = true
-        queueMicrotask(flushLater)
-        readOne(key).then(
-          (value) => resume(Effect.succeed(value)),
-          (cause) => resume(Effect.fail(fail(cause)))
-        )
-        return
-      }
-      keys.push(key)
-      waiters.push(resume)
-    })
+  /** `true` when this read went out at once (the first of its turn). */
+  const first = (key: string, lease: Lease | undefined, resume: Read): boolean => {
+    if (scheduled) return false
+    // the first read of a turn goes out at once (no added latency for a lone get); reads that
+    // follow in the same turn gather into one call sent when the turn yields
+    scheduled = true
+    queueMicrotask(flushLater)
+    const fail = lease === undefined ? failGet : failLease
+    reader.one(key, lease).then((answer) => settle(resume, answer, fail), (cause) => resume(Effect.fail(fail(cause))))
+    return true
+  }
+  return {
+    get: (key: string): Effect.Effect<Option.Option<Uint8Array>, CacheUnavailable> =>
+      Effect.async((resume) => {
+        if (first(key, undefined, resume)) return
+        keys.push(key)
+        waiters.push(resume)
+      }),
+    getOrLease: (key: string, lease: Lease): Effect.Effect<Option.Option<Uint8Array>, CacheUnavailable> =>
+      Effect.async((resume) => {
+        if (first(key, lease, resume)) return
+        leaseKeys.push(key)
+        leases.push(lease)
+        leaseWaiters.push(resume)
+      })
+  }
 }

@@ -4,8 +4,8 @@
  * ioredis' `defineCommand`, whose per-call wrapper (an argument copy, a second promise, and the
  * auto-pipelining it enables) cost more CPU than the command itself. Every read goes through `read`, so that an entry larger than
  * `maxEntryBytes` is never transferred: its length is checked on the server in the same round trip
- * and it is removed there. A later "lease and read in one round trip" extends `read` (more ARGV),
- * not a second script.
+ * and it is removed there. A lease-read (read, and lease an absent key, in one round trip) is `read`
+ * with more ARGV, not a second script.
  *
  * @internal
  */
@@ -18,6 +18,16 @@
  * so every get would wait for a fill). Any other error (`NOPERM`) fails the call: the size guard is
  * never skipped silently. `STRLEN` is O(1); when every key holds a string that fits (the common
  * case) the answer is one `MGET`.
+ *
+ * Lease-reads (`CacheStore.getOrLease`) come last in `KEYS`: `m = (#ARGV - 1) / 2` of them, and
+ * `ARGV[2j]`, `ARGV[2j + 1]` (`j` = 1..m) are the lease value and its `PX` millis for
+ * `KEYS[#KEYS - m + j]`. A batch of plain reads sends `ARGV[1]` only, as before. A lease-read key
+ * that is absent, or was removed here, gets `SET key lease PX millis NX` in the same script and is
+ * answered as the plain read would (nil, or the removed key's integer): the caller holds the lease.
+ * When the `SET NX` loses (the same key leased earlier in this batch) the answer is the key's value
+ * (that lease). A refused `SET` (`OOM`, `NOPERM`) is that key's element, an error reply: only
+ * that lease-read fails, the plain reads sharing the call are answered. Removals all happen before
+ * any read or lease, so a key asked twice is never removed after it was leased.
  *
  * @internal
  */
@@ -36,16 +46,30 @@ for i = 1, #KEYS do
     removed[i] = len
   end
 end
-if not removed then
+local out
+if removed then
+  for i = 1, #KEYS do
+    if removed[i] then redis.call("UNLINK", KEYS[i]) end
+  end
+  out = {}
+  for i = 1, #KEYS do
+    out[i] = removed[i] or redis.call("GET", KEYS[i]) or false
+  end
+elseif #ARGV == 1 then
   return redis.call("MGET", unpack(KEYS))
+else
+  out = redis.call("MGET", unpack(KEYS))
 end
-local out = {}
-for i = 1, #KEYS do
-  if removed[i] then
-    redis.call("UNLINK", KEYS[i])
-    out[i] = removed[i]
-  else
-    out[i] = redis.call("GET", KEYS[i]) or false
+local first = #KEYS - (#ARGV - 1) / 2
+for j = 1, (#ARGV - 1) / 2 do
+  local i = first + j
+  if not out[i] or type(out[i]) == "number" then
+    local set = redis.pcall("SET", KEYS[i], ARGV[2 * j], "PX", ARGV[2 * j + 1], "NX")
+    if type(set) == "table" and set.err then
+      out[i] = set
+    elseif not set then
+      out[i] = redis.call("GET", KEYS[i]) or false
+    end
   end
 end
 return out
