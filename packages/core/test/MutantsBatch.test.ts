@@ -250,7 +250,7 @@ describe("getMany: what costs a lookup", () => {
  * A memory store where another process takes the lease of `racing.key` right after this process's
  * next `getMany` read it (the batch then finds that lease when it tries to take its own).
  */
-const racing = { key: undefined as string | undefined }
+const racing = { keys: [] as Array<string> }
 const Racing = Layer.provideMerge(
   Layer.effect(
     CacheStore.CacheStore,
@@ -259,9 +259,9 @@ const Racing = Layer.provideMerge(
         ...inner,
         getMany: (keys) =>
           Effect.tap(inner.getMany(keys), () => {
-            const key = racing.key
-            racing.key = undefined
-            return key === undefined ? Effect.void : inner.set(key, Codec.lease("another process"), Duration.minutes(1))
+            const taken = racing.keys
+            racing.keys = []
+            return Effect.forEach(taken, (key) => inner.set(key, Codec.lease("another process"), Duration.minutes(1)))
           })
       }))
   ),
@@ -278,7 +278,7 @@ describe("getMany: a lease another process takes between the batch's read and it
         lock: { wait: "1 second", poll: "10 millis" }
       })
       const store = yield* CacheStore.CacheStore
-      racing.key = cache.keyOf(1)
+      racing.keys = [cache.keyOf(1)]
       const many = yield* Effect.fork(cache.getMany([1, 2, 3]))
       yield* until(() => ds.batches.length === 1)
       deepStrictEqual(ds.batches, [[2, 3]])
@@ -298,12 +298,85 @@ describe("getMany: a lease another process takes between the batch's read and it
       const ds = source()
       const cache = yield* CacheAside.make({ ...options, lookup: ds.lookup, lock: false })
       const store = yield* CacheStore.CacheStore
-      racing.key = cache.keyOf(1)
+      racing.keys = [cache.keyOf(1)]
       deepStrictEqual(answers(yield* cache.getMany([1, 2, 3])), ["v1", "v2", "v3"])
       deepStrictEqual(ds.batches, [[1, 2, 3]])
       const held = yield* store.get(cache.keyOf(1))
       assert.isTrue(Option.isSome(held) && Codec.isLease(held.value))
     }).pipe(Effect.provide(Racing)))
+})
+
+describe("getMany: the batch's edges", () => {
+  it.scoped("every miss's lease taken by another process meanwhile: they wait, and loadMany is not called at all", () =>
+    Effect.gen(function*() {
+      const ds = source()
+      const cache = yield* CacheAside.make({
+        ...options,
+        lookup: ds.lookup,
+        lock: { wait: "1 second", poll: "10 millis" }
+      })
+      const store = yield* CacheStore.CacheStore
+      racing.keys = [cache.keyOf(1), cache.keyOf(2)]
+      const many = yield* Effect.fork(cache.getMany([1, 2]))
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+      const now = yield* Clock.currentTimeMillis
+      for (const id of [1, 2]) {
+        const filled = Either.getOrThrow(
+          Codec.make(Schema.String).encode({ _tag: "Value", value: `theirs${id}`, expiresAt: now + 60_000, delta: 0 })
+        )
+        yield* store.set(cache.keyOf(id), filled, Duration.minutes(1))
+      }
+      yield* TestClock.adjust("10 millis")
+      deepStrictEqual(answers(yield* Fiber.join(many)), ["theirs1", "theirs2"])
+      deepStrictEqual(ds.batches, [])
+      assert.strictEqual(ds.loads.size, 0)
+    }).pipe(Effect.provide(Racing)))
+
+  it.scoped("the misses' leases are taken at once, not one store round trip after another", () =>
+    Effect.gen(function*() {
+      const { cache, ds, faults } = yield* setup()
+      yield* faults.latency("10 millis", { operations: ["setIfAbsent"] })
+      const many = yield* Effect.fork(cache.getMany([1, 2, 3]))
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+      yield* TestClock.adjust("10 millis") // one round trip: every lease is back
+      yield* until(() => ds.batches.length === 1)
+      deepStrictEqual(answers(yield* Fiber.join(many)), ["v1", "v2", "v3"])
+      assert.strictEqual((yield* faults.counts).setIfAbsent, 3)
+    }).pipe(Effect.provide(Faulty)))
+
+  it.scoped("the store's read failing and loadMany leaving a key out: that key still loads on its own", () =>
+    Effect.gen(function*() {
+      const ds = source((id) => id !== 2)
+      const { cache, faults } = yield* setup({}, ds)
+      yield* faults.failNext(1, { operations: ["getMany"] })
+      deepStrictEqual(answers(yield* cache.getMany([1, 2, 3])), ["v1", "v2", "v3"])
+      deepStrictEqual(ds.batches, [[1, 2, 3]])
+      assert.strictEqual(ds.loadsOf(2), 1)
+    }).pipe(Effect.provide(Faulty)))
+
+  it.scoped("keys loadMany leaves out load on their own, at most getManyConcurrency at once", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      let running = 0
+      let most = 0
+      const lookup = DataSource.make(
+        (id: number) =>
+          Effect.sync(() => (running++, most = Math.max(most, running))).pipe(
+            Effect.zipRight(Deferred.await(gate)),
+            Effect.ensuring(Effect.sync(() => running--)),
+            Effect.as(Option.some(`v${id}`))
+          ),
+        () => Effect.succeed([])
+      )
+      const cache = yield* CacheAside.make({ ...options, lookup, getManyConcurrency: 2 })
+      const many = yield* Effect.fork(cache.getMany([1, 2, 3, 4]))
+      yield* until(() => running === 2)
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+      assert.strictEqual(most, 2)
+      yield* Deferred.succeed(gate, undefined)
+      deepStrictEqual(answers(yield* Fiber.join(many)), ["v1", "v2", "v3", "v4"])
+      assert.strictEqual(most, 2)
+    }).pipe(Effect.provide(Faulty)))
 })
 
 describe("getMany: what the batch finds in the store", () => {
