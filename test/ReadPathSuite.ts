@@ -98,7 +98,7 @@ export const suite = <R>(
         assert.strictEqual((yield* counts(namespace)).lockWaits, 0)
       }).pipe(Effect.provide(services)))
 
-    it.scoped("an invalidation between the leader's read and its lease: no fill, and no lease left", () =>
+    it.scoped("an invalidation while the leader's lease-read is in flight: no fill, and no lease left", () =>
       Effect.gen(function*() {
         const namespace = uniqueNamespace()
         const faults = yield* FaultInjection.FaultInjection
@@ -107,13 +107,13 @@ export const suite = <R>(
           namespace,
           (id) => Effect.sync(() => (loads++, Option.some(new User({ id, name: "n" }))))
         )
-        yield* faults.latency("100 millis", { operations: ["setIfAbsent"] })
+        yield* faults.latency("100 millis", { operations: ["getOrLease"] })
         const fiber = yield* Effect.fork(a.get(1))
         assertTrue(
-          yield* eventually(Effect.map(faults.counts, (c) => c.setIfAbsent === 1)),
-          "the leader read, then asked for the lease"
+          yield* eventually(Effect.map(faults.counts, (c) => c.getOrLease === 1)),
+          "the leader's read (which takes the lease) is in flight"
         )
-        yield* a.invalidate(1) // after the read, before the lease lands
+        yield* a.invalidate(1) // before the read and its lease land
         yield* faults.heal
         const exit = yield* withTimePassing(Fiber.join(fiber))
         assertTrue(Exit.isSuccess(exit))

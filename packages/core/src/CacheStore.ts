@@ -91,6 +91,8 @@ export class CacheStore extends Context.Tag("@cache-aside/core/CacheStore")<Cach
    * `lease`, which is the caller's to fill or release. `Some(bytes)`: what the key holds, left as
    * it is. A miss reads and takes its lease with this (memcache's lease-get), so it costs the round
    * trips of a plain `GET` + `SET`; `setIfAbsent` stays for leases taken after a first read.
+   * A store that read the key, found it absent and could not write the lease (Redis `OOM`,
+   * `READONLY`) fails with operation `setIfAbsent`: the caller then serves its load uncached.
    */
   readonly getOrLease: (
     key: string,

@@ -192,7 +192,8 @@ class MemoryStore {
           const at = this.now()
           const found = this.read(key, at)
           if (Option.isSome(found)) return Effect.succeed(found)
-          return Effect.as(this.writeChecked("getOrLease", key, lease, ttl), Option.none())
+          // a lease too large to keep is a refused lease write, as on Redis
+          return Effect.as(this.writeChecked("setIfAbsent", key, lease, ttl), Option.none())
         }),
       getMany: (keys) =>
         Effect.sync(() => {

@@ -7,9 +7,11 @@ import { assert, describe, it } from "@effect/vitest"
 import { assertNone, assertSome, deepStrictEqual } from "@effect/vitest/utils"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as TestClock from "effect/TestClock"
 import { CacheAside, CacheStore, Codec, FaultInjection, MemoryCacheStore, Metrics } from "../src/index.js"
 
 const Faulty = Layer.provideMerge(FaultInjection.layer(MemoryCacheStore.layer()), Metrics.layer)
@@ -46,7 +48,8 @@ describe("lease: consumed by the fill, released on every other exit", () => {
       const { cache, faults, loads, store } = yield* setup((id) => Effect.succeed(Option.some(`v${id}`)))
       assertSome(yield* cache.get(1), "v1")
       const counts = yield* faults.counts
-      assert.strictEqual(counts.setIfAbsent, 1)
+      assert.strictEqual(counts.getOrLease, 1, "the lease is taken by the read itself")
+      assert.strictEqual(counts.setIfAbsent, 0)
       assert.strictEqual(counts.compareAndSet, 1)
       assert.strictEqual(counts.compareAndDelete, 0)
       assertSome(yield* cache.get(1), "v1")
@@ -61,7 +64,7 @@ describe("lease: consumed by the fill, released on every other exit", () => {
       })
       assertNone(yield* cache.get(1))
       const counts = yield* faults.counts
-      assert.strictEqual(counts.setIfAbsent, 1)
+      assert.strictEqual(counts.getOrLease, 1)
       assert.strictEqual(counts.compareAndSet, 0)
       assert.strictEqual(counts.compareAndDelete, 1)
       assertNone(yield* store.get(cache.keyOf(1)))
@@ -108,17 +111,46 @@ describe("lease: consumed by the fill, released on every other exit", () => {
 })
 
 describe("lease: the store failing while it is taken", () => {
-  it.scoped("a get whose setIfAbsent fails answers from the lookup, once, counted as a write error, and fills nothing", () =>
+  it.scoped("a get whose lease-read fails answers from the lookup, once, counted as a fallback, and fills nothing", () =>
     Effect.gen(function*() {
       const { cache, faults, loads, stats, store } = yield* setup((id) => Effect.succeed(Option.some(`v${id}`)))
-      yield* faults.failNext(1, { operations: ["setIfAbsent"] })
+      yield* faults.failNext(1, { operations: ["getOrLease"] })
       assertSome(yield* cache.get(1), "v1")
       assert.strictEqual(loads(), 1)
+      const counts = yield* faults.counts
+      assert.strictEqual(counts.getOrLease, 1)
+      assert.strictEqual(counts.setIfAbsent, 0)
+      assert.strictEqual(counts.compareAndSet, 0)
+      assert.strictEqual(counts.compareAndDelete, 0)
+      assert.strictEqual((yield* stats()).fallbacks, 1)
+      assertNone(yield* store.get(cache.keyOf(1)))
+    }).pipe(Effect.provide(Faulty)))
+
+  it.scoped("a lock waiter whose setIfAbsent fails (the holder's lease went) answers from the lookup, counted as a write error, and fills nothing", () =>
+    Effect.gen(function*() {
+      const store = yield* CacheStore.CacheStore
+      const faults = yield* FaultInjection.FaultInjection
+      const metrics = yield* Metrics.Metrics
+      let loads = 0
+      const cache = yield* CacheAside.make({
+        ...base,
+        lookup: (id: number) => Effect.sync(() => (loads++, Option.some(`v${id}`))),
+        lock: { wait: "5 seconds", poll: "20 millis" }
+      })
+      const full = cache.keyOf(1)
+      yield* store.set(full, Codec.lease("another process"), Duration.minutes(1))
+      yield* faults.failNext(1, { operations: ["setIfAbsent"] })
+      const waiter = yield* Effect.fork(cache.get(1))
+      yield* TestClock.adjust("1 millis")
+      yield* store.delete([full]) // the holder released its lease: the waiter asks for one, which fails
+      yield* TestClock.adjust("20 millis")
+      assertSome(yield* Fiber.join(waiter), "v1")
+      assert.strictEqual(loads, 1)
       const counts = yield* faults.counts
       assert.strictEqual(counts.setIfAbsent, 1)
       assert.strictEqual(counts.compareAndSet, 0)
       assert.strictEqual(counts.compareAndDelete, 0)
-      assert.strictEqual((yield* stats()).writeErrors, 1)
-      assertNone(yield* store.get(cache.keyOf(1)))
+      assert.strictEqual((yield* metrics.snapshot("lease")).writeErrors, 1)
+      assertNone(yield* store.get(full))
     }).pipe(Effect.provide(Faulty)))
 })

@@ -17,13 +17,14 @@ class User extends Schema.Class<User>("User")({ id: Schema.Number, name: Schema.
 
 const rows = (names: ReadonlyArray<string>) => names.map((name, id) => [id, new User({ id, name })] as const)
 
-/** The memory store, with its `get`s counted. */
+/** The memory store, with its reads (`get`, lease-reads, `getMany`'s keys) counted. */
 const countingStore = Effect.gen(function*() {
   const inner = yield* MemoryCacheStore.make()
   let reads = 0
   const store = CacheStore.CacheStore.of({
     ...inner,
     get: (key) => Effect.suspend(() => (reads++, inner.get(key))),
+    getOrLease: (key, lease, ttl) => Effect.suspend(() => (reads++, inner.getOrLease(key, lease, ttl))),
     getMany: (keys) => Effect.suspend(() => (reads += keys.length, inner.getMany(keys)))
   })
   return { store, reads: () => reads }

@@ -123,7 +123,8 @@ export interface Service {
    * the bound), `SET key lease PX millis NX` in the same script: one round trip, batched with the
    * single-key reads of the same turn. `None`: the key now holds `lease` (the caller's). `Some`:
    * what the key holds, unchanged (another caller's lease, or a value). A refused lease (`OOM`,
-   * `NOPERM`) fails this call only.
+   * `NOPERM`, `READONLY`) fails this call only, with operation `setIfAbsent`: the key was read and
+   * found absent, and the lease was not written.
    */
   readonly getOrLeaseBuffer: (
     key: string,
@@ -478,7 +479,8 @@ const wrap = (client: Redis, settings: Settings): Service => {
   const unavailable = (operation: string) => failureOf(settings, operation)
   const send = commands.sender(client)
   const read = boundedRead(send, settings)
-  const batcher = readBatcher(read, unavailable("get"), unavailable("getOrLease"))
+  // a refused lease is a failed lease write (`setIfAbsent`): the read worked and found the key absent
+  const batcher = readBatcher(read, unavailable("get"), unavailable("getOrLease"), unavailable("setIfAbsent"))
   return {
     keyPrefix: prefix,
     connection: client,

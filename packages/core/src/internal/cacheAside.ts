@@ -383,11 +383,60 @@ export class CacheAsideImpl<K, A, E, R> {
           (outcome) => outcome === Retry ? this.get(key) : outcome
         )
       }
-      return this.flights.lead<A, E>(full, userKey, (flight) =>
-        Effect.flatMap(this.read(full), (found) =>
-          this.answerNow(key, userKey, full, found) ??
-            this.flights.background(flight, this.resolve(key, userKey, full, flight, found))))
+      return this.flights.lead<A, E>(full, userKey, (flight) => this.leadRead(key, userKey, full, flight))
     })
+
+  /**
+   * The leader's read is a lease-read (`getOrLease`): a miss holds its lease after one round trip,
+   * and its load runs with the release as the load fiber's finalizer (released on every exit unless
+   * the fill consumed it). From the read's answer to the fork nothing can interrupt the leader; an
+   * interrupt during the read releases the lease the read may have written.
+   */
+  leadRead(key: K, userKey: string, full: string, flight: Flight<A, E>): Effect.Effect<Option.Option<A>, E> {
+    return Effect.uninterruptibleMask((restore) => {
+      const lease = Lease.fresh(full)
+      const release = Lease.releaseUnlessConsumed(this.store, lease)
+      this.near?.cache.begin(full)
+      // released in the background: an interrupted caller (a closing scope, Redis frozen) never
+      // waits for a store call of its own finalizer
+      const read = Effect.onInterrupt(
+        restore(this.store.getOrLease(full, lease.bytes, this.config.leaseTtl)),
+        () => this.fork(release)
+      )
+      return Effect.matchEffect(read, {
+        onFailure: (error) => {
+          if (error.operation !== "setIfAbsent") {
+            return restore(this.decide(key, userKey, full, flight, { _tag: "Unavailable", error }))
+          }
+          // the key was read and found absent, the lease write refused (OOM, READONLY): a miss
+          // whose value is served, not cached
+          this.recorder.increment("misses")
+          const load = Effect.zipRight(this.cacheError(error, "writeErrors"), this.loadOnly(key, userKey, full))
+          return this.flights.backgroundMasked(flight, load, undefined, restore)
+        },
+        onSuccess: (stored) => {
+          if (Option.isSome(stored)) {
+            return restore(this.decide(key, userKey, full, flight, this.entries.classify(full, stored)))
+          }
+          this.recorder.increment("misses")
+          const load = this.loadAndFill(key, userKey, full, flight, lease)
+          return this.flights.backgroundMasked(flight, load, release, restore)
+        }
+      })
+    })
+  }
+
+  /** A read that needs no lease of ours: answered now, or resolved by a load in the background. */
+  decide(
+    key: K,
+    userKey: string,
+    full: string,
+    flight: Flight<A, E>,
+    found: Read<A>
+  ): Effect.Effect<Option.Option<A>, E> {
+    return this.answerNow(key, userKey, full, found) ??
+      this.flights.background(flight, this.resolve(key, userKey, full, flight, found))
+  }
 
   // ---------------------------------------------------------------------------------------------
   // the rest of the handle

@@ -199,10 +199,19 @@ export class Flights {
    * interrupts it), inheriting the caller's context (its span). Its exit ends every flight it has
    * not answered. Call it in an uninterruptible region: the fork and its bookkeeping are one step.
    */
-  spawn<A, E>(flights: ReadonlyArray<Flight<A, E>>, work: Effect.Effect<unknown, unknown>): Effect.Effect<void> {
+  spawn<A, E>(
+    flights: ReadonlyArray<Flight<A, E>>,
+    work: Effect.Effect<unknown, unknown>,
+    cleanup?: Effect.Effect<void>
+  ): Effect.Effect<void> {
     const task: Task = { fiber: undefined, flights: flights.map(anyFlight) }
     for (const flight of flights) flight.task = task
-    return Effect.map(Effect.forkDaemon(Effect.interruptible(work)), (fiber) => {
+    // the fiber starts uninterruptible (forked from this masked region): `cleanup` is in place
+    // before anything can interrupt it
+    const body = cleanup === undefined
+      ? Effect.interruptible(work)
+      : Effect.ensuring(Effect.interruptible(work), cleanup)
+    return Effect.map(Effect.forkDaemon(body), (fiber) => {
       task.fiber = fiber
       FiberSet.unsafeAdd(this.set, fiber)
       fiber.addObserver((exit) => {
@@ -223,22 +232,34 @@ export class Flights {
    * leader, inside `lead`.
    */
   background<A, E>(flight: Flight<A, E>, work: Effect.Effect<Option.Option<A>, E>): Effect.Effect<Option.Option<A>, E> {
+    return Effect.uninterruptibleMask((restore) => this.backgroundMasked(flight, work, undefined, restore))
+  }
+
+  /**
+   * `background` for a caller already in an uninterruptible region (`restore` is its mask's), with
+   * `cleanup` run when the load ends however it ends (a lease taken by the leader's read is
+   * released there): from the read to the fork nothing can interrupt the leader.
+   */
+  backgroundMasked<A, E>(
+    flight: Flight<A, E>,
+    work: Effect.Effect<Option.Option<A>, E>,
+    cleanup: Effect.Effect<void> | undefined,
+    restore: <X, Y>(effect: Effect.Effect<X, Y>) => Effect.Effect<X, Y>
+  ): Effect.Effect<Option.Option<A>, E> {
     // the fiber's observer (see `spawn`) settles the flight with the load's exit
-    return Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(this.spawn([flight], work), () => {
-        // counted in within the same uninterruptible step as the fork, counted out only by an
-        // interrupt (as `join`, without its own mask and `onInterrupt`'s: this region is masked)
-        flight.waiters++
-        return Effect.matchCauseEffect(restore(this.outcomeOf(flight)), {
-          onFailure: (cause) => {
-            if (Cause.isInterruptedOnly(cause)) this.leave([flight])
-            return Effect.failCause(cause)
-          },
-          // Retry: the load was interrupted while this caller waited, which only the closing of
-          // the cache's scope does
-          onSuccess: (outcome) => outcome === Retry ? Effect.interrupt : outcome
-        })
+    return Effect.flatMap(this.spawn([flight], work, cleanup), () => {
+      // counted in within the same uninterruptible step as the fork, counted out only by an
+      // interrupt (as `join`, without its own mask and `onInterrupt`'s: this region is masked)
+      flight.waiters++
+      return Effect.matchCauseEffect(restore(this.outcomeOf(flight)), {
+        onFailure: (cause) => {
+          if (Cause.isInterruptedOnly(cause)) this.leave([flight])
+          return Effect.failCause(cause)
+        },
+        // Retry: the load was interrupted while this caller waited, which only the closing of
+        // the cache's scope does
+        onSuccess: (outcome) => outcome === Retry ? Effect.interrupt : outcome
       })
-    )
+    })
   }
 }

@@ -40,7 +40,7 @@ type Store = CacheStore["Type"]
 
 const acquire = (store: Store, key: string, ttl: Duration.Duration, over: Uint8Array | undefined) =>
   Effect.suspend((): Effect.Effect<Taken> => {
-    const lease = new Lease(key, Codec.lease(randomUUID()))
+    const lease = fresh(key)
     const taking = over === undefined
       ? store.setIfAbsent(key, lease.bytes, ttl)
       : store.compareAndSet(key, over, lease.bytes, ttl)
@@ -50,10 +50,25 @@ const acquire = (store: Store, key: string, ttl: Duration.Duration, over: Uint8A
     })
   })
 
+/**
+ * A new lease for `key`, not yet in the store: a lease-read (`getOrLease`) puts it there when the
+ * key is absent; the caller then owns it and releases it with `releaseUnlessConsumed`.
+ *
+ * @internal
+ */
+export const fresh = (key: string): Lease => new Lease(key, Codec.lease(randomUUID()))
+
+/**
+ * Releases an owned lease (compare-and-delete: never another loader's bytes) unless a fill
+ * consumed it. Never fails: a lease the store did not release expires on its own.
+ *
+ * @internal
+ */
+export const releaseUnlessConsumed = (store: Store, lease: Lease): Effect.Effect<void> =>
+  Effect.suspend(() => lease.consumed ? Effect.void : Effect.ignore(store.compareAndDelete(lease.key, lease.bytes)))
+
 const release = (store: Store) => (taken: Taken): Effect.Effect<void> =>
-  taken._tag === "Mine" && !taken.lease.consumed
-    ? Effect.ignore(store.compareAndDelete(taken.lease.key, taken.lease.bytes))
-    : Effect.void
+  taken._tag === "Mine" ? releaseUnlessConsumed(store, taken.lease) : Effect.void
 
 /**
  * Takes a lease on `key` for the scope: `SET NX` when `over` is undefined, else a compare-and-set

@@ -42,9 +42,9 @@ export interface Reader {
 const settle = (
   resume: Read,
   answer: Answer | undefined,
-  fail: (cause: unknown) => CacheUnavailable
+  refused: (cause: unknown) => CacheUnavailable
 ): void => {
-  if (answer instanceof Error) resume(Effect.fail(fail(answer)))
+  if (answer instanceof Error) resume(Effect.fail(refused(answer)))
   else resume(Effect.succeed(answer ?? Option.none()))
 }
 
@@ -67,7 +67,9 @@ const failAll = (waiters: ReadonlyArray<Read>, error: CacheUnavailable): void =>
 export const readBatcher = (
   reader: Reader,
   failGet: (cause: unknown) => CacheUnavailable,
-  failLease: (cause: unknown) => CacheUnavailable
+  failLease: (cause: unknown) => CacheUnavailable,
+  /** A lease-read whose read worked but whose lease the server refused (the key was absent). */
+  refusedLease: (cause: unknown) => CacheUnavailable
 ) => {
   let keys: Array<string> = []
   let waiters: Array<Read> = []
@@ -88,7 +90,7 @@ export const readBatcher = (
     }
     reader.many(batchKeys, batchLeases).then((answers) => {
       for (let i = 0; i < batch.length; i++) settle(batch[i]!, answers[i], failGet)
-      for (let i = 0; i < leased.length; i++) settle(leased[i]!, answers[batch.length + i], failLease)
+      for (let i = 0; i < leased.length; i++) settle(leased[i]!, answers[batch.length + i], refusedLease)
     }, (cause) => {
       failAll(batch, failGet(cause))
       failAll(leased, failLease(cause))
@@ -107,7 +109,10 @@ export const readBatcher = (
     scheduled = true
     queueMicrotask(flushLater)
     const fail = lease === undefined ? failGet : failLease
-    reader.one(key, lease).then((answer) => settle(resume, answer, fail), (cause) => resume(Effect.fail(fail(cause))))
+    reader.one(key, lease).then(
+      (answer) => settle(resume, answer, refusedLease),
+      (cause) => resume(Effect.fail(fail(cause)))
+    )
     return true
   }
   return {
