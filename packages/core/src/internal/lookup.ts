@@ -68,8 +68,8 @@ export class Lookup<K, A, E, R, T> {
   private run<X>(
     effect: Effect.Effect<X, E, R>,
     count: number,
-    label: string,
-    attributes: Record<string, unknown>
+    label: () => string,
+    attributes: () => Record<string, unknown>
   ): Effect.Effect<readonly [X, number], E | T> {
     return Effect.suspend(() => {
       const start = this.now()
@@ -81,14 +81,18 @@ export class Lookup<K, A, E, R, T> {
           duration: hard,
           onTimeout: () => {
             this.recorder.increment("lookupTimeouts")
-            return this.timeoutError(label)
+            return this.timeoutError(label())
           }
         })
       }
       return whenTraced(
         lookup,
         (traced) =>
-          Effect.withSpan(traced, "cache_aside.load", { kind: "client", attributes, captureStackTrace: false })
+          Effect.withSpan(traced, "cache_aside.load", {
+            kind: "client",
+            attributes: attributes(),
+            captureStackTrace: false
+          })
       ).pipe(
         Effect.tapError(() => Effect.sync(() => this.recorder.increment("loadErrors", count))),
         Effect.map((value) => {
@@ -102,8 +106,9 @@ export class Lookup<K, A, E, R, T> {
 
   /** Loads one key. */
   load(key: K, userKey: string): Effect.Effect<readonly [Option.Option<A>, number], E | T> {
-    const label = this.config.keyLabel(userKey) // keys can be secrets: a short hash unless logKeys
-    return this.run(this.config.load(key), 1, label, { namespace: this.config.namespace, key: label })
+    // keys can be secrets: a short hash unless logKeys, computed only when a span or an error needs it
+    const label = () => this.config.keyLabel(userKey)
+    return this.run(this.config.load(key), 1, label, () => ({ namespace: this.config.namespace, key: label() }))
   }
 
   /**
@@ -117,9 +122,9 @@ export class Lookup<K, A, E, R, T> {
       for (const [k, value] of pairs) byKey.set(this.config.key(k), value)
       return byKey
     })
-    return this.run(answers, keys.length, `${keys.length} keys`, {
+    return this.run(answers, keys.length, () => `${keys.length} keys`, () => ({
       namespace: this.config.namespace,
       keys: keys.length
-    })
+    }))
   }
 }
