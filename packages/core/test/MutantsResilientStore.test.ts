@@ -11,11 +11,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as HashMap from "effect/HashMap"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import * as TestClock from "effect/TestClock"
 import { CacheStore, FaultInjection, MemoryCacheStore, Metrics, ResilientCacheStore } from "../src/index.js"
 
 const encoder = new TextEncoder()
@@ -174,5 +176,66 @@ describe("the operations", () => {
       assert.include(queued[0]!.message, "cache store unavailable during delete: circuit breaker open")
       assert.isAbove(logs.lines.length, 1) // the breaker's line too
       for (const line of logs.lines) assertSome(line.store, "sessions")
+    }).pipe(Effect.provide(Metrics.layer)))
+})
+
+describe("whole-file survivors: operation names, keys claimed, the fast path's conditions", () => {
+  it.scoped("a call the open breaker refuses names its own operation", () =>
+    Effect.gen(function*() {
+      const logs = capture()
+      const { faults, store } = yield* setup({ storeEnforcesTimeout: true, failureThreshold: 1 })
+      yield* faults.failAll()
+      assert.isTrue(Either.isLeft(yield* Effect.either(store.get("k")))) // opens the breaker
+      yield* faults.heal
+      const calls = [
+        ["get", store.get("k")],
+        ["getOrLease", store.getOrLease("k", bytes("\u0000lease"), ttl)],
+        ["compareAndDelete", store.compareAndDelete("k", bytes("\u0000lease"))]
+      ] as const
+      for (const [operation, call] of calls) {
+        const error = errorOf(yield* Effect.exit(call as Effect.Effect<unknown, CacheStore.CacheUnavailable>))
+        assert.strictEqual(error.operation, operation)
+        assert.instanceOf(error.cause, ResilientCacheStore.CircuitOpen)
+      }
+      yield* logs.around(Effect.asVoid(store.deletePattern("k*"))) // refused, queued
+      assert.isTrue(logs.lines.some((line) => line.message.includes("during deletePattern: circuit breaker open")))
+    }).pipe(Effect.provide(Metrics.layer)))
+
+  it.scoped("setIfAbsent of a queued key deletes it first, so the lease is taken", () =>
+    Effect.gen(function*() {
+      const { faults, memory, store } = yield* setup({ failureThreshold: 100 })
+      yield* memory.set("k", bytes("old"), ttl)
+      yield* faults.failAll()
+      yield* store.delete(["k"]) // queued
+      yield* faults.heal
+      assert.isTrue(yield* store.setIfAbsent("k", bytes("\u0000lease"), ttl))
+      assertSome(text(yield* memory.get("k")), "\u0000lease")
+    }).pipe(Effect.provide(Metrics.layer)))
+
+  it.scoped("an empty delete answers 0 without a store call (Redis' DEL refuses an empty key list)", () =>
+    Effect.gen(function*() {
+      const { faults, store } = yield* setup()
+      assert.strictEqual(yield* store.delete([]), 0)
+      assert.strictEqual((yield* faults.counts).total, 0)
+    }).pipe(Effect.provide(Metrics.layer)))
+
+  it.scoped("storeEnforcesTimeout with a read retry: get is retried (no fast path around it)", () =>
+    Effect.gen(function*() {
+      const { faults, store } = yield* setup({ storeEnforcesTimeout: true, readRetry: Schedule.recurs(1) })
+      yield* faults.failNext(1, { operations: ["get"] })
+      assertNone(yield* store.get("k"))
+      assert.strictEqual((yield* faults.counts).get, 2)
+    }).pipe(Effect.provide(Metrics.layer)))
+
+  it.scoped("storeEnforcesTimeout covers the operation timeout only: a hung deletePattern still times out", () =>
+    Effect.gen(function*() {
+      const { faults, stats, store } = yield* setup({ storeEnforcesTimeout: true, deletePatternTimeout: "1 second" })
+      yield* faults.hang({ operations: ["deletePattern"] })
+      const fiber = yield* Effect.fork(store.deletePattern("k*"))
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* Fiber.join(fiber), 0) // timed out, queued
+      const s = yield* stats
+      assert.strictEqual(s.timeouts, 1)
+      assert.strictEqual(s.queueSize, 1)
     }).pipe(Effect.provide(Metrics.layer)))
 })
