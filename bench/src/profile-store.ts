@@ -3,7 +3,8 @@
  * Redis store, the store `layer` builds (with the resilient wrapper). Client CPU per operation.
  * `node --import tsx src/profile-store.ts [ops]`
  */
-import { CacheStore, Metrics } from "@cache-aside/core"
+import { CacheStore, Codec, Metrics } from "@cache-aside/core"
+import { randomUUID } from "node:crypto"
 import { RedisCacheStore } from "@cache-aside/redis"
 import * as RedisClient from "@cache-aside/redis/RedisClient"
 import * as Duration from "effect/Duration"
@@ -36,6 +37,10 @@ const suite = (label: string) =>
     const store = yield* CacheStore.CacheStore
     yield* measure(`${label} get`, store.get("k"))
     yield* measure(`${label} getOrLease hit`, store.getOrLease("k", bytes, ttl))
+    yield* measure(
+      `${label} getOrLease hit, a new lease each`,
+      Effect.suspend(() => store.getOrLease("k", Codec.lease(randomUUID()), ttl))
+    )
     let fresh = 0
     yield* measure(
       `${label} getOrLease miss`,

@@ -305,6 +305,16 @@ const failureOf = (settings: Settings, operation: string) => (cause: unknown): C
 const toBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
+/**
+ * Bytes as an argument: a string when they are ASCII (the library's leases are), which keeps a
+ * command all strings, so ioredis writes it as one string instead of assembling a buffer; its
+ * UTF-8 encoding is the same bytes. Anything else stays bytes.
+ */
+const asciiOrBuffer = (bytes: Uint8Array): Buffer | string => {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i]! >= 0x80) return toBuffer(bytes)
+  return toBuffer(bytes).toString("latin1")
+}
+
 type Sender = ReturnType<typeof commands.sender>
 
 const isOne = (reply: unknown): boolean => reply === 1
@@ -488,7 +498,7 @@ const wrap = (client: Redis, settings: Settings): Service => {
     commandTimeout: internalOptions.ownTimeout(client.options.commandTimeout),
     health: Effect.sync(() => settings.tracker.health),
     getBuffer: batcher.get,
-    getOrLeaseBuffer: (key, lease, millis) => batcher.getOrLease(key, { value: toBuffer(lease), millis }),
+    getOrLeaseBuffer: (key, lease, millis) => batcher.getOrLease(key, { value: asciiOrBuffer(lease), millis }),
     mgetBuffer: (keys) =>
       keys.length === 0
         ? Effect.succeed([])

@@ -56,7 +56,14 @@ const acquire = (store: Store, key: string, ttl: Duration.Duration, over: Uint8A
  *
  * @internal
  */
-export const fresh = (key: string): Lease => new Lease(key, Codec.lease(randomUUID()))
+export const fresh = (key: string): Lease => new Lease(key, Codec.lease(instance + (++taken).toString(36)))
+
+/**
+ * Lease tokens: this process's random id and a counter, unique across processes and within one,
+ * without a random draw per get (every leader's read carries a lease).
+ */
+const instance = `${randomUUID()}:`
+let taken = 0
 
 /**
  * Releases an owned lease (compare-and-delete: never another loader's bytes) unless a fill

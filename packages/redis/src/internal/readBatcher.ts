@@ -24,7 +24,8 @@ export type Answer = Option.Option<Uint8Array> | Error
  * @internal
  */
 export interface Lease {
-  readonly value: Buffer
+  /** The lease's bytes; as a string when they are ASCII (a command of strings only is cheaper to write). */
+  readonly value: Buffer | string
   readonly millis: number
 }
 
