@@ -156,6 +156,19 @@ describe("invalidation queue: patterns and batches", () => {
       assert.strictEqual(onlyPattern.entries[0]!._tag, "Pattern")
     }))
 
+  it.effect("a claim of many keys under one queued pattern lists the pattern once, and settles every key", () =>
+    Effect.gen(function*() {
+      const { enqueue, queue } = setup()
+      yield* enqueue(queue.makePattern("user:*"), key("user:7"))
+      const keys = range(20_000, "user:")
+      const claim = queue.claim(keys)!
+      assert.strictEqual(claim.keys.length, 20_000)
+      assert.strictEqual(claim.entries.length, 2, "the pattern and the queued key, once each (not once per key)")
+      yield* queue.settle(claim)
+      assert.strictEqual(queue.size, 1, "the key entry is done; the pattern stays until it is replayed")
+      assert.isUndefined(queue.claim(keys), "every key is cleared for the pattern")
+    }))
+
   it.effect("settle: a claimed key entry is done; a pattern remembers the key as cleared until it is replayed", () =>
     Effect.gen(function*() {
       const { count, enqueue, queue } = setup()

@@ -218,25 +218,26 @@ export class InvalidationQueue {
   claim(keys: ReadonlyArray<string>): Claim | undefined {
     if (this.queue.size === 0) return undefined
     let claimed: Array<string> | undefined
-    let entries: Array<Invalidation> | undefined
+    // a pattern that covers many of the keys is one entry: `settle` walks entries × keys
+    let entries: Set<Invalidation> | undefined
     let patterns = false
     for (const key of keys) {
       let covered = false
       const entry = this.queue.get(keyId(key))
       if (entry !== undefined) {
         covered = true
-        ;(entries ??= []).push(entry)
+        ;(entries ??= new Set()).add(entry)
       }
       for (const pattern of this.patterns) {
         if (!pattern.cleared.has(key) && pattern.matches(key)) {
           covered = true
           patterns = true
-          ;(entries ??= []).push(pattern)
+          ;(entries ??= new Set()).add(pattern)
         }
       }
       if (covered) (claimed ??= []).push(key)
     }
-    return claimed === undefined ? undefined : { keys: claimed, entries: entries!, patterns }
+    return claimed === undefined ? undefined : { keys: claimed, entries: Array.from(entries!), patterns }
   }
 
   /** The claimed keys were deleted: their key entries are done, their patterns note them as cleared. */
