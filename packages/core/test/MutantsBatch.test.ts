@@ -392,6 +392,22 @@ describe("getMany: what the batch finds in the store", () => {
       assert.strictEqual((yield* faults.counts).setIfAbsent, 0)
     }).pipe(Effect.provide(Faulty)))
 
+  it.scoped("the store's read failing, without loadMany: each key loads alone, one cache error for the one failed read", () =>
+    Effect.gen(function*() {
+      let loads = 0
+      const { cache, faults, stats } = yield* setup({
+        lookup: (id: number) => Effect.sync(() => (loads++, Option.some(`v${id}`)))
+      })
+      yield* faults.failNext(1, { operations: ["getMany"] })
+      deepStrictEqual(answers(yield* cache.getMany([1, 2, 3])), ["v1", "v2", "v3"])
+      assert.strictEqual(loads, 3)
+      const snapshot = yield* stats()
+      assert.strictEqual(snapshot.cacheErrors, 1, "one store operation failed")
+      assert.strictEqual(snapshot.fallbacks, 3)
+      assert.strictEqual(snapshot.misses, 3)
+      assert.strictEqual((yield* faults.counts).setIfAbsent, 0)
+    }).pipe(Effect.provide(Faulty)))
+
   it.scoped("corrupt entries are counted, taken over and replaced by the loaded values", () =>
     Effect.gen(function*() {
       const { cache, ds, stats, store } = yield* setup()

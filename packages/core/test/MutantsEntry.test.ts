@@ -257,13 +257,21 @@ describe("ttlFor: the fresh-for TTL of a value", () => {
       assertSome(yield* Effect.withRandom(entries.ttlFor(Option.some("v")), Random.fixed([0.9999])), 1)
     }))
 
-  it.effect("a TTL function: 1 ms is cached; under 1 ms, 0, a negative number or a zero Duration is not, and is no error", () =>
+  it.effect("a TTL function: 1 ms is cached; under 1 ms, 0, a negative number, a zero Duration, negative or zero text is not, and is no error", () =>
     Effect.gen(function*() {
-      const answers: Array<Duration.DurationInput> = [1, 0.5, 0, -5, Duration.zero]
+      const answers: Array<Duration.DurationInput> = [1, 0.5, 0, -5, Duration.zero, "-5 seconds", "0 millis"]
       const results: Array<Option.Option<number>> = []
       const { counts, entries } = entriesOf(Schema.Number, { ttl: (n: number) => answers[n]! })
       for (let i = 0; i < answers.length; i++) results.push(yield* entries.ttlFor(Option.some(i)))
-      deepStrictEqual(results, [Option.some(1), Option.none(), Option.none(), Option.none(), Option.none()])
+      deepStrictEqual(results, [
+        Option.some(1),
+        Option.none(),
+        Option.none(),
+        Option.none(),
+        Option.none(),
+        Option.none(),
+        Option.none()
+      ])
       assert.strictEqual(counts.ttlErrors, undefined)
     }))
 

@@ -104,8 +104,18 @@ const lead = <K, A, E, R>(impl: CacheAsideImpl<K, A, E, R>, led: ReadonlyArray<L
     })
     yield* Effect.all(now, { discard: true })
     if (batchable.length === 1) single.push(batchable.pop()!)
-    const resolve = ([l, read]: readonly [Led<K, A, E>, Read<A>]) =>
-      settleWith(impl, l, impl.resolve(l.key, l.userKey, l.full, l.flight, read))
+    // one failed store read is one cache error, however many keys load alone after it (as in
+    // `loadBatch`); each of them is a fallback
+    const failedRead = single.find(([, read]) => read._tag === "Unavailable")?.[1]
+    if (failedRead?._tag === "Unavailable") yield* impl.cacheError(failedRead.error, undefined)
+    const resolve = ([l, read]: readonly [Led<K, A, E>, Read<A>]) => {
+      if (read._tag !== "Unavailable") {
+        return settleWith(impl, l, impl.resolve(l.key, l.userKey, l.full, l.flight, read))
+      }
+      impl.recorder.increment("misses")
+      impl.recorder.increment("fallbacks")
+      return settleWith(impl, l, impl.loadOnly(l.key, l.userKey, l.full))
+    }
     yield* Effect.all([
       Effect.forEach(waits, resolve, { concurrency: "unbounded", discard: true }),
       Effect.forEach(single, resolve, { concurrency: impl.config.batchConcurrency, discard: true }),

@@ -116,6 +116,16 @@ export interface Prepared<A> {
 }
 
 /**
+ * A TTL function's "do not cache" answer: zero or negative, whatever its form (a number of
+ * milliseconds, a `Duration`, or text such as `"-5 seconds"`). NaN and other invalid answers are not.
+ */
+const notPositive = (input: unknown): boolean => {
+  if (typeof input === "number") return input <= 0
+  const decoded = Duration.isDuration(input) ? Option.some(input) : Duration.decodeUnknown(input)
+  return Option.isSome(decoded) && Duration.toMillis(decoded.value) <= 0
+}
+
+/**
  * Classifies, encodes and decodes the entries of one cache.
  *
  * @internal
@@ -202,8 +212,7 @@ export class Entries<A> {
     } catch {
       return "the ttl function threw"
     }
-    const zero = (typeof input === "number" && input <= 0) || (Duration.isDuration(input) && Duration.isZero(input))
-    if (zero) return 0
+    if (notPositive(input)) return 0
     const decoded = validate.duration("ttl (function result)", input)
     return Either.isRight(decoded) ? Duration.toMillis(decoded.right) : decoded.left
   }

@@ -159,9 +159,13 @@ export class ResilientStore {
    * as it is (so the read path logs one line per outage, whatever is queued), any other error
    * with its cause, never nested.
    */
-  private claimFailed(operation: Operation, error: CacheUnavailable): Effect.Effect<never, CacheUnavailable> {
+  private claimFailed(
+    operation: Operation,
+    error: CacheUnavailable,
+    counted = false
+  ): Effect.Effect<never, CacheUnavailable> {
     if (this.env.isCircuitOpen(error.cause)) return this.breaker.reject(operation)
-    this.env.recorder.increment("replayFailures")
+    if (!counted) this.env.recorder.increment("replayFailures")
     return Effect.fail(
       new CacheUnavailable({
         operation,
@@ -217,7 +221,8 @@ export class ResilientStore {
       return this.drain.pipe(
         Effect.timeoutTo({ duration: this.config.timeout, onSuccess: () => true, onTimeout: () => false }),
         Effect.matchEffect({
-          onFailure: (error) => this.claimFailed(operation, error),
+          // the replay counted its own failure (see `drain`)
+          onFailure: (error) => this.claimFailed(operation, error, true),
           onSuccess: (replayed) => {
             if (!replayed && this.draining !== undefined) this.draining.slow = true
             return this.afterClaimed(operation, keys, effect)
