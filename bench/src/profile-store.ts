@@ -4,7 +4,6 @@
  * `node --import tsx src/profile-store.ts [ops]`
  */
 import { CacheStore, Codec, Metrics } from "@cache-aside/core"
-import { randomUUID } from "node:crypto"
 import { RedisCacheStore } from "@cache-aside/redis"
 import * as RedisClient from "@cache-aside/redis/RedisClient"
 import * as Duration from "effect/Duration"
@@ -12,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { Redis } from "ioredis"
+import { randomUUID } from "node:crypto"
 import { startRedis } from "./redis-server.js"
 
 const ops = Number(process.argv[2] ?? "20000")
