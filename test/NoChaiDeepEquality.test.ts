@@ -7,10 +7,18 @@ import { assert, describe, it } from "@effect/vitest"
 import { deepStrictEqual } from "@effect/vitest/utils"
 import { Option } from "effect"
 import { ESLint } from "eslint"
+import * as Fs from "node:fs"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const eslint = new ESLint({ cwd: root })
+
+/**
+ * The code the guard is run on, kept in text files: test files themselves never hold chai's deep
+ * equality on Options, not even as strings.
+ */
+const fixture = (name: string): string =>
+  Fs.readFileSync(new URL(`fixtures/no-chai-deep-equality/${name}`, import.meta.url), "utf8")
 
 /** The lines (1-based) where the guard fires when `code` is a test file at `filePath`. */
 const flagged = async (code: string, filePath = "test/Scratch.test.ts") => {
@@ -29,47 +37,20 @@ describe("lint guard: no chai deep equality in tests", () => {
   })
 
   it("reports chai's assert deep equality imported from @effect/vitest, vitest or chai, under any alias", async () => {
-    const code = [
-      "import { assert } from \"@effect/vitest\"",
-      "import { assert as vassert } from \"vitest\"",
-      "import { Option } from \"effect\"",
-      "assert.deepStrictEqual(Option.none(), Option.some(1))",
-      "vassert.deepEqual([Option.none()], [Option.some(1)])",
-      "assert.notDeepStrictEqual(Option.none(), Option.some(1))",
-      "assert.sameDeepMembers([Option.none()], [Option.some(1)])",
-      "assert.strictEqual(1, 1)",
-      ""
-    ].join("\n")
+    const code = fixture("chai-assert.txt")
     deepStrictEqual(await flagged(code), [4, 5, 6, 7])
     deepStrictEqual(await flagged(code, "packages/core/test/Scratch.test.ts"), [4, 5, 6, 7])
   }, lintBound)
 
   it("reports expect(...).toEqual and its kin unless addEqualityTesters() is called in the file", async () => {
-    const body = [
-      "import { expect } from \"vitest\"",
-      "import { Option } from \"effect\"",
-      "expect(Option.none()).toEqual(Option.some(1))",
-      "expect(Option.none()).not.toStrictEqual(Option.some(1))",
-      "expect([Option.none()]).toContainEqual(Option.some(1))",
-      "expect(1).toBe(1)",
-      ""
-    ]
+    const body = fixture("expect.txt").split("\n")
     deepStrictEqual(await flagged(body.join("\n")), [3, 4, 5])
     const withTesters = ["import { addEqualityTesters } from \"@effect/vitest\"", "addEqualityTesters()", ...body]
     deepStrictEqual(await flagged(withTesters.join("\n")), [])
   }, lintBound)
 
   it("accepts the Effect-aware assertions and node:assert's strict deep equality", async () => {
-    const code = [
-      "import { assertNone, assertSome, deepStrictEqual } from \"@effect/vitest/utils\"",
-      "import * as nodeAssert from \"node:assert\"",
-      "import { Option } from \"effect\"",
-      "assertSome(Option.some(1), 1)",
-      "assertNone(Option.none())",
-      "deepStrictEqual([Option.some(1)], [Option.some(1)])",
-      "nodeAssert.deepStrictEqual(Option.some(1), Option.some(1))",
-      ""
-    ].join("\n")
+    const code = fixture("accepted.txt")
     deepStrictEqual(await flagged(code), [])
   }, lintBound)
 })
