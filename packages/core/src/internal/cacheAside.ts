@@ -175,6 +175,11 @@ export class CacheAsideImpl<K, A, E, R> {
     )
   }
 
+  /** The read worked, the lease write did not (OOM, READONLY): the value is served, not cached. */
+  leaseRefused(key: K, userKey: string, full: string, error: CacheUnavailable): Effect.Effect<Option.Option<A>, E> {
+    return Effect.zipRight(this.cacheError(error, "writeErrors"), this.loadOnly(key, userKey, full))
+  }
+
   /** A load whose result is not cached (the store failed, a newer entry, no lease). */
   loadOnly(key: K, userKey: string, full: string): Effect.Effect<Option.Option<A>, E> {
     return Effect.flatMap(
@@ -254,8 +259,7 @@ export class CacheAsideImpl<K, A, E, R> {
             ? this.waitForFill(key, userKey, full, flight, deadline, undefined)
             : this.loadOnly(key, userKey, full)
         case "Unavailable":
-          // the read worked, the write path did not: the value is served, not cached
-          return Effect.zipRight(this.cacheError(taken.error, "writeErrors"), this.loadOnly(key, userKey, full))
+          return this.leaseRefused(key, userKey, full, taken.error)
       }
     })
   }
@@ -408,11 +412,9 @@ export class CacheAsideImpl<K, A, E, R> {
           if (error.operation !== "setIfAbsent") {
             return restore(this.decide(key, userKey, full, flight, { _tag: "Unavailable", error }))
           }
-          // the key was read and found absent, the lease write refused (OOM, READONLY): a miss
-          // whose value is served, not cached
+          // the key was read and found absent, the lease write refused (OOM, READONLY)
           this.recorder.increment("misses")
-          const load = Effect.zipRight(this.cacheError(error, "writeErrors"), this.loadOnly(key, userKey, full))
-          return this.flights.backgroundMasked(flight, load, undefined, restore)
+          return restore(this.flights.background(flight, this.leaseRefused(key, userKey, full, error)))
         },
         onSuccess: (stored) => {
           if (Option.isSome(stored)) {

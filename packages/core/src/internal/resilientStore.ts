@@ -301,25 +301,19 @@ export class ResilientStore {
       )
     // the hit path: nothing queued, breaker closed, no retry, no timer of ours: one step
     const fastGet = storeEnforcesTimeout && readRetry === undefined
+    const readOne = <A>(operation: Operation, key: string, effect: Effect.Effect<A, CacheUnavailable>) =>
+      fastGet
+        ? Effect.suspend(() =>
+          queue.size === 0 && this.breaker.isClosed
+            ? this.breaker.throughClosed(effect)
+            : read(operation, [key], effect)
+        )
+        : read(operation, [key], effect)
     return CacheStore.of({
-      get: (key) =>
-        fastGet
-          ? Effect.suspend(() =>
-            queue.size === 0 && this.breaker.isClosed
-              ? this.breaker.throughClosed(inner.get(key))
-              : read("get", [key], inner.get(key))
-          )
-          : read("get", [key], inner.get(key)),
-      // a read that may write a lease: it waits for queued invalidations as a read does, and a
-      // failure is a failed read (the miss then loads without caching), not a dropped write
-      getOrLease: (key, lease, ttl) =>
-        fastGet
-          ? Effect.suspend(() =>
-            queue.size === 0 && this.breaker.isClosed
-              ? this.breaker.throughClosed(inner.getOrLease(key, lease, ttl))
-              : read("getOrLease", [key], inner.getOrLease(key, lease, ttl))
-          )
-          : read("getOrLease", [key], inner.getOrLease(key, lease, ttl)),
+      get: (key) => readOne("get", key, inner.get(key)),
+      // a read that may write a lease: it waits for queued invalidations as a read does; a lease the
+      // store refused fails with operation `setIfAbsent` (the read path serves the load uncached)
+      getOrLease: (key, lease, ttl) => readOne("getOrLease", key, inner.getOrLease(key, lease, ttl)),
       getMany: (keys) => keys.length === 0 ? Effect.succeed([]) : read("getMany", keys, inner.getMany(keys)),
       set: (key, value, ttl) => write("set", key, inner.set(key, value, ttl)),
       // a refused lease means the fill is not written: a dropped write
