@@ -1,6 +1,6 @@
 /**
- * Sequential misses (fresh keys) through CacheAside, inside the Effect program that made the cache:
- * `node --import tsx src/profile-miss.ts [memory|redis|bare] [gets]`.
+ * Sequential misses (fresh keys), or hits of one key, through CacheAside, inside the Effect program
+ * that made the cache: `node --import tsx src/profile-miss.ts [memory|redis|bare] [gets] [miss|hit]`.
  */
 import { CacheAside, MemoryCacheStore, Metrics } from "@cache-aside/core"
 import { RedisCacheStore } from "@cache-aside/redis"
@@ -13,7 +13,9 @@ import * as Schema from "effect/Schema"
 import { rowOf } from "./peers/workloads.js"
 import { startRedis } from "./redis-server.js"
 
-const [kind = "redis", getsText = "5000"] = process.argv.slice(2)
+const [kind = "redis", getsText = "5000", what = "miss"] = process.argv.slice(2)
+/** `hit`: every get reads one key filled before the rounds; `miss` (default): every get a fresh key. */
+const keyOf = (round: number, i: number) => what === "hit" ? "hot" : `k${round}:${i}`
 const gets = Number(getsText)
 const Row = Schema.Struct({ id: Schema.String, name: Schema.String, email: Schema.String, score: Schema.Number })
 const server = kind === "memory" ? undefined : await startRedis()
@@ -26,19 +28,20 @@ const program = Effect.gen(function*() {
     lookup: (key: string) => Effect.sync(() => Option.some(rowOf(key))),
     ttl: "1 hour"
   })
+  if (what === "hit") yield* cache.get("hot")
   for (let round = 0; round < 4; round++) {
     const cpu = process.cpuUsage()
     const start = performance.now()
     let i = 0
-    const loop = Effect.whileLoop({ while: () => i < gets, body: () => cache.get(`k${round}:${i++}`), step: () => {} })
+    const loop = Effect.whileLoop({ while: () => i < gets, body: () => cache.get(keyOf(round, i++)), step: () => {} })
     if (process.env["OTHER_RUNTIME"]) yield* Effect.promise(() => Effect.runPromise(loop))
     else yield* loop
     const used = process.cpuUsage(cpu)
     const wall = (performance.now() - start) * 1000 / gets
     console.log(
-      `${kind} miss: ${((used.user + used.system) / gets).toFixed(1)} µs CPU (user ${(used.user / gets).toFixed(1)}), ${
-        wall.toFixed(1)
-      } µs wall per get`
+      `${kind} ${what}: ${((used.user + used.system) / gets).toFixed(1)} µs CPU (user ${
+        (used.user / gets).toFixed(1)
+      }), ${wall.toFixed(1)} µs wall per get`
     )
   }
 })
