@@ -95,6 +95,16 @@ const readVersion = (pkg: string): string => {
   }
 }
 
+/**
+ * Which build of the library runs: its published one (`dist`, the tsc output an npm user installs,
+ * with `--conditions=cache-aside-dist` as the `peers` script passes) or its TypeScript sources
+ * through tsx, whose transform adds a `__name` call per named closure (slower, not what users run).
+ */
+const cacheAsideBuild = (): string =>
+  import.meta.resolve("@cache-aside/core").includes("/dist/")
+    ? "its published build (dist)"
+    : "its TypeScript sources through tsx (NOT the published build: run the peers script)"
+
 const nproc = (): number => {
   try {
     return Number.parseInt(ChildProcess.execFileSync("nproc", { encoding: "utf8" }).trim(), 10)
@@ -198,7 +208,9 @@ const main = async () => {
       `peers${QUICK ? " --quick" : ""}: ${ROUNDS} rounds, ${sizes.runMillis} ms per run of A/B/D/E, ` +
         `${sizes.zipfOps} gets per run of C (${distinctIn(zipf, sizes.zipfOps)} distinct keys), modes ${
           MODES.join("+")
-        }, redis ${redisVersion} at ${server.spawned ? `${server.url} (spawned)` : "REDIS_URL"}`
+        }, redis ${redisVersion} at ${
+          server.spawned ? `${server.url} (spawned)` : "REDIS_URL"
+        }; CacheAside from ${cacheAsideBuild()}`
     )
     const ctx: Context = { admin, runtime, epoch: 0 }
     const cells: Array<Cell> = []
