@@ -93,6 +93,51 @@ describe("RedisCacheBus", () => {
       deepStrictEqual(seen.evicted, [{ _tag: "Keys", keys: ["cache:nbus:1:k,1"] }, { _tag: "All" }])
     }))
 
+  it.scopedLive(
+    "a fill's compare-and-set comes back (Redis applies no NOLOOP to scripts): the key's next read goes to Redis once, then stays near",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* RedisServer.make
+        const context = yield* Layer.build(
+          Layer.provideMerge(
+            RedisCacheBus.layer({ url: Redacted.make(server.url), commandTimeout: "2 seconds" }),
+            Metrics.layer
+          )
+        )
+        let loads = 0
+        const cache = yield* CacheAside.make({
+          namespace: "echo",
+          key: (key: string) => key,
+          schema: Schema.String,
+          lookup: (key: string) =>
+            Effect.sync(() => {
+              loads++
+              return Option.some(`v-${key}`)
+            }),
+          ttl: "1 minute",
+          nearCache: { maxEntries: 100, ttl: "1 minute" }
+        }).pipe(Effect.provide(context))
+        const bus = yield* Effect.provide(CacheBus.CacheBus, context)
+        const metrics = yield* Effect.provide(Metrics.Metrics, context)
+        yield* eventually("healthy", () => bus.healthy())
+        const counts = Effect.map(metrics.snapshot("echo"), (s) => ({ hits: Number(s.hits), near: Number(s.nearHits) }))
+        const keys = Array.from({ length: 20 }, (_, i) => `k${i}`)
+        const pass = Effect.forEach(keys, (key) => Effect.map(cache.get(key), (value) => assertSome(value, `v-${key}`)))
+        yield* pass // 20 misses, 20 fills
+        yield* Effect.sleep("200 millis") // the fills' own invalidations arrive
+        const before = yield* counts
+        yield* pass
+        const second = yield* counts
+        yield* pass
+        const third = yield* counts
+        assert.strictEqual(loads, keys.length, "no key loaded twice")
+        // each filled key costs at most one read of Redis before the near cache holds it
+        assert.isAtMost((second.hits - before.hits) - (second.near - before.near), keys.length)
+        assert.strictEqual(second.hits - before.hits, keys.length)
+        assert.strictEqual(third.near - second.near, keys.length, "then every get is a near hit")
+      })
+  )
+
   it.scopedLive("a killed subscriber connection flushes, and tracking comes back on the new connection", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make

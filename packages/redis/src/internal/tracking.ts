@@ -10,8 +10,9 @@
  *     CLIENT TRACKING on REDIRECT <subscriber id> BCAST PREFIX <keyPrefix><prefix:namespace:> ... NOLOOP
  *
  * (one `PREFIX` per watched namespace, never an empty one), again after every reconnect of either
- * connection. `NOLOOP`: the data connection's own writes (this process's fills) are not reported
- * back to it; every other client's writes to a watched key are.
+ * connection. `NOLOOP`: the data connection's own plain writes are not reported back to it; every
+ * other client's writes to a watched key are, and so are its own writes made inside Lua scripts
+ * (the fills' compare-and-set): in `BCAST` mode Redis records the script's client as the writer.
  *
  * Health: `healthy` is `false` from the moment either connection closes, or the subscriber misses
  * a heartbeat (a paused server), until both are back, subscribed and tracking again. Each change
