@@ -9,6 +9,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -26,7 +27,7 @@ import type { Recorder } from "../Metrics.js"
 import * as batch from "./batch.js"
 import { Entries } from "./entry.js"
 import type { Found, Read } from "./entry.js"
-import type { AnyFlight, Flight } from "./flight.js"
+import type { AnyFlight, Flight, Restore } from "./flight.js"
 import { Flights, Retry } from "./flight.js"
 import { Keys } from "./keys.js"
 import * as Lease from "./lease.js"
@@ -387,7 +388,11 @@ export class CacheAsideImpl<K, A, E, R> {
           (outcome) => outcome === Retry ? this.get(key) : outcome
         )
       }
-      return this.flights.lead<A, E>(full, userKey, (flight) => this.leadRead(key, userKey, full, flight))
+      return this.flights.lead<A, E>(
+        full,
+        userKey,
+        (flight, restore) => this.leadRead(key, userKey, full, flight, restore)
+      )
     })
 
   /**
@@ -396,48 +401,60 @@ export class CacheAsideImpl<K, A, E, R> {
    * the fill consumed it). From the read's answer to the fork nothing can interrupt the leader; an
    * interrupt during the read releases the lease the read may have written.
    */
-  leadRead(key: K, userKey: string, full: string, flight: Flight<A, E>): Effect.Effect<Option.Option<A>, E> {
-    return Effect.uninterruptibleMask((restore) => {
-      const lease = Lease.fresh(full)
-      const release = Lease.releaseUnlessConsumed(this.store, lease)
-      this.near?.cache.begin(full)
-      // released in the background: an interrupted caller (a closing scope, Redis frozen) never
-      // waits for a store call of its own finalizer
-      const read = Effect.onInterrupt(
-        restore(this.store.getOrLease(full, lease.bytes, this.config.leaseTtl)),
-        () => this.fork(release)
-      )
-      return Effect.matchEffect(read, {
-        onFailure: (error) => {
-          if (error.operation !== "setIfAbsent") {
-            return restore(this.decide(key, userKey, full, flight, { _tag: "Unavailable", error }))
-          }
-          // the key was read and found absent, the lease write refused (OOM, READONLY)
-          this.recorder.increment("misses")
-          return restore(this.flights.background(flight, this.leaseRefused(key, userKey, full, error)))
-        },
-        onSuccess: (stored) => {
-          if (Option.isSome(stored)) {
-            return restore(this.decide(key, userKey, full, flight, this.entries.classify(full, stored)))
-          }
-          this.recorder.increment("misses")
-          const load = this.loadAndFill(key, userKey, full, flight, lease)
-          return this.flights.backgroundMasked(flight, load, release, restore)
-        }
-      })
-    })
-  }
-
-  /** A read that needs no lease of ours: answered now, or resolved by a load in the background. */
-  decide(
+  leadRead(
     key: K,
     userKey: string,
     full: string,
     flight: Flight<A, E>,
-    found: Read<A>
+    restore: Restore
+  ): Effect.Effect<Option.Option<A>, E> {
+    const lease = Lease.fresh(full)
+    this.near?.cache.begin(full)
+    // one step for the read's every exit (the caller's mask is `lead`'s): an interrupt releases the
+    // lease the read may have written, in the background (an interrupted caller, a closing scope
+    // or a frozen Redis, never waits for a store call of its own finalizer)
+    return Effect.matchCauseEffect(restore(this.store.getOrLease(full, lease.bytes, this.config.leaseTtl)), {
+      onFailure: (cause) => {
+        const failure = Cause.failureOrCause(cause)
+        if (Either.isRight(failure)) {
+          const propagated = Effect.failCause(failure.right)
+          return Cause.isInterruptedOnly(cause)
+            ? Effect.zipRight(this.fork(Lease.releaseUnlessConsumed(this.store, lease)), propagated)
+            : propagated
+        }
+        const error = failure.left
+        if (error.operation !== "setIfAbsent") {
+          return this.decideMasked(key, userKey, full, flight, { _tag: "Unavailable", error }, restore)
+        }
+        // the key was read and found absent, the lease write refused (OOM, READONLY)
+        this.recorder.increment("misses")
+        return this.flights.backgroundMasked(flight, this.leaseRefused(key, userKey, full, error), undefined, restore)
+      },
+      onSuccess: (stored) => {
+        if (Option.isSome(stored)) {
+          return this.decideMasked(key, userKey, full, flight, this.entries.classify(full, stored), restore)
+        }
+        this.recorder.increment("misses")
+        const load = this.loadAndFill(key, userKey, full, flight, lease)
+        return this.flights.backgroundMasked(flight, load, Lease.releaseUnlessConsumed(this.store, lease), restore)
+      }
+    })
+  }
+
+  /**
+   * `decide` inside the leader's mask: an answer now (a hit: nothing in it can block, so it needs
+   * no restore), or the load in the background, counted as waited for in the same step.
+   */
+  decideMasked(
+    key: K,
+    userKey: string,
+    full: string,
+    flight: Flight<A, E>,
+    found: Read<A>,
+    restore: Restore
   ): Effect.Effect<Option.Option<A>, E> {
     return this.answerNow(key, userKey, full, found) ??
-      this.flights.background(flight, this.resolve(key, userKey, full, flight, found))
+      this.flights.backgroundMasked(flight, this.resolve(key, userKey, full, flight, found), undefined, restore)
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -47,6 +47,9 @@ export class Flight<A, E> {
   constructor(readonly full: string, readonly userKey: string) {}
 }
 
+/** An uninterruptible region's `restore`: runs an effect with the interruptibility outside it. @internal */
+export type Restore = <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
+
 /** A flight of any value and error type, for bookkeeping that looks at neither. @internal */
 export type AnyFlight = Flight<unknown, unknown>
 
@@ -109,17 +112,18 @@ export class Flights {
 
   /**
    * Leads a new flight for `full`: `work` reads (and decides) inline; when it settles without a
-   * background load, its exit is the flight's outcome.
+   * background load, its exit is the flight's outcome. `work` runs in this mask: it restores
+   * (with `restore`) exactly what may wait, and its bookkeeping between those parts is one step.
    */
   lead<A, E>(
     full: string,
     userKey: string,
-    work: (flight: Flight<A, E>) => Effect.Effect<Option.Option<A>, E>
+    work: (flight: Flight<A, E>, restore: Restore) => Effect.Effect<Option.Option<A>, E>
   ): Effect.Effect<Option.Option<A>, E> {
     return Effect.uninterruptibleMask((restore) => {
       const flight = this.register<A, E>(full, userKey)
       // already uninterruptible: a plain match is the finalizer (no second mask, as `onExit` has)
-      return Effect.matchCauseEffect(restore(work(flight)), {
+      return Effect.matchCauseEffect(work(flight, restore), {
         onFailure: (cause) => {
           if (flight.task === undefined) this.end(flight, retryOf(Exit.failCause(cause)))
           return Effect.failCause(cause)
@@ -229,16 +233,9 @@ export class Flights {
   /**
    * Moves a led flight's remaining work (a load) into the background, and waits for it as one of
    * its waiters: the fork and the count of this waiter are one uninterruptible step. Called by the
-   * leader, inside `lead`.
-   */
-  background<A, E>(flight: Flight<A, E>, work: Effect.Effect<Option.Option<A>, E>): Effect.Effect<Option.Option<A>, E> {
-    return Effect.uninterruptibleMask((restore) => this.backgroundMasked(flight, work, undefined, restore))
-  }
-
-  /**
-   * `background` for a caller already in an uninterruptible region (`restore` is its mask's), with
-   * `cleanup` run when the load ends however it ends (a lease taken by the leader's read is
-   * released there): from the read to the fork nothing can interrupt the leader.
+   * leader inside `lead`'s mask (`restore` is its), with `cleanup` run when the load ends however
+   * it ends (a lease taken by the leader's read is released there): from the read to the fork
+   * nothing can interrupt the leader.
    */
   backgroundMasked<A, E>(
     flight: Flight<A, E>,
