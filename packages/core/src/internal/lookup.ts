@@ -44,37 +44,38 @@ export class Lookup<K, A, E, R, T> {
   }
 
   /**
-   * Runs an effect with the captured services. When the caller's context already holds every one
-   * of them (gets made where the cache was made, the common case), nothing needs providing:
-   * providing costs more CPU than a cache hit. Checked once per caller context.
+   * `effect` with the captured services, given the caller's context. When the caller's context
+   * already holds every one of them (gets made where the cache was made, the common case), nothing
+   * needs providing: providing costs more CPU than a cache hit. Checked once per caller context.
    */
-  provide<X, Y>(effect: Effect.Effect<X, Y, R>): Effect.Effect<X, Y> {
-    return Effect.contextWithEffect((caller: Context.Context<never>) => {
-      if (caller !== this.lastCaller) {
-        this.lastCaller = caller
-        this.callerHasAll = true
-        for (const [service, value] of this.context.unsafeMap) {
-          if (caller.unsafeMap.get(service) !== value) {
-            this.callerHasAll = false
-            break
-          }
+  private provided<X, Y>(effect: Effect.Effect<X, Y, R>, caller: Context.Context<never>): Effect.Effect<X, Y> {
+    if (caller !== this.lastCaller) {
+      this.lastCaller = caller
+      this.callerHasAll = true
+      for (const [service, value] of this.context.unsafeMap) {
+        if (caller.unsafeMap.get(service) !== value) {
+          this.callerHasAll = false
+          break
         }
       }
-      return this.callerHasAll ? effect as Effect.Effect<X, Y> : Effect.provide(effect, this.context)
-    })
+    }
+    return this.callerHasAll ? effect as Effect.Effect<X, Y> : Effect.provide(effect, this.context)
   }
 
-  /** Hard timeout, span, metrics around one lookup (of one key or a batch); answers the value and its duration. */
+  /**
+   * Hard timeout, span, metrics around one lookup (of one key or a batch); answers the value and
+   * its duration. One read of the caller's context decides the services to provide and the span.
+   */
   private run<X>(
     effect: Effect.Effect<X, E, R>,
     count: number,
     label: () => string,
     attributes: () => Record<string, unknown>
   ): Effect.Effect<readonly [X, number], E | T> {
-    return Effect.suspend(() => {
+    return Effect.contextWithEffect((caller: Context.Context<never>) => {
       const start = this.now()
       this.recorder.increment("loads", count)
-      let lookup: Effect.Effect<X, E | T> = this.permits.withPermits(1)(this.provide(effect))
+      let lookup: Effect.Effect<X, E | T> = this.permits.withPermits(1)(this.provided(effect, caller))
       const hard = this.config.hardTimeout
       if (hard !== undefined) {
         lookup = Effect.timeoutFail(lookup, {
@@ -85,22 +86,25 @@ export class Lookup<K, A, E, R, T> {
           }
         })
       }
-      return whenTraced(
-        lookup,
-        (traced) =>
-          Effect.withSpan(traced, "cache_aside.load", {
-            kind: "client",
-            attributes: attributes(),
-            captureStackTrace: false
-          })
-      ).pipe(
-        Effect.tapError(() => Effect.sync(() => this.recorder.increment("loadErrors", count))),
-        Effect.map((value) => {
+      // a span only when the caller is traced (see `whenTraced`)
+      if (Option.isSome(Context.getOption(caller, Tracer.ParentSpan))) {
+        lookup = Effect.withSpan(lookup, "cache_aside.load", {
+          kind: "client",
+          attributes: attributes(),
+          captureStackTrace: false
+        })
+      }
+      return Effect.matchEffect(lookup, {
+        onFailure: (error) => {
+          this.recorder.increment("loadErrors", count)
+          return Effect.fail(error)
+        },
+        onSuccess: (value) => {
           const delta = this.now() - start
           this.recorder.observeLoad(delta)
-          return [value, delta] as const
-        })
-      )
+          return Effect.succeed([value, delta] as const)
+        }
+      })
     })
   }
 
