@@ -217,25 +217,22 @@ export class CacheAsideImpl<K, A, E, R> {
     return Effect.flatMap(this.entries.prepare(full, value, delta), (prepared) => {
       const write = prepared.write
       if (write === undefined || flight?.invalidated === true) return Effect.succeed(prepared.value)
-      return Effect.as(
-        Effect.matchEffect(Lease.fill(this.store, lease, write.bytes, write.ttl), {
-          onFailure: (error) => this.cacheError(error, "writeErrors"),
-          onSuccess: (written) =>
-            Effect.sync(() => {
-              if (!written) this.recorder.increment("leaseRejected")
-              else {
-                this.fresh(
-                  full,
-                  prepared.value,
-                  this.now() + Duration.toMillis(write.ttl) - this.config.keepMillis,
-                  delta,
-                  write.bytes.length
-                )
-              }
-            })
-        }),
-        prepared.value
-      )
+      return Effect.matchEffect(Lease.fill(this.store, lease, write.bytes, write.ttl), {
+        onFailure: (error) => Effect.as(this.cacheError(error, "writeErrors"), prepared.value),
+        onSuccess: (written) => {
+          if (!written) this.recorder.increment("leaseRejected")
+          else {
+            this.fresh(
+              full,
+              prepared.value,
+              this.now() + Duration.toMillis(write.ttl) - this.config.keepMillis,
+              delta,
+              write.bytes.length
+            )
+          }
+          return Effect.succeed(prepared.value)
+        }
+      })
     })
   }
 

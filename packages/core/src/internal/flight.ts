@@ -208,20 +208,35 @@ export class Flights {
     work: Effect.Effect<unknown, unknown>,
     cleanup?: Effect.Effect<void>
   ): Effect.Effect<void> {
+    return this.spawnThen(flights, work, cleanup, () => Effect.void)
+  }
+
+  /** `spawn`, then `then` in the same step (the leader counting itself in as a waiter). */
+  private spawnThen<A, E, X, Y>(
+    flights: ReadonlyArray<Flight<A, E>>,
+    work: Effect.Effect<unknown, unknown>,
+    cleanup: Effect.Effect<void> | undefined,
+    then: () => Effect.Effect<X, Y>
+  ): Effect.Effect<X, Y> {
     const task: Task = { fiber: undefined, flights: flights.map(anyFlight) }
     for (const flight of flights) flight.task = task
-    // the fiber starts uninterruptible (forked from this masked region): `cleanup` is in place
-    // before anything can interrupt it
+    // the fiber starts uninterruptible (forked from this masked region): the match that runs
+    // `cleanup` on every exit is in place before anything can interrupt it (`ensuring` without
+    // its own mask)
     const body = cleanup === undefined
       ? Effect.interruptible(work)
-      : Effect.ensuring(Effect.interruptible(work), cleanup)
-    return Effect.map(Effect.forkDaemon(body), (fiber) => {
+      : Effect.matchCauseEffect(Effect.interruptible(work), {
+        onFailure: (cause) => Effect.zipRight(cleanup, Effect.failCause(cause)),
+        onSuccess: (value) => Effect.as(cleanup, value)
+      })
+    return Effect.flatMap(Effect.forkDaemon(body), (fiber) => {
       task.fiber = fiber
       FiberSet.unsafeAdd(this.set, fiber)
       fiber.addObserver((exit) => {
         const outcome = retryOf(exit as Exit.Exit<Option.Option<unknown>, unknown>)
         for (const flight of task.flights) this.end(flight, outcome)
       })
+      return then()
     })
   }
 
@@ -244,7 +259,7 @@ export class Flights {
     restore: <X, Y>(effect: Effect.Effect<X, Y>) => Effect.Effect<X, Y>
   ): Effect.Effect<Option.Option<A>, E> {
     // the fiber's observer (see `spawn`) settles the flight with the load's exit
-    return Effect.flatMap(this.spawn([flight], work, cleanup), () => {
+    return this.spawnThen([flight], work, cleanup, () => {
       // counted in within the same uninterruptible step as the fork, counted out only by an
       // interrupt (as `join`, without its own mask and `onInterrupt`'s: this region is masked)
       flight.waiters++

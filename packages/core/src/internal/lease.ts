@@ -123,6 +123,7 @@ export const fill = (
   bytes: Uint8Array,
   ttl: Duration.Duration
 ): Effect.Effect<boolean, CacheUnavailable> =>
-  Effect.tap(store.compareAndSet(lease.key, lease.bytes, bytes, ttl), (written) => {
+  Effect.map(store.compareAndSet(lease.key, lease.bytes, bytes, ttl), (written) => {
     if (written) lease.consumed = true
+    return written
   })
