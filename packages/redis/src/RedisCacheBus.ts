@@ -5,16 +5,14 @@
  *   message (sender's instance id, namespace, what changed) on the namespace's channel
  *   `cache-aside-bus:<keyPrefix><prefix>:<namespace>:`; each process evicts what it names and
  *   skips its own messages. Messages are untrusted: anything that does not decode is ignored.
- * - **Redis client-side caching**: the data connection runs
- *   `CLIENT TRACKING on REDIRECT <subscriber id> BCAST PREFIX <keyPrefix><prefix>:<namespace>: ... NOLOOP`
- *   (one prefix per namespace cached with a near cache, never an empty prefix), so a write to a
- *   key by *any* client, even one that does not use this library, evicts it from every L1.
- *   `NOLOOP` keeps this process's own plain writes (`set`, `invalidate`) from coming back, but
- *   Redis does not apply it to writes made inside a Lua script in `BCAST` mode (tracking.c records
- *   the script's client as the writer; seen on 7.0, and the code is unchanged since): the
- *   compare-and-set of a fill comes back as an invalidation, so a freshly filled key is evicted
- *   from this process's L1 and its next read goes to Redis once (that read's value stays).
- *   Re-enabled after every reconnect of either connection.
+ * - **Redis client-side caching**: once a near cache is on the bus, the data connection runs
+ *   `CLIENT TRACKING on REDIRECT <subscriber id> NOLOOP` (re-enabled after every reconnect of
+ *   either connection): Redis remembers the keys it reads, and a later write to one of them by
+ *   *any* other client, even one that does not use this library, evicts it from every L1 holding
+ *   it (an L1 holds only what its process read or filled). `NOLOOP` keeps this process's own
+ *   writes from coming back, the fills' compare-and-set scripts included, so what a fill caches
+ *   stays cached. Not `BCAST`: there Redis records a script's writes as made by the script's own
+ *   client, and every fill came back. Details: `internal/tracking.ts`.
  * - **A lost connection**: when the subscriber or the data connection drops, or the subscriber
  *   misses a heartbeat (a paused server), every near cache on the bus is flushed and bypassed
  *   until both connections are back, subscribed and tracking (invalidations may have been missed).

@@ -82,11 +82,16 @@ return out
  */
 export const readBatchLimit = 1000
 
-/** `KEYS[1]`; `ARGV`: expected SHA-1 (hex), new value, PX millis. 1 when written. @internal */
+/**
+ * `KEYS[1]`; `ARGV`: expected SHA-1 (hex), new value, PX millis. 1 when written. The `STRLEN` after
+ * the write keeps the key tracked for a connection with client-side caching on (its own write ended
+ * the tracking; see `tracking.ts`). @internal
+ */
 export const compareAndSet = `
 local current = redis.call("GET", KEYS[1])
 if current and redis.sha1hex(current) == ARGV[1] then
   redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
+  redis.call("STRLEN", KEYS[1])
   return 1
 end
 return 0

@@ -5,14 +5,21 @@
  *
  * The subscriber connection (a duplicate of the data connection, without its `keyPrefix`) is
  * subscribed to `__redis__:invalidate` and to one channel per namespace. After each connect of
- * the subscriber it reads its `CLIENT ID`, subscribes, and enables on the data connection
+ * the subscriber it reads its `CLIENT ID`, subscribes, and, once a namespace is watched, enables on
+ * the data connection
  *
- *     CLIENT TRACKING on REDIRECT <subscriber id> BCAST PREFIX <keyPrefix><prefix:namespace:> ... NOLOOP
+ *     CLIENT TRACKING on REDIRECT <subscriber id> NOLOOP
  *
- * (one `PREFIX` per watched namespace, never an empty one), again after every reconnect of either
- * connection. `NOLOOP`: the data connection's own plain writes are not reported back to it; every
- * other client's writes to a watched key are, and so are its own writes made inside Lua scripts
- * (the fills' compare-and-set): in `BCAST` mode Redis records the script's client as the writer.
+ * again after every reconnect of either connection. The default tracking mode, not `BCAST`: Redis
+ * remembers the keys this connection reads (reads inside scripts count for the connection that ran
+ * the script) and reports a later write to any of them by any other client. `NOLOOP` keeps this
+ * connection's own writes from coming back, scripts included (in `BCAST` mode Redis records a
+ * script's writes as made by the script's own client, so every fill's compare-and-set came back and
+ * evicted what it had just cached). An own write also ends the tracking of its key: the fill script
+ * reads the key after writing it (`scripts.compareAndSet`), so what a fill puts in a near cache stays
+ * tracked. A near cache holds only what this connection read or filled, so every key it holds is
+ * tracked; a key read before tracking was on is never served, because the near caches flush on every
+ * change of health and tracking is on before the bus turns healthy.
  *
  * Health: `healthy` is `false` from the moment either connection closes, or the subscriber misses
  * a heartbeat (a paused server), until both are back, subscribed and tracking again. Each change
@@ -51,7 +58,7 @@ export interface Handlers {
 /** @internal */
 export interface Tracker {
   readonly healthy: () => boolean
-  /** Subscribes to a namespace's channel and tracks its key prefix; done (or failed and re-establishing) when it returns. */
+  /** Subscribes to a namespace's channel (and turns tracking on with the first); done (or failed and re-establishing) when it returns. */
   readonly watch: (namespace: string) => Effect.Effect<void>
   /** Publishes on a namespace's channel; `false` when it could not be sent. */
   readonly publish: (namespace: string, payload: string) => Effect.Effect<boolean>
@@ -65,25 +72,15 @@ export interface Options {
 
 const toText = (value: unknown): string => Buffer.isBuffer(value) ? value.toString("utf8") : String(value)
 
-/** Drops prefixes that another one covers (Redis refuses overlapping prefixes). */
-const minimal = (prefixes: Iterable<string>): Array<string> => {
-  const sorted = Array.from(new Set(prefixes)).filter((p) => p.length > 0).sort()
-  const kept: Array<string> = []
-  for (const prefix of sorted) {
-    if (!kept.some((k) => prefix.startsWith(k))) kept.push(prefix)
-  }
-  return kept
-}
-
 /**
- * The state of one bus connection: the namespaces watched, the prefixes tracked on the data
+ * The state of one bus connection: the namespaces watched, whether tracking is on on the data
  * connection, the subscriber's id and health. `generation` abandons an `establish` overtaken by a
  * newer connect or close.
  */
 class Connection {
   readonly namespaces = new Set<string>()
-  /** Prefixes enabled on the data connection since it last connected. */
-  tracked: Array<string> = []
+  /** Tracking is on on the data connection since it last connected. */
+  tracking = false
   healthyNow = false
   /** When the subscriber last delivered anything (a message, a PING reply). */
   lastHeard = 0
@@ -121,12 +118,9 @@ class Connection {
     return `${channelPrefix}${this.keyPrefix}${namespace}`
   }
 
-  enableTracking(id: number, prefixes: ReadonlyArray<string>): Promise<void> {
-    if (prefixes.length === 0) return Promise.resolve()
-    const args = ["TRACKING", "on", "REDIRECT", String(id), "BCAST"]
-    for (const prefix of prefixes) args.push("PREFIX", prefix)
-    return this.data.call("CLIENT", ...args, "NOLOOP").then(() => {
-      this.tracked = minimal([...this.tracked, ...prefixes])
+  enableTracking(id: number): Promise<void> {
+    return this.data.call("CLIENT", "TRACKING", "on", "REDIRECT", String(id), "NOLOOP").then(() => {
+      this.tracking = true
     })
   }
 
@@ -149,9 +143,9 @@ class Connection {
       this.subscriberId = id
       this.subscribed = true
       if (mine !== this.generation) return
-      this.tracked = []
+      this.tracking = false
       await this.data.call("CLIENT", "TRACKING", "off")
-      await this.enableTracking(id, minimal(watched.map((n) => this.keyPrefix + n)))
+      if (watched.length > 0) await this.enableTracking(id)
       if (mine !== this.generation) return
       // a namespace watched meanwhile is not covered yet: once more
       if (this.namespaces.size !== watched.length) return this.establish()
@@ -167,7 +161,7 @@ class Connection {
 
   lost = (): void => {
     this.generation++
-    this.tracked = []
+    this.tracking = false
     this.setHealthy(false)
   }
 
@@ -243,16 +237,9 @@ class Connection {
       this.namespaces.add(namespace)
       if (!this.healthyNow || this.subscriberId === undefined) return // the next establish covers it
       const mine = this.generation
-      const prefix = this.keyPrefix + namespace
       try {
         await this.subscriber.subscribe(this.channelOf(namespace))
-        if (this.tracked.some((p) => prefix.startsWith(p))) return
-        if (this.tracked.some((p) => p.startsWith(prefix))) {
-          // a broader prefix than one already tracked: Redis refuses overlaps, start over
-          void this.establish()
-          return
-        }
-        await this.enableTracking(this.subscriberId, [prefix])
+        if (!this.tracking) await this.enableTracking(this.subscriberId)
       } catch {
         if (mine === this.generation) this.drop()
       }
