@@ -1,11 +1,13 @@
-import { describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { assertSome } from "@effect/vitest/utils"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { CacheAside, MemoryCacheStore, Metrics } from "../src/index.js"
+import * as TestClock from "effect/TestClock"
+import { CacheAside, CacheStore, MemoryCacheStore, Metrics } from "../src/index.js"
 
 class Database extends Context.Tag("test/Database")<Database, { readonly name: string }>() {}
 
@@ -28,5 +30,28 @@ describe("the lookup's requirements", () => {
       // a caller with the very same services: nothing to provide, same answer
       const same = yield* cache.get(3).pipe(Effect.provideService(Database, { name: "captured" }))
       assertSome(same, "captured:3")
+    }).pipe(Effect.provide(Services)))
+})
+
+describe("the lookup's duration", () => {
+  it.scoped("is the time the lookup took, by the cache's clock: stored with the entry (XFetch's delta)", () =>
+    Effect.gen(function*() {
+      const cache = yield* CacheAside.make({
+        namespace: "delta",
+        key: (id: number) => String(id),
+        schema: Schema.String,
+        lookup: (id: number) => Effect.as(Effect.sleep("250 millis"), Option.some(`v${id}`)),
+        ttl: "1 hour"
+      })
+      yield* TestClock.adjust("5 seconds") // a clock far from zero: a sum of times would show
+      const fiber = yield* Effect.fork(cache.get(1))
+      yield* TestClock.adjust("250 millis")
+      assertSome(yield* Fiber.join(fiber), "v1")
+      const store = yield* CacheStore.CacheStore
+      const bytes = yield* store.get(cache.keyOf(1))
+      assert.isTrue(Option.isSome(bytes))
+      if (Option.isNone(bytes)) return
+      const envelope = JSON.parse(new TextDecoder().decode(bytes.value)) as { readonly d?: unknown }
+      assert.strictEqual(envelope.d, 250)
     }).pipe(Effect.provide(Services)))
 })
