@@ -55,3 +55,30 @@ describe("the lookup's duration", () => {
       assert.strictEqual(envelope.d, 250)
     }).pipe(Effect.provide(Services)))
 })
+
+describe("the lookup's hard timeout", () => {
+  it.scoped("names one key by its label, a batch by its size: LookupTimeout", () =>
+    Effect.gen(function*() {
+      const cache = yield* CacheAside.make({
+        namespace: "slow",
+        key: (id: number) => String(id),
+        schema: Schema.String,
+        lookup: {
+          load: (id: number) => Effect.as(Effect.sleep("1 hour"), Option.some(`v${id}`)),
+          loadMany: (ids: ReadonlyArray<number>) =>
+            Effect.as(Effect.sleep("1 hour"), ids.map((id) => [id, Option.some(`v${id}`)] as const))
+        },
+        ttl: "1 minute",
+        lookupTimeout: { hard: "100 millis" },
+        logKeys: true
+      })
+      const one = yield* Effect.fork(Effect.flip(cache.get(1)))
+      const many = yield* Effect.fork(Effect.flip(cache.getMany([2, 3])))
+      yield* TestClock.adjust("100 millis")
+      const [oneError, manyError] = [yield* Fiber.join(one), yield* Fiber.join(many)]
+      assert.strictEqual(oneError._tag, "LookupTimeout")
+      assert.strictEqual(manyError._tag, "LookupTimeout")
+      assert.strictEqual(oneError.key, "1")
+      assert.strictEqual(manyError.key, "2 keys")
+    }).pipe(Effect.provide(Services)))
+})
