@@ -380,10 +380,7 @@ export class CacheAsideImpl<K, A, E, R> {
       const existing = this.flights.get<A, E>(full)
       if (existing !== undefined) {
         this.recorder.increment("coalesced")
-        return Effect.flatMap(
-          this.flights.join(existing),
-          (outcome) => outcome === Retry ? this.get(key) : outcome
-        )
+        return this.flights.join(existing, (outcome, restore) => outcome === Retry ? restore(this.get(key)) : outcome)
       }
       return this.flights.lead<A, E>(
         full,

@@ -50,6 +50,8 @@ export class Flight<A, E> {
 /** An uninterruptible region's `restore`: runs an effect with the interruptibility outside it. @internal */
 export type Restore = <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
 
+const identity: Restore = (effect) => effect
+
 /** A flight of any value and error type, for bookkeeping that looks at neither. @internal */
 export type AnyFlight = Flight<unknown, unknown>
 
@@ -167,21 +169,25 @@ export class Flights {
   }
 
   /**
-   * Waits for one flight (a joiner, or the leader once its load runs in the background): counted
-   * in with the wait, counted out only by an interrupt (once answered, the count no longer matters).
-   * Cheaper than `await` for the many joiners of a hot key.
+   * Waits for one flight (a joiner), then `then` with its outcome: counted in with the wait,
+   * counted out only by an interrupt (once answered, the count no longer matters). One mask and one
+   * match for the whole join: cheaper than `await` for the many joiners of a hot key. `then` runs
+   * in the mask: it restores (with `restore`) whatever may wait.
    */
-  join<A, E>(
+  join<A, E, X, Y>(
     flight: Flight<A, E>,
-    restore: <X, Y>(effect: Effect.Effect<X, Y>) => Effect.Effect<X, Y> = (effect) => effect
-  ): Effect.Effect<Outcome<A, E>> {
-    if (flight.outcome !== undefined) return Effect.succeed(flight.outcome)
-    return Effect.uninterruptibleMask((inner) => {
+    then: (outcome: Outcome<A, E>, restore: Restore) => Effect.Effect<X, Y>
+  ): Effect.Effect<X, Y> {
+    if (flight.outcome !== undefined) return then(flight.outcome, identity)
+    return Effect.uninterruptibleMask((restore) => {
       flight.waiters++
-      return Effect.onInterrupt(
-        inner(restore(this.outcomeOf(flight))),
-        () => Effect.sync(() => this.leave([flight]))
-      )
+      return Effect.matchCauseEffect(restore(this.outcomeOf(flight)), {
+        onFailure: (cause) => {
+          if (Cause.isInterruptedOnly(cause)) this.leave([flight])
+          return Effect.failCause(cause)
+        },
+        onSuccess: (outcome) => then(outcome, restore)
+      })
     })
   }
 
