@@ -30,6 +30,9 @@ describe("the lookup's requirements", () => {
       // a caller with the very same services: nothing to provide, same answer
       const same = yield* cache.get(3).pipe(Effect.provideService(Database, { name: "captured" }))
       assertSome(same, "captured:3")
+      // a caller with no service at all (a bare runtime: none of the captured ones is there)
+      const bare = yield* Effect.promise(() => Effect.runPromise(cache.get(4)))
+      assertSome(bare, "captured:4")
     }).pipe(Effect.provide(Services)))
 })
 
