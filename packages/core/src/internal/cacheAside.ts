@@ -418,28 +418,29 @@ export class CacheAsideImpl<K, A, E, R> {
         }
         const error = failure.left
         if (error.operation !== "setIfAbsent") {
-          return this.decideMasked(key, userKey, full, flight, { _tag: "Unavailable", error }, restore)
+          return this.decide(key, userKey, full, flight, { _tag: "Unavailable", error }, restore)
         }
         // the key was read and found absent, the lease write refused (OOM, READONLY)
         this.recorder.increment("misses")
-        return this.flights.backgroundMasked(flight, this.leaseRefused(key, userKey, full, error), undefined, restore)
+        return this.flights.background(flight, this.leaseRefused(key, userKey, full, error), undefined, restore)
       },
       onSuccess: (stored) => {
         if (Option.isSome(stored)) {
-          return this.decideMasked(key, userKey, full, flight, this.entries.classify(full, stored), restore)
+          return this.decide(key, userKey, full, flight, this.entries.classify(full, stored), restore)
         }
         this.recorder.increment("misses")
         const load = this.loadAndFill(key, userKey, full, flight, lease)
-        return this.flights.backgroundMasked(flight, load, Lease.releaseUnlessConsumed(this.store, lease), restore)
+        return this.flights.background(flight, load, Lease.releaseUnlessConsumed(this.store, lease), restore)
       }
     })
   }
 
   /**
-   * `decide` inside the leader's mask: an answer now (a hit: nothing in it can block, so it needs
-   * no restore), or the load in the background, counted as waited for in the same step.
+   * What a read that needs no lease of ours does, inside the leader's mask: answers now (a hit:
+   * nothing in it can block, so it needs no restore), or loads in the background, this caller
+   * counted as its waiter in the same step.
    */
-  decideMasked(
+  decide(
     key: K,
     userKey: string,
     full: string,
@@ -448,7 +449,7 @@ export class CacheAsideImpl<K, A, E, R> {
     restore: Restore
   ): Effect.Effect<Option.Option<A>, E> {
     return this.answerNow(key, userKey, full, found) ??
-      this.flights.backgroundMasked(flight, this.resolve(key, userKey, full, flight, found), undefined, restore)
+      this.flights.background(flight, this.resolve(key, userKey, full, flight, found), undefined, restore)
   }
 
   // ---------------------------------------------------------------------------------------------

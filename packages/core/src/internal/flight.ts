@@ -179,15 +179,26 @@ export class Flights {
     then: (outcome: Outcome<A, E>, restore: Restore) => Effect.Effect<X, Y>
   ): Effect.Effect<X, Y> {
     if (flight.outcome !== undefined) return then(flight.outcome, identity)
-    return Effect.uninterruptibleMask((restore) => {
-      flight.waiters++
-      return Effect.matchCauseEffect(restore(this.outcomeOf(flight)), {
-        onFailure: (cause) => {
-          if (Cause.isInterruptedOnly(cause)) this.leave([flight])
-          return Effect.failCause(cause)
-        },
-        onSuccess: (outcome) => then(outcome, restore)
-      })
+    return Effect.uninterruptibleMask((restore) => this.waitIn(flight, restore, (outcome) => then(outcome, restore)))
+  }
+
+  /**
+   * Counts this caller in as a waiter of `flight` and waits for its outcome, then `then`. Called
+   * inside a mask (`restore` is its): counted in within the caller's step, counted out only by an
+   * interrupt (as `onInterrupt`, without its own mask).
+   */
+  private waitIn<A, E, X, Y>(
+    flight: Flight<A, E>,
+    restore: Restore,
+    then: (outcome: Outcome<A, E>) => Effect.Effect<X, Y>
+  ): Effect.Effect<X, Y> {
+    flight.waiters++
+    return Effect.matchCauseEffect(restore(this.outcomeOf(flight)), {
+      onFailure: (cause) => {
+        if (Cause.isInterruptedOnly(cause)) this.leave([flight])
+        return Effect.failCause(cause)
+      },
+      onSuccess: then
     })
   }
 
@@ -209,12 +220,8 @@ export class Flights {
    * interrupts it), inheriting the caller's context (its span). Its exit ends every flight it has
    * not answered. Call it in an uninterruptible region: the fork and its bookkeeping are one step.
    */
-  spawn<A, E>(
-    flights: ReadonlyArray<Flight<A, E>>,
-    work: Effect.Effect<unknown, unknown>,
-    cleanup?: Effect.Effect<void>
-  ): Effect.Effect<void> {
-    return this.spawnThen(flights, work, cleanup, () => Effect.void)
+  spawn<A, E>(flights: ReadonlyArray<Flight<A, E>>, work: Effect.Effect<unknown, unknown>): Effect.Effect<void> {
+    return this.spawnThen(flights, work, undefined, () => Effect.void)
   }
 
   /** `spawn`, then `then` in the same step (the leader counting itself in as a waiter). */
@@ -258,26 +265,20 @@ export class Flights {
    * it ends (a lease taken by the leader's read is released there): from the read to the fork
    * nothing can interrupt the leader.
    */
-  backgroundMasked<A, E>(
+  background<A, E>(
     flight: Flight<A, E>,
     work: Effect.Effect<Option.Option<A>, E>,
     cleanup: Effect.Effect<void> | undefined,
-    restore: <X, Y>(effect: Effect.Effect<X, Y>) => Effect.Effect<X, Y>
+    restore: Restore
   ): Effect.Effect<Option.Option<A>, E> {
-    // the fiber's observer (see `spawn`) settles the flight with the load's exit
-    return this.spawnThen([flight], work, cleanup, () => {
-      // counted in within the same uninterruptible step as the fork, counted out only by an
-      // interrupt (as `join`, without its own mask and `onInterrupt`'s: this region is masked)
-      flight.waiters++
-      return Effect.matchCauseEffect(restore(this.outcomeOf(flight)), {
-        onFailure: (cause) => {
-          if (Cause.isInterruptedOnly(cause)) this.leave([flight])
-          return Effect.failCause(cause)
-        },
-        // Retry: the load was interrupted while this caller waited, which only the closing of
-        // the cache's scope does
-        onSuccess: (outcome) => outcome === Retry ? Effect.interrupt : outcome
-      })
-    })
+    // the fiber's observer (see `spawnThen`) settles the flight with the load's exit; this waiter is
+    // counted in within the same step as the fork. Retry: the load was interrupted while this
+    // caller waited, which only the closing of the cache's scope does
+    return this.spawnThen(
+      [flight],
+      work,
+      cleanup,
+      () => this.waitIn(flight, restore, (outcome) => outcome === Retry ? Effect.interrupt : outcome)
+    )
   }
 }

@@ -18,8 +18,9 @@
  * evicted what it had just cached). An own write also ends the tracking of its key: the fill script
  * reads the key after writing it (`scripts.compareAndSet`), so what a fill puts in a near cache stays
  * tracked. A near cache holds only what this connection read or filled, so every key it holds is
- * tracked; a key read before tracking was on is never served, because the near caches flush on every
- * change of health and tracking is on before the bus turns healthy.
+ * tracked: tracking is on before a near cache exists (its `subscribe`, in `make`, returns after
+ * `watch` turned it on) and before the bus turns healthy again after a reconnect (`establish`), and
+ * the near caches flush on every change of health, so nothing read while it was off is served.
  *
  * Health: `healthy` is `false` from the moment either connection closes, or the subscriber misses
  * a heartbeat (a paused server), until both are back, subscribed and tracking again. Each change
