@@ -38,6 +38,16 @@ const instance = (server: RedisServer["Type"], heartbeat: Duration.DurationInput
     return { bus, client }
   })
 
+/** What an application with near caches provides: the store and the bus on one client, and metrics. */
+const storeAndBus = (server: RedisServer["Type"], heartbeat?: Duration.DurationInput) =>
+  Layer.build(
+    RedisCacheBus.layer({
+      url: Redacted.make(server.url),
+      commandTimeout: "2 seconds",
+      bus: heartbeat === undefined ? {} : { heartbeat }
+    }).pipe(Layer.provideMerge(Metrics.layer))
+  )
+
 /** Waits (polling, at most 5 seconds of real time) until `done()`. */
 const eventually = (what: string, done: () => boolean) =>
   Effect.suspend(() => done() ? Effect.void : Effect.fail(what)).pipe(
@@ -121,12 +131,7 @@ describe("RedisCacheBus", () => {
   it.scopedLive("what a fill puts in the near cache stays there: its own compare-and-set does not come back", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make
-      const context = yield* Layer.build(
-        Layer.provideMerge(
-          RedisCacheBus.layer({ url: Redacted.make(server.url), commandTimeout: "2 seconds" }),
-          Metrics.layer
-        )
-      )
+      const context = yield* storeAndBus(server)
       let loads = 0
       const cache = yield* CacheAside.make({
         namespace: "echo",
@@ -247,13 +252,7 @@ describe("RedisCacheBus", () => {
   it.scopedLive("after this process stalls, reads do not use the near cache before the invalidations that arrived are read", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make
-      const context = yield* Layer.build(
-        RedisCacheBus.layer({
-          url: Redacted.make(server.url),
-          commandTimeout: "2 seconds",
-          bus: { heartbeat: "200 millis" }
-        }).pipe(Layer.provideMerge(Metrics.layer))
-      )
+      const context = yield* storeAndBus(server, "200 millis")
       let version = 1
       const cache = yield* CacheAside.make({
         namespace: "stall",

@@ -26,7 +26,10 @@ const base = {
 
 const setup = (
   lookup: (id: number) => Effect.Effect<Option.Option<string>>,
-  options: { readonly negativeTtl?: Duration.DurationInput } = {}
+  options: {
+    readonly negativeTtl?: Duration.DurationInput
+    readonly lock?: { readonly wait: Duration.DurationInput; readonly poll: Duration.DurationInput }
+  } = {}
 ) =>
   Effect.gen(function*() {
     const store = yield* CacheStore.CacheStore
@@ -128,15 +131,10 @@ describe("lease: the store failing while it is taken", () => {
 
   it.scoped("a lock waiter whose setIfAbsent fails (the holder's lease went) answers from the lookup, counted as a write error, and fills nothing", () =>
     Effect.gen(function*() {
-      const store = yield* CacheStore.CacheStore
-      const faults = yield* FaultInjection.FaultInjection
-      const metrics = yield* Metrics.Metrics
-      let loads = 0
-      const cache = yield* CacheAside.make({
-        ...base,
-        lookup: (id: number) => Effect.sync(() => (loads++, Option.some(`v${id}`))),
-        lock: { wait: "5 seconds", poll: "20 millis" }
-      })
+      const { cache, faults, loads, stats, store } = yield* setup(
+        (id) => Effect.succeed(Option.some(`v${id}`)),
+        { lock: { wait: "5 seconds", poll: "20 millis" } }
+      )
       const full = cache.keyOf(1)
       yield* store.set(full, Codec.lease("another process"), Duration.minutes(1))
       yield* faults.failNext(1, { operations: ["setIfAbsent"] })
@@ -145,12 +143,12 @@ describe("lease: the store failing while it is taken", () => {
       yield* store.delete([full]) // the holder released its lease: the waiter asks for one, which fails
       yield* TestClock.adjust("20 millis")
       assertSome(yield* Fiber.join(waiter), "v1")
-      assert.strictEqual(loads, 1)
+      assert.strictEqual(loads(), 1)
       const counts = yield* faults.counts
       assert.strictEqual(counts.setIfAbsent, 1)
       assert.strictEqual(counts.compareAndSet, 0)
       assert.strictEqual(counts.compareAndDelete, 0)
-      assert.strictEqual((yield* metrics.snapshot("lease")).writeErrors, 1)
+      assert.strictEqual((yield* stats()).writeErrors, 1)
       assertNone(yield* store.get(full))
     }).pipe(Effect.provide(Faulty)))
 })

@@ -18,7 +18,8 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as TestClock from "effect/TestClock"
-import { CacheStore, FaultInjection, MemoryCacheStore, Metrics, ResilientCacheStore } from "../src/index.js"
+import { CacheStore, FaultInjection, Metrics, ResilientCacheStore } from "../src/index.js"
+import { resilientOverMemory } from "./utils/resilient.js"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -26,20 +27,8 @@ const bytes = (text: string) => encoder.encode(text)
 const text = (value: Option.Option<Uint8Array>) => Option.map(value, (b) => decoder.decode(b))
 const ttl = Duration.hours(1)
 
-/** memory ← fault injection ← resilient store; retries off and no jitter unless asked. */
-const setup = (options: ResilientCacheStore.Options = {}) =>
-  Effect.gen(function*() {
-    const memory = yield* MemoryCacheStore.make()
-    const { control: faults, store: faulty } = yield* FaultInjection.make(memory)
-    const store = yield* ResilientCacheStore.make(faulty, {
-      readRetry: false,
-      writeRetry: false,
-      invalidationRetry: false,
-      cooldownJitter: 0,
-      ...options
-    })
-    return { memory, faults, store, stats: (yield* Metrics.Metrics).storeSnapshot() }
-  })
+/** memory ← fault injection ← resilient store; retries off, no jitter (test/utils/resilient.ts). */
+const setup = (options: ResilientCacheStore.Options = {}) => resilientOverMemory(options)
 
 const errorOf = <A>(exit: Exit.Exit<A, CacheStore.CacheUnavailable>): CacheStore.CacheUnavailable => {
   if (Exit.isSuccess(exit)) return assert.fail("the call succeeded")

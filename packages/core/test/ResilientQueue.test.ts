@@ -9,8 +9,9 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
-import { CacheStore, FaultInjection, MemoryCacheStore, Metrics, ResilientCacheStore } from "../src/index.js"
+import { CacheStore, MemoryCacheStore, Metrics, ResilientCacheStore } from "../src/index.js"
 import { cooldownFor } from "../src/internal/breaker.js"
+import { resilientOverMemory } from "./utils/resilient.js"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -18,20 +19,8 @@ const bytes = (text: string) => encoder.encode(text)
 const text = (value: Option.Option<Uint8Array>) => Option.map(value, (b) => decoder.decode(b))
 const ttl = Duration.hours(1)
 
-/** memory ← fault injection ← resilient store; retries off, no jitter. */
-const setup = (options: ResilientCacheStore.Options = {}) =>
-  Effect.gen(function*() {
-    const memory = yield* MemoryCacheStore.make({ maxEntries: 1_000_000 })
-    const { control: faults, store: faulty } = yield* FaultInjection.make(memory)
-    const store = yield* ResilientCacheStore.make(faulty, {
-      readRetry: false,
-      writeRetry: false,
-      invalidationRetry: false,
-      cooldownJitter: 0,
-      ...options
-    })
-    return { memory, faults, store, stats: (yield* Metrics.Metrics).storeSnapshot() }
-  })
+/** memory ← fault injection ← resilient store; retries off, no jitter (test/utils/resilient.ts). */
+const setup = (options: ResilientCacheStore.Options = {}) => resilientOverMemory(options, { maxEntries: 1_000_000 })
 
 const failureOf = <A>(result: Either.Either<A, CacheStore.CacheUnavailable>): CacheStore.CacheUnavailable => {
   assertTrue(Either.isLeft(result))
