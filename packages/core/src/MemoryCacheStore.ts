@@ -64,6 +64,7 @@ const sizeOf = (key: string, value: Bytes): number => key.length * 2 + value.len
 class Slots {
   private readonly map = new Map<string, Slot>()
   private bytes = 0
+  private cursor: Iterator<string> | undefined = undefined
   constructor(readonly maxEntries: number, readonly maxBytes: number) {}
 
   get size(): number {
@@ -92,10 +93,24 @@ class Slots {
     this.map.set(key, slot)
     this.bytes += slot.size
     while (this.map.size > this.maxEntries || this.bytes > this.maxBytes) {
-      const oldest = this.map.keys().next()
-      if (oldest.done === true) return
-      this.remove(oldest.value)
+      const oldest = this.oldest()
+      if (oldest === undefined) return
+      this.remove(oldest)
     }
+  }
+  /**
+   * The least recently used key, through one iterator kept across evictions: every key it has
+   * passed was evicted (a touched key moves behind it), so it stands at the oldest live slot. A
+   * new iterator per eviction would walk the deleted slots a `Map` keeps at its front until it
+   * rehashes: thousands per eviction in a full store.
+   */
+  private oldest(): string | undefined {
+    let next = this.cursor?.next()
+    if (next === undefined || next.done === true) {
+      this.cursor = this.map.keys()
+      next = this.cursor.next()
+    }
+    return next.done === true ? undefined : next.value
   }
   entries(): IterableIterator<[string, Slot]> {
     return this.map.entries()

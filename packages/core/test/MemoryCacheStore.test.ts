@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as fc from "effect/FastCheck"
 import { assertNone, assertTrue } from "@effect/vitest/utils"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -46,6 +47,44 @@ describe("MemoryCacheStore", () => {
       }
       assertNone(yield* store.get("cold0"))
     }))
+
+  it.effect.prop(
+    "evicts exactly what a least-recently-used model evicts, over any mix of writes, reads and deletes",
+    [fc.array(fc.tuple(fc.constantFrom("set", "set", "get", "delete"), fc.integer({ min: 0, max: 11 })), {
+      maxLength: 300
+    })],
+    ([operations]) =>
+      Effect.gen(function*() {
+        const maxEntries = 5
+        const store = yield* MemoryCacheStore.make({ maxEntries })
+        const model: Array<string> = [] // least recently used first
+        const use = (key: string) => {
+          const at = model.indexOf(key)
+          if (at >= 0) model.splice(at, 1)
+          model.push(key)
+        }
+        for (const [operation, n] of operations) {
+          const key = `k${n}`
+          if (operation === "set") {
+            yield* store.set(key, bytes(8, n), ttl)
+            use(key)
+            if (model.length > maxEntries) model.shift()
+          } else if (operation === "get") {
+            const found = yield* store.get(key)
+            assert.strictEqual(Option.isSome(found), model.includes(key), `get ${key}`)
+            if (model.includes(key)) use(key)
+          } else {
+            yield* store.delete([key])
+            const at = model.indexOf(key)
+            if (at >= 0) model.splice(at, 1)
+          }
+        }
+        const all = Array.from({ length: 12 }, (_, i) => `k${i}`)
+        const values = yield* store.getMany(all)
+        assert.deepStrictEqual(all.filter((_, i) => Option.isSome(values[i]!)), all.filter((k) => model.includes(k)))
+      }),
+    { fastCheck: { numRuns: 300 } }
+  )
 
   it.effect("an entry larger than an eighth of the budget is refused (replied), and set drops the older value", () =>
     Effect.gen(function*() {
