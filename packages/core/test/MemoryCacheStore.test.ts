@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as fc from "effect/FastCheck"
-import { assertNone, assertTrue } from "@effect/vitest/utils"
+import { assertNone, assertTrue, deepStrictEqual } from "@effect/vitest/utils"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as fc from "effect/FastCheck"
 import * as Option from "effect/Option"
 import { CacheStore, MemoryCacheStore } from "../src/index.js"
 
@@ -81,7 +81,7 @@ describe("MemoryCacheStore", () => {
         }
         const all = Array.from({ length: 12 }, (_, i) => `k${i}`)
         const values = yield* store.getMany(all)
-        assert.deepStrictEqual(all.filter((_, i) => Option.isSome(values[i]!)), all.filter((k) => model.includes(k)))
+        deepStrictEqual(all.filter((_, i) => Option.isSome(values[i]!)), all.filter((k) => model.includes(k)))
       }),
     { fastCheck: { numRuns: 300 } }
   )
