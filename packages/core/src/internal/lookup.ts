@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
 import type { Recorder } from "../Metrics.js"
+import { Gate } from "./gate.js"
 import type { Config } from "./options.js"
 
 /**
@@ -29,7 +30,7 @@ export class Lookup<K, A, E, R, T> {
   /** The captured services, without the span `make` ran in. */
   private readonly context: Context.Context<R>
   /** `lookupConcurrency`: a flush or an outage cannot send unbounded load to the data store. */
-  private readonly permits: Effect.Semaphore
+  readonly gate: Gate
   private lastCaller: Context.Context<never> | undefined = undefined
   private callerHasAll = false
   constructor(
@@ -40,7 +41,7 @@ export class Lookup<K, A, E, R, T> {
     private readonly timeoutError: (key: string) => T
   ) {
     this.context = Context.omit(Tracer.ParentSpan)(captured) as Context.Context<R>
-    this.permits = Effect.unsafeMakeSemaphore(config.lookupConcurrency)
+    this.gate = new Gate(config.lookupConcurrency)
   }
 
   /**
@@ -75,7 +76,7 @@ export class Lookup<K, A, E, R, T> {
     return Effect.contextWithEffect((caller: Context.Context<never>) => {
       const start = this.now()
       this.recorder.increment("loads", count)
-      let lookup: Effect.Effect<X, E | T> = this.permits.withPermits(1)(this.provided(effect, caller))
+      let lookup: Effect.Effect<X, E | T> = this.gate.run(this.provided(effect, caller))
       const hard = this.config.hardTimeout
       if (hard !== undefined) {
         lookup = Effect.timeoutFail(lookup, {
