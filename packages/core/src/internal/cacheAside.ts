@@ -430,7 +430,7 @@ export class CacheAsideImpl<K, A, E, R> {
         }
         this.recorder.increment("misses")
         const load = this.loadAndFill(key, userKey, full, flight, lease)
-        return this.flights.background(flight, load, Lease.releaseUnlessConsumed(this.store, lease), restore)
+        return this.flights.background(flight, load, () => Lease.releaseIfHeld(this.store, lease), restore)
       }
     })
   }

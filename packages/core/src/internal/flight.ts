@@ -52,6 +52,12 @@ export type Restore = <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect
 
 const identity: Restore = (effect) => effect
 
+/**
+ * What a load's fiber does when it ends, however it ends: the effect left to run (releasing a lease
+ * its fill did not consume), or `undefined` when nothing is left. Decided when the load ends. @internal
+ */
+export type Cleanup = () => Effect.Effect<void> | undefined
+
 /** A flight of any value and error type, for bookkeeping that looks at neither. @internal */
 export type AnyFlight = Flight<unknown, unknown>
 
@@ -228,19 +234,25 @@ export class Flights {
   private spawnThen<A, E, X, Y>(
     flights: ReadonlyArray<Flight<A, E>>,
     work: Effect.Effect<unknown, unknown>,
-    cleanup: Effect.Effect<void> | undefined,
+    cleanup: Cleanup | undefined,
     then: () => Effect.Effect<X, Y>
   ): Effect.Effect<X, Y> {
     const task: Task = { fiber: undefined, flights: flights.map(anyFlight) }
     for (const flight of flights) flight.task = task
     // the fiber starts uninterruptible (forked from this masked region): the match that runs
     // `cleanup` on every exit is in place before anything can interrupt it (`ensuring` without
-    // its own mask)
+    // its own mask); a cleanup with nothing left to do costs no step
     const body = cleanup === undefined
       ? Effect.interruptible(work)
       : Effect.matchCauseEffect(Effect.interruptible(work), {
-        onFailure: (cause) => Effect.zipRight(cleanup, Effect.failCause(cause)),
-        onSuccess: (value) => Effect.as(cleanup, value)
+        onFailure: (cause) => {
+          const left = cleanup()
+          return left === undefined ? Effect.failCause(cause) : Effect.zipRight(left, Effect.failCause(cause))
+        },
+        onSuccess: (value) => {
+          const left = cleanup()
+          return left === undefined ? Effect.succeed(value) : Effect.as(left, value)
+        }
       })
     return Effect.flatMap(Effect.forkDaemon(body), (fiber) => {
       task.fiber = fiber
@@ -268,7 +280,7 @@ export class Flights {
   background<A, E>(
     flight: Flight<A, E>,
     work: Effect.Effect<Option.Option<A>, E>,
-    cleanup: Effect.Effect<void> | undefined,
+    cleanup: Cleanup | undefined,
     restore: Restore
   ): Effect.Effect<Option.Option<A>, E> {
     // the fiber's observer (see `spawnThen`) settles the flight with the load's exit; this waiter is

@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { createHash } from "node:crypto"
+import * as Crypto from "node:crypto"
 import * as Glob from "../Glob.js"
 
 /**
@@ -18,7 +18,7 @@ import * as Glob from "../Glob.js"
  * @internal
  */
 export const labeller = (clear: boolean): (key: string) => string =>
-  clear ? (key) => key : (key) => "#" + createHash("sha256").update(key).digest("hex").slice(0, 12)
+  clear ? (key) => key : (key) => "#" + Crypto.hash("sha256", key, "hex").slice(0, 12)
 
 /** DLE ("data link escape"): starts an escape; DLE DLE is a DLE, DLE `u` + 4 hex digits a lone surrogate. */
 const ESC = "\u0010"

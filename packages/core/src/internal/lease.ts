@@ -72,7 +72,16 @@ let taken = 0
  * @internal
  */
 export const releaseUnlessConsumed = (store: Store, lease: Lease): Effect.Effect<void> =>
-  Effect.suspend(() => lease.consumed ? Effect.void : Effect.ignore(store.compareAndDelete(lease.key, lease.bytes)))
+  Effect.suspend(() => releaseIfHeld(store, lease) ?? Effect.void)
+
+/**
+ * The release still owed for an owned lease, decided now: `undefined` when a fill consumed it (a
+ * load fiber's cleanup: nothing left to run, no step spent).
+ *
+ * @internal
+ */
+export const releaseIfHeld = (store: Store, lease: Lease): Effect.Effect<void> | undefined =>
+  lease.consumed ? undefined : Effect.ignore(store.compareAndDelete(lease.key, lease.bytes))
 
 const release = (store: Store) => (taken: Taken): Effect.Effect<void> =>
   taken._tag === "Mine" ? releaseUnlessConsumed(store, taken.lease) : Effect.void
