@@ -184,7 +184,10 @@ export const cacheAside = async (url: string, nearCache: NearCache.Options | und
     counters: async () => {
       const snapshot = await runtime.runPromise(metrics.snapshot(namespace))
       const numbers: Record<string, number> = {}
-      for (const [name, value] of Object.entries(snapshot)) if (typeof value === "number") numbers[name] = value
+      // counts only: a run's change of `hitRatio` (a ratio over the cache's life) means nothing
+      for (const [name, value] of Object.entries(snapshot)) {
+        if (typeof value === "number" && name !== "hitRatio") numbers[name] = value
+      }
       return numbers
     },
     close: scoped.close
