@@ -21,6 +21,7 @@ import * as Option from "effect/Option"
 import { CacheStore, CacheUnavailable, InvalidStoreOptions } from "./CacheStore.js"
 import type { Bytes } from "./CacheStore.js"
 import * as Glob from "./Glob.js"
+import { Lru } from "./internal/lru.js"
 import * as validate from "./internal/validate.js"
 
 /**
@@ -57,63 +58,32 @@ interface Slot {
 const sizeOf = (key: string, value: Bytes): number => key.length * 2 + value.length + overheadBytes
 
 /**
- * The slots, least recently used first (a `Map` keeps insertion order: a touch re-inserts), with
- * the bytes they hold. Every write goes through `put`, every removal through `remove`, so the byte
- * count is kept in one place.
+ * The slots, in an LRU bounded by entries and bytes (`internal/lru.ts`: no preallocation, whatever
+ * `maxEntries` is). Every write goes through `put`, every removal through `remove`.
  */
 class Slots {
-  private readonly map = new Map<string, Slot>()
-  private bytes = 0
-  private cursor: Iterator<string> | undefined = undefined
-  constructor(readonly maxEntries: number, readonly maxBytes: number) {}
+  private readonly lru: Lru<Slot>
+  constructor(maxEntries: number, maxBytes: number) {
+    this.lru = new Lru<Slot>({ maxEntries, maxSize: maxBytes })
+  }
 
-  get size(): number {
-    return this.map.size
-  }
-  get totalBytes(): number {
-    return this.bytes
-  }
   peek(key: string): Slot | undefined {
-    return this.map.get(key)
+    return this.lru.peek(key)
   }
-  /** Moves a slot to the most recently used end. */
-  touch(key: string, slot: Slot): void {
-    this.map.delete(key)
-    this.map.set(key, slot)
+  /** Makes a slot the most recently used. */
+  touch(key: string): void {
+    this.lru.get(key)
   }
   remove(key: string): Slot | undefined {
-    const slot = this.map.get(key)
-    if (slot === undefined) return undefined
-    this.map.delete(key)
-    this.bytes -= slot.size
+    const slot = this.lru.peek(key)
+    if (slot !== undefined) this.lru.delete(key)
     return slot
   }
   put(key: string, slot: Slot): void {
-    this.remove(key)
-    this.map.set(key, slot)
-    this.bytes += slot.size
-    while (this.map.size > this.maxEntries || this.bytes > this.maxBytes) {
-      const oldest = this.oldest()
-      if (oldest === undefined) return
-      this.remove(oldest)
-    }
+    this.lru.set(key, slot, slot.size)
   }
-  /**
-   * The least recently used key, through one iterator kept across evictions: every key it has
-   * passed was evicted (a touched key moves behind it), so it stands at the oldest live slot. A
-   * new iterator per eviction would walk the deleted slots a `Map` keeps at its front until it
-   * rehashes: thousands per eviction in a full store.
-   */
-  private oldest(): string | undefined {
-    let next = this.cursor?.next()
-    if (next === undefined || next.done === true) {
-      this.cursor = this.map.keys()
-      next = this.cursor.next()
-    }
-    return next.done === true ? undefined : next.value
-  }
-  entries(): IterableIterator<[string, Slot]> {
-    return this.map.entries()
+  keys(): Array<string> {
+    return this.lru.keys()
   }
 }
 
@@ -144,7 +114,7 @@ class MemoryStore {
       this.slots.remove(key)
       return Option.none()
     }
-    this.slots.touch(key, slot)
+    this.slots.touch(key)
     return Option.some(slot.value)
   }
 
@@ -245,7 +215,7 @@ class MemoryStore {
         Effect.sync(() => {
           const matches = Glob.matcher(pattern)
           const doomed: Array<string> = []
-          for (const [key] of this.slots.entries()) if (matches(key)) doomed.push(key)
+          for (const key of this.slots.keys()) if (matches(key)) doomed.push(key)
           return this.remove(doomed)
         })
     })

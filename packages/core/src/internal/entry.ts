@@ -9,10 +9,10 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import { LRUCache } from "lru-cache"
 import type { CacheUnavailable } from "../CacheStore.js"
 import * as Codec from "../Codec.js"
 import type { Recorder } from "../Metrics.js"
+import { Lru } from "./lru.js"
 import type { Config } from "./options.js"
 import * as validate from "./validate.js"
 
@@ -65,21 +65,20 @@ const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a === b || Buffer.p
  * @internal
  */
 export class DecodeMemo<A> {
-  private readonly memo: LRUCache<string, Memo<A>> | undefined
+  private readonly memo: Lru<Memo<A>> | undefined
   constructor(entries: number, bytes: number) {
-    this.memo = entries === 0 || bytes === 0 ? undefined : new LRUCache<string, Memo<A>>({
-      max: entries,
-      maxSize: bytes,
-      maxEntrySize: Math.max(1, Math.floor(bytes / 8)),
-      sizeCalculation: (memo, key) => Math.max(1, memo.bytes.length + key.length)
-    })
+    this.memo = entries === 0 || bytes === 0
+      ? undefined
+      : new Lru<Memo<A>>({ maxEntries: entries, maxSize: bytes, maxEntrySize: Math.max(1, Math.floor(bytes / 8)) })
   }
   get(full: string, bytes: Uint8Array): Codec.Stored<A> | undefined {
     const memo = this.memo?.get(full)
     return memo !== undefined && sameBytes(memo.bytes, bytes) ? memo.entry : undefined
   }
   set(full: string, bytes: Uint8Array, entry: Codec.Stored<A>): void {
-    if (this.memo !== undefined && entry._tag !== "Lease") this.memo.set(full, { bytes, entry })
+    if (this.memo !== undefined && entry._tag !== "Lease") {
+      this.memo.set(full, { bytes, entry }, bytes.length + full.length)
+    }
   }
   delete(full: string): void {
     this.memo?.delete(full)

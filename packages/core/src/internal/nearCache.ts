@@ -15,9 +15,9 @@
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import type * as Option from "effect/Option"
-import { LRUCache } from "lru-cache"
 import type { Invalidation } from "../CacheBus.js"
 import * as Glob from "../Glob.js"
+import { Lru } from "./lru.js"
 import * as validate from "./validate.js"
 
 /** @internal */
@@ -63,7 +63,7 @@ export interface Events {
 
 /** @internal */
 export class NearCache<A> {
-  private readonly lru: LRUCache<string, Slot<A>>
+  private readonly lru: Lru<Slot<A>>
   private epoch = 0
   /** Reads that began at or before this epoch must not fill. */
   private floor = 0
@@ -77,11 +77,7 @@ export class NearCache<A> {
     private readonly healthy: () => boolean,
     private readonly events: Events
   ) {
-    this.lru = new LRUCache<string, Slot<A>>(
-      options.maxBytes === undefined
-        ? { max: options.maxEntries }
-        : { max: options.maxEntries, maxSize: options.maxBytes, maxEntrySize: options.maxBytes }
-    )
+    this.lru = new Lru<Slot<A>>({ maxEntries: options.maxEntries, maxSize: options.maxBytes })
   }
 
   /** The number of entries held (expired ones included until they are touched). */
@@ -137,8 +133,7 @@ export class NearCache<A> {
     if (!(until > now)) return
     if (this.options.maxBytes !== undefined && !(size >= 1 && size <= this.options.maxBytes)) return
     const slot: Slot<A> = { value, expiresAt: until }
-    if (this.options.maxBytes === undefined) this.lru.set(key, slot)
-    else this.lru.set(key, slot, { size: Math.max(1, size) })
+    this.lru.set(key, slot, size)
   }
 
   /** Removes keys (a local write, or a message); every read that began before cannot fill them. */
@@ -158,7 +153,7 @@ export class NearCache<A> {
     const matches = Glob.matcher(pattern)
     this.raiseFloor()
     let removed = 0
-    for (const key of Array.from(this.lru.keys())) {
+    for (const key of this.lru.keys()) {
       if (matches(key) && this.lru.delete(key)) removed++
     }
     return removed
