@@ -14,7 +14,7 @@ import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as RuntimeFlagsPatch from "effect/RuntimeFlagsPatch"
 import * as Schema from "effect/Schema"
 import * as Supervisor from "effect/Supervisor"
-import { CacheAside, MemoryCacheStore, Metrics } from "../src/index.js"
+import { CacheAside, CacheService, MemoryCacheStore, Metrics } from "../src/index.js"
 
 class Counter extends Supervisor.AbstractSupervisor<void> {
   ops = 0
@@ -55,6 +55,28 @@ const perGet = (keyOf: (round: string, i: number) => string) =>
     return { ops: counter.ops / gets, fibers: counter.fibers / gets }
   })
 
+/** The same count for a cache defined with `CacheService.Tag` and used through its layer. */
+class Rows extends CacheService.Tag("test/Cost/Rows")<Rows>()({
+  namespace: "cost-service",
+  key: (key: string) => key,
+  schema: Row,
+  lookup: (key: string) => Effect.sync(() => Option.some({ id: key, score: 1 })),
+  ttl: "1 hour"
+}) {}
+
+const perServiceMiss = Effect.gen(function*() {
+  const rows = yield* Rows
+  const loop = (round: string) =>
+    Effect.forEach(Array.from({ length: gets }, (_, i) => `${round}:${i}`), (key) => rows.get(key))
+  yield* loop("warm")
+  const counter = new Counter()
+  yield* loop("counted").pipe(
+    Effect.supervised(counter),
+    Effect.withRuntimeFlagsPatch(RuntimeFlagsPatch.enable(RuntimeFlags.OpSupervision))
+  )
+  return { ops: counter.ops / gets, fibers: counter.fibers / gets }
+})
+
 describe("what a get costs (memory store, counted)", () => {
   it.scoped("a hit evaluates at most 15 Effect primitives and forks no fiber", () =>
     Effect.gen(function*() {
@@ -69,4 +91,13 @@ describe("what a get costs (memory store, counted)", () => {
       assert.isAtMost(cost.ops, 60, `${cost.ops} primitives per miss`)
       assert.strictEqual(cost.fibers, 1)
     }).pipe(Effect.provide(Services)))
+
+  it.effect("a miss through a CacheService layer costs the same: its lookup needs no Effect.provide per call", () =>
+    Effect.gen(function*() {
+      // the layer's make captures the layer's Scope and memo map, which the caller never holds: the
+      // load fiber is forked with them instead of providing them to every lookup
+      const cost = yield* perServiceMiss
+      assert.isAtMost(cost.ops, 60, `${cost.ops} primitives per miss`)
+      assert.strictEqual(cost.fibers, 1)
+    }).pipe(Effect.provide(Rows.layer.pipe(Layer.provideMerge(Services)))))
 })

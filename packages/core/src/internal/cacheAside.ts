@@ -76,9 +76,9 @@ export class CacheAsideImpl<K, A, E, R> {
   ) {
     this.now = () => clock.unsafeCurrentTimeMillis()
     this.keys = new Keys(config.prefix, config.namespace, config.version)
-    this.flights = new Flights(fibers)
     this.entries = new Entries<A>(config, recorder, this.now)
     this.lookup = new Lookup(config, recorder, captured, this.now, timeoutError)
+    this.flights = new Flights(fibers, (caller) => this.lookup.contextFor(caller))
     this.logAnnotations = { namespace: config.namespace }
   }
 

@@ -12,12 +12,15 @@
  * @internal
  */
 import * as Cause from "effect/Cause"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
 import type * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 
 /** @internal */
 export const Retry: unique symbol = Symbol.for("@cache-aside/core/CacheAside/Retry")
@@ -73,7 +76,11 @@ const retryOf = <A, E>(exit: Exit.Exit<Option.Option<A>, E>): Outcome<A, E> =>
  */
 export class Flights {
   private readonly map = new Map<string, AnyFlight>()
-  constructor(private readonly set: FiberSet.FiberSet<unknown, unknown>) {}
+  constructor(
+    private readonly set: FiberSet.FiberSet<unknown, unknown>,
+    /** The context a load forked by a caller with this context runs with (the lookup's services). */
+    private readonly contextFor: (caller: Context.Context<never>) => Context.Context<never> = (caller) => caller
+  ) {}
 
   get<A, E>(full: string): Flight<A, E> | undefined {
     return this.map.get(full) as Flight<A, E> | undefined
@@ -254,7 +261,7 @@ export class Flights {
           return left === undefined ? Effect.succeed(value) : Effect.as(left, value)
         }
       })
-    return Effect.flatMap(Effect.forkDaemon(body), (fiber) => {
+    return Effect.flatMap(this.forkLoad(body), (fiber) => {
       task.fiber = fiber
       FiberSet.unsafeAdd(this.set, fiber)
       fiber.addObserver((exit) => {
@@ -262,6 +269,27 @@ export class Flights {
         for (const flight of task.flights) this.end(flight, outcome)
       })
       return then()
+    })
+  }
+
+  /**
+   * Forks a load as a daemon (the cache's `FiberSet` owns it) with the caller's fiber refs and
+   * runtime flags, and the context `contextFor` gives: when that is the caller's own, a plain
+   * `forkDaemon`; else the fork sets it in the same step (`Runtime.runFork` over the caller's refs),
+   * so the lookups of the load need no `Effect.provide`. Started on the scheduler, as `forkDaemon`
+   * starts a fiber, never inside this step.
+   */
+  private forkLoad(body: Effect.Effect<unknown, unknown>): Effect.Effect<Fiber.RuntimeFiber<unknown, unknown>> {
+    return Effect.withFiberRuntime((parent, status) => {
+      const caller = parent.getFiberRef(FiberRef.currentContext)
+      const context = this.contextFor(caller)
+      if (context === caller) return Effect.forkDaemon(body)
+      const runtime = Runtime.make({
+        context,
+        fiberRefs: parent.getFiberRefs(),
+        runtimeFlags: status.runtimeFlags
+      })
+      return Effect.succeed(Runtime.runFork(runtime)(body, { immediate: false }))
     })
   }
 
