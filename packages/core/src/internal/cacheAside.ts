@@ -147,7 +147,10 @@ export class CacheAsideImpl<K, A, E, R> {
     )
   }
 
-  /** Runs work in the cache's `FiberSet` (closing the cache's scope stops it); its failures are logged. */
+  /**
+   * Runs work in the cache's `FiberSet` (closing the cache's scope stops it), forked as a load is
+   * (with the captured services: a refresh's lookup needs no `Effect.provide`); its failures are logged.
+   */
   fork(work: Effect.Effect<void, unknown>, cleanup: Effect.Effect<void> = Effect.void): Effect.Effect<void> {
     const logged = Effect.catchAllCause(
       work,
@@ -155,7 +158,7 @@ export class CacheAsideImpl<K, A, E, R> {
         Effect.logWarning("cache-aside: background work failed", cause).pipe(Effect.annotateLogs(this.logAnnotations))
     )
     return Effect.uninterruptible(
-      Effect.map(Effect.forkDaemon(Effect.ensuring(Effect.interruptible(logged), cleanup)), (fiber) => {
+      Effect.map(this.flights.forkLoad(Effect.ensuring(Effect.interruptible(logged), cleanup)), (fiber) => {
         FiberSet.unsafeAdd(this.fibers, fiber)
       })
     )

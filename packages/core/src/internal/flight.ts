@@ -273,13 +273,13 @@ export class Flights {
   }
 
   /**
-   * Forks a load as a daemon (the cache's `FiberSet` owns it) with the caller's fiber refs and
-   * runtime flags, and the context `contextFor` gives: when that is the caller's own, a plain
-   * `forkDaemon`; else the fork sets it in the same step (`Runtime.runFork` over the caller's refs),
-   * so the lookups of the load need no `Effect.provide`. Started on the scheduler, as `forkDaemon`
-   * starts a fiber, never inside this step.
+   * Forks a load (or a background refresh) as a daemon (the cache's `FiberSet` owns it) with the
+   * caller's fiber refs and runtime flags, and the context `contextFor` gives: when that is the
+   * caller's own, a plain `forkDaemon`; else the fork sets it in the same step (`Runtime.runFork`
+   * over the caller's refs), so the lookups of the load need no `Effect.provide`. Started on the
+   * scheduler, as `forkDaemon` starts a fiber, never inside this step.
    */
-  private forkLoad(body: Effect.Effect<unknown, unknown>): Effect.Effect<Fiber.RuntimeFiber<unknown, unknown>> {
+  forkLoad(body: Effect.Effect<unknown, unknown>): Effect.Effect<Fiber.RuntimeFiber<unknown, unknown>> {
     return Effect.withFiberRuntime((parent, status) => {
       const caller = parent.getFiberRef(FiberRef.currentContext)
       const context = this.contextFor(caller)
