@@ -8,6 +8,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import { CacheStore, FaultInjection, MemoryCacheStore, Metrics, ResilientCacheStore } from "../src/index.js"
+import { resilientOverMemory } from "./utils/resilient.js"
 
 /** Lets the breaker's background probe run (it is forked; a few scheduler turns). */
 const probeRuns = Effect.repeatN(Effect.yieldNow(), 20)
@@ -40,18 +41,9 @@ const recording = (inner: CacheStore.CacheStore["Type"], calls: Array<string>): 
 /** memory ← recording ← fault injection ← resilient store. Retries off and no jitter unless asked. */
 const setup = (options: ResilientCacheStore.Options = {}) =>
   Effect.gen(function*() {
-    const memory = yield* MemoryCacheStore.make()
     const calls: Array<string> = []
-    const { control: faults, store: faulty } = yield* FaultInjection.make(recording(memory, calls))
-    const store = yield* ResilientCacheStore.make(faulty, {
-      readRetry: false,
-      writeRetry: false,
-      invalidationRetry: false,
-      cooldownJitter: 0,
-      ...options
-    })
-    const metrics = yield* Metrics.Metrics
-    return { memory, calls, faults, store, stats: metrics.storeSnapshot(), metrics }
+    const resilient = yield* resilientOverMemory(options, {}, (memory) => recording(memory, calls))
+    return { ...resilient, calls, metrics: yield* Metrics.Metrics }
   })
 
 const causeOf = <A>(result: Either.Either<A, CacheStore.CacheUnavailable>): unknown =>

@@ -30,7 +30,7 @@ export class Lookup<K, A, E, R, T> {
   /** The captured services, without the span `make` ran in. */
   private readonly context: Context.Context<R>
   /** `lookupConcurrency`: a flush or an outage cannot send unbounded load to the data store. */
-  readonly gate: Gate
+  private readonly gate: Gate
   private lastCaller: Context.Context<never> | undefined = undefined
   private callerHasAll = false
   /** The last caller context `contextFor` merged, and the merge. */
@@ -53,13 +53,15 @@ export class Lookup<K, A, E, R, T> {
    * needs providing: providing costs more CPU than a cache hit. Checked once per caller context.
    */
   private provided<X, Y>(effect: Effect.Effect<X, Y, R>, caller: Context.Context<never>): Effect.Effect<X, Y> {
-    return caller === this.merged || this.hasAll(caller)
-      ? effect as Effect.Effect<X, Y>
-      : Effect.provide(effect, this.context)
+    return this.hasAll(caller) ? effect as Effect.Effect<X, Y> : Effect.provide(effect, this.context)
   }
 
-  /** Whether `caller` holds every captured service, the very same ones. Checked once per caller context. */
+  /**
+   * Whether `caller` holds every captured service, the very same ones: `contextFor`'s merge does by
+   * construction; any other context is checked once (the last one checked is remembered).
+   */
   private hasAll(caller: Context.Context<never>): boolean {
+    if (caller === this.merged) return true
     if (caller !== this.lastCaller) {
       this.lastCaller = caller
       this.callerHasAll = true
@@ -81,7 +83,7 @@ export class Lookup<K, A, E, R, T> {
    * memo map, which no caller holds.
    */
   contextFor(caller: Context.Context<never>): Context.Context<never> {
-    if (caller === this.merged || this.hasAll(caller)) return caller
+    if (this.hasAll(caller)) return caller
     if (caller !== this.mergedCaller) {
       this.mergedCaller = caller
       this.merged = Context.merge(caller, this.context as Context.Context<never>)

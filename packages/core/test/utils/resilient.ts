@@ -3,16 +3,20 @@
  * retries off and no cooldown jitter unless a test asks for them.
  */
 import * as Effect from "effect/Effect"
-import { FaultInjection, MemoryCacheStore, Metrics, ResilientCacheStore } from "../../src/index.js"
+import { type CacheStore, FaultInjection, MemoryCacheStore, Metrics, ResilientCacheStore } from "../../src/index.js"
 
-/** memory ← fault injection ← resilient store; `memory` sizes the memory store. */
+/**
+ * memory ← (`wrap`) ← fault injection ← resilient store; `memory` sizes the memory store, `wrap`
+ * (for example a store that records its calls) sits between it and the faults.
+ */
 export const resilientOverMemory = (
   options: ResilientCacheStore.Options = {},
-  memory: MemoryCacheStore.Options = {}
+  memory: MemoryCacheStore.Options = {},
+  wrap: (store: CacheStore.CacheStore["Type"]) => CacheStore.CacheStore["Type"] = (store) => store
 ) =>
   Effect.gen(function*() {
     const inner = yield* MemoryCacheStore.make(memory)
-    const { control: faults, store: faulty } = yield* FaultInjection.make(inner)
+    const { control: faults, store: faulty } = yield* FaultInjection.make(wrap(inner))
     const store = yield* ResilientCacheStore.make(faulty, {
       readRetry: false,
       writeRetry: false,
