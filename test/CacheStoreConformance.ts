@@ -301,6 +301,28 @@ export const suite = (name: string, layer: Layer.Layer<CacheStore, unknown>): vo
         assertNone(yield* store.get(`${p}j`))
       }))
 
+    it.effect("concurrent compareAndSets each answer for their own key, a key given twice in order", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        for (const name of ["a", "b", "c", "twice"]) yield* store.set(`${p}${name}`, text(`lease ${name}`), long)
+        // the Redis store sends the first alone and the rest in one script call
+        const written = yield* Effect.all([
+          store.compareAndSet(`${p}a`, text("lease a"), text("A"), long),
+          store.compareAndSet(`${p}b`, text("not b's lease"), text("B"), long),
+          store.compareAndSet(`${p}absent`, text("lease"), text("X"), long),
+          store.compareAndSet(`${p}twice`, text("lease twice"), text("first"), long),
+          store.compareAndSet(`${p}twice`, text("lease twice"), text("second"), long),
+          store.compareAndSet(`${p}c`, text("lease c"), text("C"), long)
+        ], { concurrency: "unbounded" })
+        deepStrictEqual(written, [true, false, false, true, false, true])
+        assertBytes(yield* store.get(`${p}a`), text("A"))
+        assertBytes(yield* store.get(`${p}b`), text("lease b"))
+        assertNone(yield* store.get(`${p}absent`))
+        assertBytes(yield* store.get(`${p}twice`), text("first"))
+        assertBytes(yield* store.get(`${p}c`), text("C"))
+      }))
+
     it.effect("compareAndDelete deletes only when the key holds exactly the expected bytes", () =>
       Effect.gen(function*() {
         const store = yield* CacheStore

@@ -250,3 +250,71 @@ describe("RedisCacheStore getOrLease: one script call", () => {
       assert.strictEqual(yield* Effect.promise(() => plain.exists("miss")), 0)
     }))
 })
+
+describe("RedisCacheStore compareAndSet: the fills of one turn in one script call", () => {
+  const lease = (name: string) => text(`lease ${name}`)
+
+  it.scoped("the first fill of a turn goes out alone, the others in one call (chunked), each answered for its key", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const { plain, sent, store } = yield* recordedStore(server.url, 1024)
+      const names = Array.from({ length: 300 }, (_, i) => `k${i}`)
+      for (const name of names) yield* store.set(name, lease(name), minute)
+      sent.length = 0
+      // every third fill expects another lease: not written
+      const written = yield* Effect.forEach(
+        names,
+        (name, i) => store.compareAndSet(name, i % 3 === 2 ? lease("other") : lease(name), text(`v ${name}`), minute),
+        { concurrency: "unbounded" }
+      )
+      // one alone, then 299 fills in chunks of 256: one EVALSHA each (the batch script was new: one
+      // NOSCRIPT reply and its EVAL per chunk)
+      deepStrictEqual(sent.filter((name) => name === "evalsha").length, 3)
+      deepStrictEqual(written, names.map((_, i) => i % 3 !== 2))
+      const values = yield* Effect.promise(() => plain.mget(...names))
+      deepStrictEqual(values, names.map((name, i) => i % 3 === 2 ? `lease ${name}` : `v ${name}`))
+      const ttl = yield* Effect.promise(() => plain.pttl("k299"))
+      assert.isTrue(ttl > 0 && ttl <= 60_000, `pttl ${ttl}`)
+    }))
+
+  it.scoped("a key of another type fails its own fill only; the fills sharing its call are written", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const { plain, store } = yield* recordedStore(server.url, 1024)
+      yield* store.set("a", lease("a"), minute)
+      yield* store.set("c", lease("c"), minute)
+      yield* Effect.promise(() => plain.rpush("list", "x"))
+      const [a, list, c] = yield* Effect.all([
+        store.compareAndSet("a", lease("a"), text("A"), minute),
+        Effect.flip(store.compareAndSet("list", lease("list"), text("L"), minute)),
+        store.compareAndSet("c", lease("c"), text("C"), minute)
+      ], { concurrency: "unbounded" })
+      assert.isTrue(a)
+      assert.isTrue(c)
+      assert.strictEqual(list.operation, "compareAndSet")
+      assert.isTrue(list.replied)
+      assert.match(String(list.cause), /WRONGTYPE/)
+      deepStrictEqual(yield* Effect.promise(() => plain.mget("a", "c")), ["A", "C"])
+      assert.strictEqual(yield* Effect.promise(() => plain.type("list")), "list")
+    }))
+
+  it.scoped("writes Redis refuses (OOM) fail each fill of the call with the reply, none written", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const { plain, store } = yield* recordedStore(server.url, 1024)
+      for (const name of ["a", "b", "c"]) yield* store.set(name, lease(name), minute)
+      yield* server.command("CONFIG", "SET", "maxmemory", "1")
+      yield* server.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+      const failures = yield* Effect.forEach(
+        ["a", "b", "c"],
+        (name) => Effect.flip(store.compareAndSet(name, lease(name), text("new"), minute)),
+        { concurrency: "unbounded" }
+      )
+      for (const failure of failures) {
+        assert.strictEqual(failure.operation, "compareAndSet")
+        assert.isTrue(failure.replied)
+        assert.match(String(failure.cause), /OOM/)
+      }
+      deepStrictEqual(yield* Effect.promise(() => plain.mget("a", "b", "c")), ["lease a", "lease b", "lease c"])
+    }))
+})

@@ -34,6 +34,7 @@ import type * as Scope from "effect/Scope"
 import { Redis, ReplyError } from "ioredis"
 import * as Fs from "node:fs"
 import * as commands from "./internal/commands.js"
+import { fillBatcher } from "./internal/fillBatcher.js"
 import * as health from "./internal/health.js"
 import * as internalOptions from "./internal/options.js"
 import { readBatcher } from "./internal/readBatcher.js"
@@ -141,7 +142,9 @@ export interface Service {
   readonly setNxPx: (key: string, value: Uint8Array, millis: number) => Effect.Effect<boolean, CacheUnavailable>
   /**
    * Sets `key` to `value` with `PX millis` only if its current value's SHA-1 is `expectedSha1`
-   * (hex), atomically in a Lua script; `true` when written.
+   * (hex), atomically in a Lua script; `true` when written. The first of a turn goes out at once;
+   * the others asked for in the same turn (the fills of concurrent misses) share one script call,
+   * where a write Redis refuses (`OOM`, `WRONGTYPE`) fails its own call only.
    */
   readonly compareAndSetPx: (
     key: string,
@@ -362,6 +365,7 @@ const readyWithin = (client: Redis, millis: number): Effect.Effect<void> =>
 
 const readScript = commands.script(scripts.read)
 const compareAndSetScript = commands.script(scripts.compareAndSet)
+const compareAndSetManyScript = commands.script(scripts.compareAndSetMany)
 const compareAndDeleteScript = commands.script(scripts.compareAndDelete)
 
 const plural = (count: number, one: string, many: string): string => `${count} ${count === 1 ? one : many}`
@@ -491,6 +495,7 @@ const wrap = (client: Redis, settings: Settings): Service => {
   const read = boundedRead(send, settings)
   // a refused lease is a failed lease write (`setIfAbsent`): the read worked and found the key absent
   const batcher = readBatcher(read, unavailable("get"), unavailable("getOrLease"), unavailable("setIfAbsent"))
+  const fills = fillBatcher(send, compareAndSetScript, compareAndSetManyScript, unavailable("compareAndSet"))
   return {
     keyPrefix: prefix,
     connection: client,
@@ -514,16 +519,7 @@ const wrap = (client: Redis, settings: Settings): Service => {
         catch: unavailable("setIfAbsent")
       }).pipe(Effect.map((reply) => reply === "OK")),
     compareAndSetPx: (key, expectedSha1, value, millis) =>
-      Effect.tryPromise({
-        try: () =>
-          send.evalScript(
-            compareAndSetScript,
-            [compareAndSetScript.sha, 1, key, expectedSha1, toBuffer(value), millis],
-            false,
-            isOne
-          ),
-        catch: unavailable("compareAndSet")
-      }),
+      fills.compareAndSet(key, expectedSha1, toBuffer(value), millis),
     compareAndDelete: (key, expectedSha1) =>
       Effect.tryPromise({
         try: () =>

@@ -97,6 +97,42 @@ end
 return 0
 `
 
+/**
+ * `compareAndSet` over many keys in one call (the fills of one turn): `KEYS` the keys, and for
+ * `KEYS[i]` `ARGV[3i - 2]`, `ARGV[3i - 1]`, `ARGV[3i]` its expected SHA-1 (hex), new value and PX
+ * millis. Returns one element per key: 1 written, 0 not (the key holds other bytes or is absent),
+ * or that key's error reply (`OOM`, `WRONGTYPE`, `NOPERM`): every key is tried, in order (a key
+ * given twice is compared against what the first write left), and one refused write fails its
+ * own fill only. @internal
+ */
+export const compareAndSetMany = `
+local out = {}
+for i = 1, #KEYS do
+  local current = redis.pcall("GET", KEYS[i])
+  if type(current) == "table" and current.err then
+    out[i] = current
+  elseif current and redis.sha1hex(current) == ARGV[3 * i - 2] then
+    local set = redis.pcall("SET", KEYS[i], ARGV[3 * i - 1], "PX", ARGV[3 * i])
+    if type(set) == "table" and set.err then
+      out[i] = set
+    else
+      redis.call("STRLEN", KEYS[i])
+      out[i] = 1
+    end
+  else
+    out[i] = 0
+  end
+end
+return out
+`
+
+/**
+ * Most keys per `compareAndSetMany` call, so that one call stays a short stop of the server.
+ *
+ * @internal
+ */
+export const fillBatchLimit = 256
+
 /** `KEYS[1]`; `ARGV[1]`: expected SHA-1 (hex). 1 when deleted. @internal */
 export const compareAndDelete = `
 local current = redis.call("GET", KEYS[1])
