@@ -142,9 +142,9 @@ export interface Service {
   readonly setNxPx: (key: string, value: Uint8Array, millis: number) => Effect.Effect<boolean, CacheUnavailable>
   /**
    * Sets `key` to `value` with `PX millis` only if its current value's SHA-1 is `expectedSha1`
-   * (hex), atomically in a Lua script; `true` when written. The first of a turn goes out at once;
-   * the others asked for in the same turn (the fills of concurrent misses) share one script call,
-   * where a write Redis refuses (`OOM`, `WRONGTYPE`) fails its own call only.
+   * (hex), atomically in a Lua script; `true` when written. The calls of one phase of the event loop
+   * (the fills of concurrent misses) go out together when it ends, as one script call, where a
+   * write Redis refuses (`OOM`, `WRONGTYPE`) fails its own call only.
    */
   readonly compareAndSetPx: (
     key: string,

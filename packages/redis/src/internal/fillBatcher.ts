@@ -1,9 +1,11 @@
 /**
  * Compare-and-set writes (the fills of loaded values under their leases) gathered into batches:
- * the first fill of a turn goes out at once, alone (a lone miss adds no delay); every other one
- * asked for in the same turn (concurrent misses whose loads ended together) goes out as ONE
- * `compareAndSetMany` script call when the turn yields (a microtask). One refused write (`OOM`)
- * fails its own fill only.
+ * every fill asked for in one phase of the event loop goes out when it ends (`setImmediate`), in
+ * ONE call: the single-key script for a lone fill, `compareAndSetMany` for more. Unlike reads,
+ * fills are not sent at once: the loads of concurrent misses end in different turns (each on its
+ * own I/O or timer callback), so gathering by turn would send each alone, one socket write (a
+ * system call) per miss; gathered by phase, the fills of the loads that ended together share one.
+ * One refused write (`OOM`) fails its own fill only.
  *
  * @internal
  */
@@ -57,13 +59,19 @@ export const fillBatcher = (
 
   const flush = () => {
     scheduled = false
-    if (waiters.length === 0) return
     const batchKeys = keys
     const batchArgs = args
     const batch = waiters
     keys = []
     args = []
     waiters = []
+    if (batch.length === 1) {
+      send.evalScript(one, [one.sha, 1, batchKeys[0]!, ...batchArgs], false, (reply) => reply === 1).then(
+        (written) => batch[0]!(Effect.succeed(written)),
+        (cause) => batch[0]!(Effect.fail(fail(cause)))
+      )
+      return
+    }
     const limit = scripts.fillBatchLimit
     for (let i = 0; i < batch.length; i += limit) {
       sendChunk(batchKeys.slice(i, i + limit), batchArgs.slice(3 * i, 3 * (i + limit)), batch.slice(i, i + limit))
@@ -79,18 +87,13 @@ export const fillBatcher = (
       millis: number
     ): Effect.Effect<boolean, CacheUnavailable> =>
       Effect.async<boolean, CacheUnavailable>((resume) => {
-        if (scheduled) {
-          keys.push(key)
-          args.push(expectedSha1, value, millis)
-          waiters.push(resume)
-          return
+        keys.push(key)
+        args.push(expectedSha1, value, millis)
+        waiters.push(resume)
+        if (!scheduled) {
+          scheduled = true
+          setImmediate(flush)
         }
-        scheduled = true
-        queueMicrotask(flush)
-        send.evalScript(one, [one.sha, 1, key, expectedSha1, value, millis], false, (reply) => reply === 1).then(
-          (written) => resume(Effect.succeed(written)),
-          (cause) => resume(Effect.fail(fail(cause)))
-        )
       })
   }
 }
