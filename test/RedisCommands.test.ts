@@ -11,6 +11,9 @@ import { assertNone, assertSome, deepStrictEqual } from "@effect/vitest/utils"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as fc from "effect/FastCheck"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
@@ -337,5 +340,72 @@ describe("RedisCacheStore compareAndSet: the fills of one turn in one script cal
         assert.match(String(failure.cause), /OOM/)
       }
       deepStrictEqual(yield* Effect.promise(() => plain.mget("a", "b", "c")), ["lease a", "lease b", "lease c"])
+    }))
+})
+
+describe("RedisCacheStore compareAndSet: batched fills under random interrupts", () => {
+  const Fill = fc.record({
+    key: fc.constantFrom("a", "b", "c"),
+    // expects the key's starting bytes, or bytes a fill before it may have written, or anything else
+    expects: fc.constantFrom("start", "v0", "v1", "v2", "other"),
+    // interrupted after this many yields of the test fiber (undefined: never)
+    interruptAfter: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
+    // starts after this many yields (fills of several turns share a phase)
+    delay: fc.integer({ min: 0, max: 2 })
+  })
+
+  it.scoped("every fill that was sent is applied in order; every caller not interrupted gets its own answer; nothing waits", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const { plain, store } = yield* recordedStore(server.url, 1024)
+      let run = 0
+      const property = fc.asyncProperty(
+        fc.array(Fill, { minLength: 1, maxLength: 12 }),
+        (fills) =>
+          Effect.runPromise(Effect.gen(function*() {
+            const p = `run${run++}:`
+            for (const key of ["a", "b", "c"]) yield* store.set(p + key, text("start"), minute)
+            // the order fills reach the batcher: recorded in the step that hands them over (no other
+            // fiber runs between the record and the hand-over)
+            const issued: Array<number> = []
+            const fibers = yield* Effect.forEach(fills, (fill, i) =>
+              Effect.fork(Effect.gen(function*() {
+                for (let y = 0; y < fill.delay; y++) yield* Effect.yieldNow()
+                return yield* Effect.suspend(() => {
+                  issued.push(i)
+                  return store.compareAndSet(p + fill.key, text(fill.expects), text(`v${i % 3}`), minute)
+                })
+              })))
+            for (let step = 0; step <= 3; step++) {
+              fills.forEach((fill, i) => {
+                if (fill.interruptAfter === step) fibers[i]!.unsafeInterruptAsFork(FiberId.none)
+              })
+              yield* Effect.yieldNow()
+            }
+            const exits = yield* Effect.forEach(fibers, Fiber.await).pipe(Effect.timeout("5 seconds"))
+            // a sequential fill after all of them: every batch before it has been applied
+            yield* store.compareAndSet(`${p}none`, text("x"), text("y"), minute)
+            // the model: the sent fills, applied one after another in the order they were handed over
+            const state = new Map([["a", "start"], ["b", "start"], ["c", "start"]])
+            const expected = new Map<number, boolean>()
+            for (const i of issued) {
+              const fill = fills[i]!
+              const written = state.get(fill.key) === fill.expects
+              if (written) state.set(fill.key, `v${i % 3}`)
+              expected.set(i, written)
+            }
+            exits.forEach((exit, i) => {
+              if (exit._tag === "Success") {
+                assert.isTrue(expected.has(i), `fill ${i} answered without being sent`)
+                assert.strictEqual(exit.value, expected.get(i), `fill ${i}'s answer`)
+              } else {
+                assert.isDefined(fills[i]!.interruptAfter, `fill ${i} failed without an interrupt`)
+              }
+            })
+            const values = yield* Effect.promise(() => plain.mget(p + "a", p + "b", p + "c"))
+            deepStrictEqual(values, [state.get("a")!, state.get("b")!, state.get("c")!])
+          }))
+      )
+      yield* Effect.promise(() => fc.assert(property, { numRuns: 150 }))
     }))
 })
