@@ -301,6 +301,28 @@ describe("RedisCacheStore compareAndSet: the fills of one turn in one script cal
       assert.isTrue(evals >= 1 && evals <= 2, `${evals} calls for 8 fills`)
     }))
 
+  it.scoped("large values are cut into calls of about 1 MiB (a larger value goes alone)", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const { plain, sent, store } = yield* recordedStore(server.url, 1024)
+      const sizes = [400_000, 400_000, 400_000, 400_000, 400_000, 1_500_000, 10]
+      const names = sizes.map((_, i) => `big${i}`)
+      for (const name of names) yield* store.set(name, lease(name), minute)
+      yield* store.compareAndSet("warm", lease("warm"), text("x"), minute) // the single-key script is known
+      sent.length = 0
+      const written = yield* Effect.forEach(
+        names,
+        (name, i) => store.compareAndSet(name, lease(name), new Uint8Array(sizes[i]!).fill(0x61), minute),
+        { concurrency: "unbounded" }
+      )
+      deepStrictEqual(written, names.map(() => true))
+      // [400k 400k] [400k 400k] [400k] [1.5M] [10]: five calls (EVALSHA; the batch script, new to this
+      // server, is sent again as EVAL)
+      deepStrictEqual(sent.filter((name) => name === "evalsha").length, 5)
+      const lengths = yield* Effect.forEach(names, (name) => Effect.promise(() => plain.strlen(name)))
+      deepStrictEqual(lengths, sizes)
+    }))
+
   it.scoped("a key of another type fails its own fill only; the fills sharing its call are written", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make

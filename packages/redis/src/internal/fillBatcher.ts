@@ -31,6 +31,39 @@ export interface Sender {
 
 const asReplies = (reply: unknown): ReadonlyArray<Reply> => reply as ReadonlyArray<Reply>
 
+const isOne = (reply: unknown): boolean => reply === 1
+
+interface Fill {
+  readonly key: string
+  readonly expectedSha1: string
+  readonly value: Buffer
+  readonly millis: number
+  readonly resume: Resume
+}
+
+/**
+ * The fills of one flush cut into calls: at most `fillBatchLimit` fills and about `fillBatchBytes`
+ * of values per call (a value larger than that goes alone), so a batch of large entries never
+ * makes one command Redis would refuse (its query buffer limit) or take long to run.
+ */
+const chunksOf = (fills: ReadonlyArray<Fill>): Array<ReadonlyArray<Fill>> => {
+  const chunks: Array<ReadonlyArray<Fill>> = []
+  let chunk: Array<Fill> = []
+  let bytes = 0
+  for (const fill of fills) {
+    const size = fill.value.length
+    if (chunk.length > 0 && (chunk.length >= scripts.fillBatchLimit || bytes + size > scripts.fillBatchBytes)) {
+      chunks.push(chunk)
+      chunk = []
+      bytes = 0
+    }
+    chunk.push(fill)
+    bytes += size
+  }
+  if (chunk.length > 0) chunks.push(chunk)
+  return chunks
+}
+
 /** @internal */
 export const fillBatcher = (
   send: Sender,
@@ -38,43 +71,38 @@ export const fillBatcher = (
   many: Script,
   fail: (cause: unknown) => CacheUnavailable
 ) => {
-  let args: Array<Arg> = []
-  let keys: Array<string> = []
-  let waiters: Array<Resume> = []
-  let scheduled = false
+  let pending: Array<Fill> = []
 
-  const sendChunk = (chunkKeys: ReadonlyArray<string>, chunkArgs: ReadonlyArray<Arg>, chunk: ReadonlyArray<Resume>) =>
-    send.evalScript(many, [many.sha, chunkKeys.length, ...chunkKeys, ...chunkArgs], false, asReplies).then(
+  const sendOne = (fill: Fill) =>
+    send.evalScript(one, [one.sha, 1, fill.key, fill.expectedSha1, fill.value, fill.millis], false, isOne).then(
+      (written) => fill.resume(Effect.succeed(written)),
+      (cause) => fill.resume(Effect.fail(fail(cause)))
+    )
+
+  const sendMany = (chunk: ReadonlyArray<Fill>) => {
+    const args: Array<Arg> = [many.sha, chunk.length]
+    for (const fill of chunk) args.push(fill.key)
+    for (const fill of chunk) args.push(fill.expectedSha1, fill.value, fill.millis)
+    send.evalScript(many, args, false, asReplies).then(
       (replies) => {
         for (let i = 0; i < chunk.length; i++) {
           const reply = replies[i]
-          chunk[i]!(reply instanceof Error ? Effect.fail(fail(reply)) : Effect.succeed(reply === 1))
+          chunk[i]!.resume(reply instanceof Error ? Effect.fail(fail(reply)) : Effect.succeed(reply === 1))
         }
       },
       (cause) => {
         const failed = Effect.fail(fail(cause))
-        for (const resume of chunk) resume(failed)
+        for (const fill of chunk) fill.resume(failed)
       }
     )
+  }
 
   const flush = () => {
-    scheduled = false
-    const batchKeys = keys
-    const batchArgs = args
-    const batch = waiters
-    keys = []
-    args = []
-    waiters = []
-    if (batch.length === 1) {
-      send.evalScript(one, [one.sha, 1, batchKeys[0]!, ...batchArgs], false, (reply) => reply === 1).then(
-        (written) => batch[0]!(Effect.succeed(written)),
-        (cause) => batch[0]!(Effect.fail(fail(cause)))
-      )
-      return
-    }
-    const limit = scripts.fillBatchLimit
-    for (let i = 0; i < batch.length; i += limit) {
-      sendChunk(batchKeys.slice(i, i + limit), batchArgs.slice(3 * i, 3 * (i + limit)), batch.slice(i, i + limit))
+    const batch = pending
+    pending = []
+    for (const chunk of chunksOf(batch)) {
+      if (chunk.length === 1) sendOne(chunk[0]!)
+      else sendMany(chunk)
     }
   }
 
@@ -87,13 +115,8 @@ export const fillBatcher = (
       millis: number
     ): Effect.Effect<boolean, CacheUnavailable> =>
       Effect.async<boolean, CacheUnavailable>((resume) => {
-        keys.push(key)
-        args.push(expectedSha1, value, millis)
-        waiters.push(resume)
-        if (!scheduled) {
-          scheduled = true
-          setImmediate(flush)
-        }
+        if (pending.length === 0) setImmediate(flush)
+        pending.push({ key, expectedSha1, value, millis, resume })
       })
   }
 }

@@ -133,6 +133,14 @@ return out
  */
 export const fillBatchLimit = 256
 
+/**
+ * About the most bytes of values per `compareAndSetMany` call (a larger value goes alone): a
+ * batch of large entries is never one huge command.
+ *
+ * @internal
+ */
+export const fillBatchBytes = 1024 * 1024
+
 /** `KEYS[1]`; `ARGV[1]`: expected SHA-1 (hex). 1 when deleted. @internal */
 export const compareAndDelete = `
 local current = redis.call("GET", KEYS[1])
