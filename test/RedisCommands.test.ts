@@ -116,6 +116,9 @@ describe("RedisClient commands", () => {
     }))
 })
 
+/** When set, the recorded client's `sendCommand` throws (a client that throws instead of rejecting). */
+let throwing = false
+
 /** A client over the test's server whose sent commands are recorded (by name), with its store. */
 const recordedStore = (url: string, maxEntryBytes: number) =>
   Effect.gen(function*() {
@@ -129,6 +132,7 @@ const recordedStore = (url: string, maxEntryBytes: number) =>
     const sent: Array<string> = []
     const sendCommand = client.sendCommand.bind(client)
     client.sendCommand = (command, stream) => {
+      if (throwing) throw new Error("thrown by sendCommand")
       sent.push(command.name)
       return sendCommand(command, stream)
     }
@@ -362,6 +366,30 @@ describe("RedisCacheStore compareAndSet: the fills of one turn in one script cal
         assert.match(String(failure.cause), /OOM/)
       }
       deepStrictEqual(yield* Effect.promise(() => plain.mget("a", "b", "c")), ["lease a", "lease b", "lease c"])
+    }))
+})
+
+describe("RedisCacheStore batches: a client that throws", () => {
+  it.scoped("a sendCommand that throws instead of rejecting fails the batched reads and fills, never the process", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const { store } = yield* recordedStore(server.url, 1024)
+      throwing = true
+      yield* Effect.addFinalizer(() => Effect.sync(() => throwing = false))
+      const reads = yield* Effect.forEach(["a", "b", "c"], (key) => Effect.flip(store.get(key)), {
+        concurrency: "unbounded"
+      })
+      const fills = yield* Effect.forEach(
+        ["a", "b", "c"],
+        (key) => Effect.flip(store.compareAndSet(key, text("lease"), text("v"), minute)),
+        { concurrency: "unbounded" }
+      )
+      throwing = false
+      for (const error of [...reads, ...fills]) assert.match(String(error.cause), /thrown by sendCommand/)
+      deepStrictEqual(reads.map((error) => error.operation), ["get", "get", "get"])
+      deepStrictEqual(fills.map((error) => error.operation), ["compareAndSet", "compareAndSet", "compareAndSet"])
+      // and the client works again
+      assertNone(yield* store.get("absent"))
     }))
 })
 

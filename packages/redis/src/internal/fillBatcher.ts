@@ -101,8 +101,15 @@ export const fillBatcher = (
     const batch = pending
     pending = []
     for (const chunk of chunksOf(batch)) {
-      if (chunk.length === 1) sendOne(chunk[0]!)
-      else sendMany(chunk)
+      try {
+        if (chunk.length === 1) sendOne(chunk[0]!)
+        else sendMany(chunk)
+      } catch (cause) {
+        // a client that throws instead of rejecting fails these fills, never the process (this
+        // runs in a `setImmediate` callback, where a throw would be uncaught)
+        const failed = Effect.fail(fail(cause))
+        for (const fill of chunk) fill.resume(failed)
+      }
     }
   }
 

@@ -89,13 +89,20 @@ export const readBatcher = (
       leases = []
       leaseWaiters = []
     }
-    reader.many(batchKeys, batchLeases).then((answers) => {
-      for (let i = 0; i < batch.length; i++) settle(batch[i]!, answers[i], failGet)
-      for (let i = 0; i < leased.length; i++) settle(leased[i]!, answers[batch.length + i], refusedLease)
-    }, (cause) => {
+    const failed = (cause: unknown) => {
       failAll(batch, failGet(cause))
       failAll(leased, failLease(cause))
-    })
+    }
+    try {
+      reader.many(batchKeys, batchLeases).then((answers) => {
+        for (let i = 0; i < batch.length; i++) settle(batch[i]!, answers[i], failGet)
+        for (let i = 0; i < leased.length; i++) settle(leased[i]!, answers[batch.length + i], refusedLease)
+      }, failed)
+    } catch (cause) {
+      // a client that throws instead of rejecting fails these reads, never the process (this runs
+      // in a microtask, where a throw would be uncaught)
+      failed(cause)
+    }
   }
   let scheduled = false
   const flushLater = () => {
@@ -110,10 +117,15 @@ export const readBatcher = (
     scheduled = true
     queueMicrotask(flushLater)
     const fail = lease === undefined ? failGet : failLease
-    reader.one(key, lease).then(
-      (answer) => settle(resume, answer, refusedLease),
-      (cause) => resume(Effect.fail(fail(cause)))
-    )
+    try {
+      reader.one(key, lease).then(
+        (answer) => settle(resume, answer, refusedLease),
+        (cause) => resume(Effect.fail(fail(cause)))
+      )
+    } catch (cause) {
+      // a client that throws instead of rejecting: this read fails, as a rejection would fail it
+      resume(Effect.fail(fail(cause)))
+    }
     return true
   }
   return {
