@@ -6,7 +6,7 @@
 import * as Metrics from "@cache-aside/core/Metrics"
 import * as RedisCacheStore from "@cache-aside/redis/RedisCacheStore"
 import * as RedisClient from "@cache-aside/redis/RedisClient"
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe, it, vi } from "@effect/vitest"
 import { assertNone, assertSome, deepStrictEqual } from "@effect/vitest/utils"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -391,6 +391,31 @@ describe("RedisCacheStore batches: a client that throws", () => {
       // and the client works again
       assertNone(yield* store.get("absent"))
     }))
+})
+
+describe("RedisCacheStore batches: faked timers", () => {
+  it.scoped(
+    "fills and reads complete while a test fakes the timers (vi.useFakeTimers fakes setImmediate)",
+    () =>
+      Effect.gen(function*() {
+        const server = yield* RedisServer.make
+        const { plain, store } = yield* recordedStore(server.url, 1024)
+        yield* store.set("k", text("lease"), minute)
+        vi.useFakeTimers()
+        yield* Effect.addFinalizer(() => Effect.sync(() => vi.useRealTimers()))
+        // nobody advances the fake clock: a fill flushed by the faked setImmediate would wait forever
+        // (the test's own timeout, on real timers, would fail it)
+        const [written, read] = yield* Effect.all([
+          store.compareAndSet("k", text("lease"), text("value"), minute),
+          store.get("k")
+        ], { concurrency: "unbounded" })
+        vi.useRealTimers()
+        assert.isTrue(written)
+        assert.isTrue(Option.isSome(read))
+        assert.strictEqual(yield* Effect.promise(() => plain.get("k")), "value")
+      }),
+    10_000
+  )
 })
 
 describe("RedisCacheStore compareAndSet: batched fills under random interrupts", () => {

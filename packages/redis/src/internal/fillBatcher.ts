@@ -29,6 +29,13 @@ export interface Sender {
   ) => Promise<A>
 }
 
+/**
+ * The real `setImmediate`, taken when this module loads: a test that fakes timers afterwards
+ * (`vi.useFakeTimers()`, which fakes `setImmediate` by default) must not leave every fill waiting
+ * for a clock nobody advances.
+ */
+const atPhaseEnd: (flush: () => void) => void = globalThis.setImmediate
+
 const asReplies = (reply: unknown): ReadonlyArray<Reply> => reply as ReadonlyArray<Reply>
 
 const isOne = (reply: unknown): boolean => reply === 1
@@ -122,7 +129,7 @@ export const fillBatcher = (
       millis: number
     ): Effect.Effect<boolean, CacheUnavailable> =>
       Effect.async<boolean, CacheUnavailable>((resume) => {
-        if (pending.length === 0) setImmediate(flush)
+        if (pending.length === 0) atPhaseEnd(flush)
         pending.push({ key, expectedSha1, value, millis, resume })
       })
   }
