@@ -52,40 +52,9 @@ const sameBytes = (a: Bytes, b: Bytes): boolean => {
 interface Slot {
   readonly value: Bytes
   readonly expiresAt: number
-  readonly size: number
 }
 
 const sizeOf = (key: string, value: Bytes): number => key.length * 2 + value.length + overheadBytes
-
-/**
- * The slots, in an LRU bounded by entries and bytes (`internal/lru.ts`: no preallocation, whatever
- * `maxEntries` is). Every write goes through `put`, every removal through `remove`.
- */
-class Slots {
-  private readonly lru: Lru<Slot>
-  constructor(maxEntries: number, maxBytes: number) {
-    this.lru = new Lru<Slot>({ maxEntries, maxSize: maxBytes })
-  }
-
-  peek(key: string): Slot | undefined {
-    return this.lru.peek(key)
-  }
-  /** Makes a slot the most recently used. */
-  touch(key: string): void {
-    this.lru.get(key)
-  }
-  remove(key: string): Slot | undefined {
-    const slot = this.lru.peek(key)
-    if (slot !== undefined) this.lru.delete(key)
-    return slot
-  }
-  put(key: string, slot: Slot): void {
-    this.lru.set(key, slot, slot.size)
-  }
-  keys(): Array<string> {
-    return this.lru.keys()
-  }
-}
 
 const checkOptions = (options: Options): Either.Either<{ maxEntries: number; maxBytes: number }, string> =>
   Either.gen(function*() {
@@ -94,11 +63,14 @@ const checkOptions = (options: Options): Either.Either<{ maxEntries: number; max
     return { maxEntries, maxBytes }
   })
 
-/** The store's state and operations: the slots, the clock, the size limit. */
+/**
+ * The store's state and operations: the slots (an LRU bounded by entries and bytes, `internal/lru.ts`:
+ * no preallocation, whatever `maxEntries` is), the clock, the size limit.
+ */
 class MemoryStore {
   private readonly refusals = new Map<string, CacheUnavailable>()
   constructor(
-    private readonly slots: Slots,
+    private readonly slots: Lru<Slot>,
     private readonly clock: Clock.Clock,
     private readonly maxEntryBytes: number
   ) {}
@@ -108,13 +80,12 @@ class MemoryStore {
   }
 
   read(key: string, at: number): Option.Option<Bytes> {
-    const slot = this.slots.peek(key)
+    const slot = this.slots.get(key)
     if (slot === undefined) return Option.none()
     if (slot.expiresAt <= at) {
-      this.slots.remove(key)
+      this.slots.delete(key)
       return Option.none()
     }
-    this.slots.touch(key)
     return Option.some(slot.value)
   }
 
@@ -137,7 +108,7 @@ class MemoryStore {
 
   write(key: string, value: Bytes, ttl: Duration.Duration): void {
     const millis = Math.max(1, Math.ceil(Duration.toMillis(ttl)))
-    this.slots.put(key, { value, expiresAt: this.now() + millis, size: sizeOf(key, value) })
+    this.slots.set(key, { value, expiresAt: this.now() + millis }, sizeOf(key, value))
   }
 
   /** Writes unless the entry is too large: `true` when written. */
@@ -163,8 +134,8 @@ class MemoryStore {
     const at = this.now()
     let count = 0
     for (const key of keys) {
-      const slot = this.slots.remove(key)
-      if (slot !== undefined && slot.expiresAt > at) count++
+      const slot = this.slots.peek(key)
+      if (slot !== undefined && this.slots.delete(key) && slot.expiresAt > at) count++
     }
     return count
   }
@@ -189,7 +160,7 @@ class MemoryStore {
         Effect.suspend(() => {
           const refused = this.tooLarge("set", key, value)
           if (refused === undefined) return Effect.sync(() => this.write(key, value, ttl))
-          this.slots.remove(key) // the older value must not outlive the write that replaced it
+          this.slots.delete(key) // the older value must not outlive the write that replaced it
           return Effect.fail(refused)
         }),
       setIfAbsent: (key, value, ttl) =>
@@ -207,7 +178,7 @@ class MemoryStore {
         Effect.sync(() => {
           const slot = this.live(key)
           if (slot === undefined || !sameBytes(slot.value, expected)) return false
-          this.slots.remove(key)
+          this.slots.delete(key)
           return true
         }),
       delete: (keys) => Effect.sync(() => this.remove(keys)),
@@ -241,7 +212,7 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore["Type"], I
     if (Either.isLeft(checked)) return yield* new InvalidStoreOptions({ message: checked.left })
     const { maxBytes, maxEntries } = checked.right
     const store = new MemoryStore(
-      new Slots(maxEntries, maxBytes),
+      new Lru<Slot>({ maxEntries, maxSize: maxBytes }),
       yield* Effect.clock,
       Math.floor(maxBytes * maxEntryFraction)
     )
