@@ -318,10 +318,6 @@ const asciiOrBuffer = (bytes: Uint8Array): Buffer | string => {
   return toBuffer(bytes).toString("latin1")
 }
 
-type Sender = ReturnType<typeof commands.sender>
-
-const isOne = (reply: unknown): boolean => reply === 1
-
 /**
  * Waits until `promise` settles or `millis` pass (on a real timer, so that a `TestClock` cannot
  * stall it), ignoring the outcome. Interruptible.
@@ -438,7 +434,7 @@ const readArgs = (
  * the absent ones a lease-read asks for; an over-limit entry or a key of another type (removed by
  * the script) reads as absent and is logged here (over-limit entries are also counted).
  */
-const boundedRead = (send: Sender, settings: Settings): Reader => {
+const boundedRead = (send: commands.Sender, settings: Settings): Reader => {
   const maxBytes = settings.maxEntryBytes
   const removed = reportRemoved(settings)
   const decode = (reply: unknown): Array<Answer> => {
@@ -523,7 +519,12 @@ const wrap = (client: Redis, settings: Settings): Service => {
     compareAndDelete: (key, expectedSha1) =>
       Effect.tryPromise({
         try: () =>
-          send.evalScript(compareAndDeleteScript, [compareAndDeleteScript.sha, 1, key, expectedSha1], false, isOne),
+          send.evalScript(
+            compareAndDeleteScript,
+            [compareAndDeleteScript.sha, 1, key, expectedSha1],
+            false,
+            commands.isOne
+          ),
         catch: unavailable("compareAndDelete")
       }),
     unlink: (keys) =>

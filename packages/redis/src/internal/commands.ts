@@ -30,6 +30,9 @@ export interface Script {
 /** @internal */
 export const script = (lua: string): Script => ({ lua, sha: createHash("sha1").update(lua).digest("hex") })
 
+/** A script's `1` reply (written, deleted) as `true`. @internal */
+export const isOne = (reply: unknown): boolean => reply === 1
+
 const isNoScript = (error: unknown): boolean => error instanceof Error && error.message.startsWith("NOSCRIPT")
 
 /**
@@ -81,3 +84,6 @@ export const sender = (client: Redis) => {
     })
   return { send, evalScript }
 }
+
+/** The commands sent over one client (see `sender`). @internal */
+export type Sender = ReturnType<typeof sender>

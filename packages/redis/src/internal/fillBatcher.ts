@@ -11,23 +11,14 @@
  */
 import type { CacheUnavailable } from "@cache-aside/core/CacheStore"
 import * as Effect from "effect/Effect"
-import type { Arg, Script } from "./commands.js"
+import { isOne } from "./commands.js"
+import type { Arg, Script, Sender } from "./commands.js"
 import * as scripts from "./scripts.js"
 
 type Resume = (result: Effect.Effect<boolean, CacheUnavailable>) => void
 
 /** What `compareAndSetMany` answers for one key: written or not, or the key's error reply. */
 type Reply = number | Error
-
-/** The commands a fill batcher sends (the client's `sender`). @internal */
-export interface Sender {
-  readonly evalScript: <A>(
-    script: Script,
-    args: Array<Arg>,
-    buffers: boolean,
-    onReply: (reply: unknown) => A
-  ) => Promise<A>
-}
 
 /**
  * The real `setImmediate`, taken when this module loads: a test that fakes timers afterwards
@@ -37,8 +28,6 @@ export interface Sender {
 const atPhaseEnd: (flush: () => void) => void = globalThis.setImmediate
 
 const asReplies = (reply: unknown): ReadonlyArray<Reply> => reply as ReadonlyArray<Reply>
-
-const isOne = (reply: unknown): boolean => reply === 1
 
 interface Fill {
   readonly key: string
