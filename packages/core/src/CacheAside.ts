@@ -356,6 +356,11 @@ export const make = <K, A, I, E = never, R = never, T extends LookupTimeouts | u
   options: Options<K, A, I, E, R, T>
 ): Effect.Effect<CacheAside<K, A, ErrorOf<E, T>>, InvalidOptions, CacheStore | Scope.Scope | R> =>
   Effect.gen(function*() {
+    if (typeof options !== "object" || options === null) {
+      return yield* new InvalidOptions({
+        message: `options must be an object, got ${options === null ? "null" : typeof options}`
+      })
+    }
     const decoded = options_.decode(
       options.nearCache === undefined ? { ...options, nearCache: yield* NearCache.Default } : options
     )

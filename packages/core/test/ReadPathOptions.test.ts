@@ -69,6 +69,41 @@ describe("options of make (issue 9 item 5)", () => {
       }).pipe(Effect.provide(Services)))
   }
 
+  // what a JavaScript caller (or an `as any`) can pass: each read of a field of `null` was a
+  // TypeError, a defect, before the object-shaped options were checked
+  const wrongTypes: ReadonlyArray<readonly [string, Record<string, unknown>]> = [
+    ["failSafe null", { failSafe: null }],
+    ["failSafe a string", { failSafe: "1 minute" }],
+    ["earlyExpiration null", { earlyExpiration: null }],
+    ["earlyExpiration a string", { earlyExpiration: "yes" }],
+    ["nearCache null", { nearCache: null }],
+    ["nearCache true", { nearCache: true }],
+    ["nearCache an array", { nearCache: [] }],
+    ["lock null", { lock: null }],
+    ["lock a string", { lock: "5 seconds" }],
+    ["lookupTimeout null", { lookupTimeout: null }],
+    ["lookupTimeout a number", { lookupTimeout: 100 }],
+    ["schema undefined", { schema: undefined }],
+    ["schema a plain object", { schema: { ast: {} } }],
+    ["key a string", { key: "id" }]
+  ]
+  for (const [name, options] of wrongTypes) {
+    it.scoped(`${name} is a typed InvalidOptions, never a defect`, () =>
+      Effect.gen(function*() {
+        const result = yield* Effect.either(CacheAside.make({ ...base, ...options } as typeof base))
+        assertTrue(Either.isLeft(result) && result.left._tag === "InvalidOptions", name)
+      }).pipe(Effect.provide(Services)))
+  }
+
+  it.scoped("options that are not an object: InvalidOptions naming what was given", () =>
+    Effect.gen(function*() {
+      for (const options of [undefined, null, 5, "cache"]) {
+        const result = yield* Effect.either(CacheAside.make(options as unknown as typeof base))
+        assertTrue(Either.isLeft(result) && result.left._tag === "InvalidOptions")
+        assert.match(Either.isLeft(result) ? result.left.message : "", /^options must be an object, got /)
+      }
+    }).pipe(Effect.provide(Services)))
+
   it.scoped("a short lock.wait alone is valid: the default poll follows it", () =>
     Effect.gen(function*() {
       const result = yield* Effect.either(CacheAside.make({ ...base, lock: { wait: "5 millis" } }))

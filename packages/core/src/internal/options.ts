@@ -10,6 +10,7 @@ import * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type { Options } from "../CacheAside.js"
 import * as Codec from "../Codec.js"
 import type { DataSource, LoadMany } from "../DataSource.js"
@@ -103,6 +104,7 @@ export const decode = <K, A, I, E, R>(
     const prefix = yield* name("prefix", options.prefix ?? "cache")
     const version = yield* name("version", options.version ?? "1")
     if (typeof options.key !== "function") return yield* Either.left("key must be a function")
+    if (!Schema.isSchema(options.schema)) return yield* Either.left("schema must be a Schema (from effect/Schema)")
     const ttl: Ttl<A> = typeof options.ttl === "function"
       ? { _tag: "Dynamic", of: options.ttl }
       : { _tag: "Static", millis: yield* durationMillis("ttl", options.ttl, 1) }
@@ -115,7 +117,11 @@ export const decode = <K, A, I, E, R>(
       : yield* validate.integer("compressAbove", options.compressAbove, 0)
     const { maxEntryBytes } = yield* Codec.validateOptions({ maxEntryBytes: options.maxEntryBytes })
     const leaseTtl = yield* validate.duration("leaseTtl", options.leaseTtl ?? "10 seconds", { min: 1 })
-    const lockOptions = options.lock === false ? undefined : options.lock === true ? {} : options.lock ?? {}
+    const lockOptions = options.lock === false
+      ? undefined
+      : options.lock === true
+      ? {}
+      : (yield* validate.record("lock", options.lock)) ?? {}
     const waitMillis = lockOptions === undefined
       ? 0
       : yield* durationMillis("lock.wait", lockOptions.wait ?? "5 seconds")
@@ -128,22 +134,27 @@ export const decode = <K, A, I, E, R>(
       return yield* Either.left(`lock.poll must not be longer than lock.wait`)
     }
     const swrMillis = (yield* optionalMillis("staleWhileRevalidate", options.staleWhileRevalidate)) ?? 0
-    const early = options.earlyExpiration
+    const early = typeof options.earlyExpiration === "boolean"
+      ? options.earlyExpiration
+      : yield* validate.record("earlyExpiration", options.earlyExpiration)
     const beta = early === true ? 1 : early === false || early === undefined ? 0 : early.beta ?? 1
     yield* validate.fraction("earlyExpiration.beta", beta, 0, Number.MAX_VALUE)
-    const failSafe = options.failSafe === undefined ? undefined : {
-      maxStaleMillis: yield* durationMillis("failSafe.maxStale", options.failSafe.maxStale),
-      throttleMillis: yield* durationMillis("failSafe.throttle", options.failSafe.throttle ?? "10 seconds", 1)
+    const failSafeOptions = yield* validate.record("failSafe", options.failSafe)
+    const failSafe = failSafeOptions === undefined ? undefined : {
+      maxStaleMillis: yield* durationMillis("failSafe.maxStale", failSafeOptions.maxStale),
+      throttleMillis: yield* durationMillis("failSafe.throttle", failSafeOptions.throttle ?? "10 seconds", 1)
     }
-    const softTimeout = yield* optionalDuration("lookupTimeout.soft", options.lookupTimeout?.soft, 1)
-    const hardTimeout = yield* optionalDuration("lookupTimeout.hard", options.lookupTimeout?.hard, 1)
+    const lookupTimeout = yield* validate.record("lookupTimeout", options.lookupTimeout)
+    const softTimeout = yield* optionalDuration("lookupTimeout.soft", lookupTimeout?.soft, 1)
+    const hardTimeout = yield* optionalDuration("lookupTimeout.hard", lookupTimeout?.hard, 1)
     const storeTimeout = yield* optionalDuration("storeTimeout", options.storeTimeout, 1)
     const entries = yield* validate.integer("decodeCacheSize", options.decodeCacheSize ?? 1000, 0)
     const bytes = yield* validate.integer("decodeCacheBytes", options.decodeCacheBytes ?? defaultDecodeCacheBytes, 0)
     const batchConcurrency = yield* validate.integer("getManyConcurrency", options.getManyConcurrency ?? 16, 1)
-    const near = options.nearCache === undefined || options.nearCache === false
+    const nearOptions = options.nearCache === undefined || options.nearCache === false
       ? undefined
-      : yield* nearCache.resolve(options.nearCache)
+      : yield* validate.record("nearCache", options.nearCache)
+    const near = nearOptions === undefined ? undefined : yield* nearCache.resolve(nearOptions)
     const lookupConcurrency = yield* validate.integer("lookupConcurrency", options.lookupConcurrency ?? 64, 1)
     const source = isDataSource(options.lookup) ? options.lookup : { load: options.lookup, loadMany: undefined }
     if (typeof source.load !== "function") return yield* Either.left("lookup must be a function or a DataSource")

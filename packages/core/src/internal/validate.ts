@@ -90,3 +90,15 @@ export const fraction = (
   typeof input === "number" && Number.isFinite(input) && input >= min && input <= max
     ? Either.right(input)
     : Either.left(`${what} must be a number between ${min} and ${max}, got ${String(input)}`)
+
+/**
+ * An object-shaped option (`failSafe`, `lock`, ...): absent (`undefined`), or a non-null object that
+ * is not an array; anything else (`null`, a string, a number) is a message, not a defect when its
+ * fields are read.
+ *
+ * @internal
+ */
+export const record = <T extends object>(what: string, input: T | undefined): Either.Either<T | undefined, string> =>
+  input === undefined || (typeof input === "object" && input !== null && !Array.isArray(input))
+    ? Either.right(input)
+    : Either.left(`${what} must be an object, got ${input === null ? "null" : typeof input}`)
