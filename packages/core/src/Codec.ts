@@ -178,6 +178,9 @@ export interface Options {
  * @since 0.1.0
  */
 export const validateOptions = (options: Options): Either.Either<Options, string> => {
+  if (typeof options !== "object" || options === null) {
+    return Either.left(`options must be an object, got ${options === null ? "null" : typeof options}`)
+  }
   const { compressAbove, maxEntryBytes } = options
   if (
     compressAbove !== undefined && compressAbove !== false &&

@@ -58,6 +58,7 @@ const sizeOf = (key: string, value: Bytes): number => key.length * 2 + value.len
 
 const checkOptions = (options: Options): Either.Either<{ maxEntries: number; maxBytes: number }, string> =>
   Either.gen(function*() {
+    yield* validate.record("options", options)
     const maxEntries = yield* validate.integer("maxEntries", options.maxEntries ?? 10_000, 1)
     const maxBytes = yield* validate.integer("maxBytes", options.maxBytes ?? 64 * 1024 * 1024, 8 * 1024)
     return { maxEntries, maxBytes }

@@ -150,6 +150,7 @@ const isRetry = (retry: unknown): retry is Retry => retry === false || Schedule.
 /** Validates the options (every duration decoded once, zero timeouts rejected); safe defaults first. */
 const configOf = (options: Options): Either.Either<internal.Config, string> =>
   Either.gen(function*() {
+    yield* validate.record("options", options)
     const timer = { min: 1, max: maxTimerMillis }
     const name = options.name ?? "default"
     if (typeof name !== "string" || name.length === 0) return yield* Either.left("name must be a non-empty string")

@@ -133,6 +133,10 @@ describe("Codec", () => {
         Codec.validateOptions({ maxEntryBytes: 0 }),
         "maxEntryBytes must be an integer number of bytes between 64 and 536870912, got 0"
       )
+      // not an object: a message (it threw a TypeError), and `make` falls back to the defaults
+      assertLeft(Codec.validateOptions(null as unknown as Codec.Options), "options must be an object, got null")
+      const codec = Codec.make(Schema.String, null as unknown as Codec.Options)
+      assertTrue(Either.isRight(codec.encode({ _tag: "Value", value: "x", expiresAt: 0, delta: 0 })))
     })
   })
 })

@@ -119,7 +119,10 @@ describe("MemoryCacheStore", () => {
           { maxBytes: -1 },
           { maxBytes: 100 },
           { maxBytes: Number.NaN },
-          { maxBytes: "banana" as unknown as number }
+          { maxBytes: "banana" as unknown as number },
+          // not an object (a JavaScript caller): a TypeError, a defect, before they were checked
+          null as unknown as MemoryCacheStore.Options,
+          "big" as unknown as MemoryCacheStore.Options
         ]
       ) {
         const error = yield* Effect.flip(MemoryCacheStore.make(options))

@@ -7,7 +7,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { CacheAside, MemoryCacheStore, Metrics } from "../src/index.js"
+import { CacheAside, DataSource, MemoryCacheStore, Metrics } from "../src/index.js"
 import { DecodeMemo } from "../src/internal/entry.js"
 
 const Services = Layer.provideMerge(MemoryCacheStore.layer(), Metrics.layer)
@@ -85,7 +85,10 @@ describe("options of make (issue 9 item 5)", () => {
     ["lookupTimeout a number", { lookupTimeout: 100 }],
     ["schema undefined", { schema: undefined }],
     ["schema a plain object", { schema: { ast: {} } }],
-    ["key a string", { key: "id" }]
+    ["key a string", { key: "id" }],
+    ["a DataSource whose loadMany is not a function", {
+      lookup: DataSource.make((id: number) => Effect.succeed(Option.some(`v${id}`)), "batch" as never)
+    }]
   ]
   for (const [name, options] of wrongTypes) {
     it.scoped(`${name} is a typed InvalidOptions, never a defect`, () =>

@@ -432,7 +432,10 @@ describe("ResilientCacheStore", () => {
             { failureThreshold: 0 },
             { failureThreshold: 1.5 },
             { cooldownJitter: 2 },
-            { maxQueuedInvalidations: -1 }
+            { maxQueuedInvalidations: -1 },
+            // not an object (a JavaScript caller): a TypeError, a defect, before they were checked
+            null as unknown as ResilientCacheStore.Options,
+            [] as unknown as ResilientCacheStore.Options
           ] satisfies Array<ResilientCacheStore.Options>
         ) {
           const result = yield* Effect.either(ResilientCacheStore.make(memory, options))

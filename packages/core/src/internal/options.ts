@@ -158,6 +158,9 @@ export const decode = <K, A, I, E, R>(
     const lookupConcurrency = yield* validate.integer("lookupConcurrency", options.lookupConcurrency ?? 64, 1)
     const source = isDataSource(options.lookup) ? options.lookup : { load: options.lookup, loadMany: undefined }
     if (typeof source.load !== "function") return yield* Either.left("lookup must be a function or a DataSource")
+    if (source.loadMany !== undefined && source.loadMany !== null && typeof source.loadMany !== "function") {
+      return yield* Either.left("the DataSource's loadMany must be a function")
+    }
     const signing = options.signingKey === undefined
       ? undefined
       : yield* integrity.validateKeys("signingKey", [options.signingKey])

@@ -101,4 +101,6 @@ export const fraction = (
 export const record = <T extends object>(what: string, input: T | undefined): Either.Either<T | undefined, string> =>
   input === undefined || (typeof input === "object" && input !== null && !Array.isArray(input))
     ? Either.right(input)
-    : Either.left(`${what} must be an object, got ${input === null ? "null" : typeof input}`)
+    : Either.left(
+      `${what} must be an object, got ${input === null ? "null" : Array.isArray(input) ? "an array" : typeof input}`
+    )
