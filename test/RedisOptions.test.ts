@@ -6,7 +6,7 @@
  */
 import { CacheAside, DataSource, Metrics } from "@cache-aside/core"
 import { CacheStore, InvalidStoreOptions } from "@cache-aside/core/CacheStore"
-import { RedisCacheStore } from "@cache-aside/redis"
+import { RedisCacheBus, RedisCacheStore, RedisClient } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
 import { assertSome } from "@effect/vitest/utils"
 import { Cause, ConfigError, ConfigProvider, Duration, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
@@ -59,7 +59,10 @@ const bad: ReadonlyArray<readonly [string, RedisCacheStore.Options, string]> = [
     "tls"
   ],
   ["tls: servername empty", { tls: { servername: "" } }, "tls.servername"],
-  ["tls: rejectUnauthorized not a boolean", { tls: { rejectUnauthorized: "no" as unknown as boolean } }, "tls"]
+  ["tls: rejectUnauthorized not a boolean", { tls: { rejectUnauthorized: "no" as unknown as boolean } }, "tls"],
+  // a JavaScript caller (or an `as any`): each was a TypeError (a defect) when a field was read
+  ["resilience: null", { resilience: null as unknown as false }, "resilience must be an object, got null"],
+  ["resilience: a string", { resilience: "on" as unknown as false }, "resilience must be an object, got string"]
 ]
 
 describe("RedisCacheStore options", () => {
@@ -81,6 +84,50 @@ describe("RedisCacheStore options", () => {
         assert.notInclude(everything, secret)
       }))
   }
+
+  it.scoped("options that are not an object (null, a string, an array) -> InvalidStoreOptions, not a defect", () =>
+    Effect.gen(function*() {
+      const layers = (options: unknown) => [
+        RedisCacheStore.layer(options as RedisCacheStore.Options),
+        Layer.map(RedisCacheBus.layer(options as RedisCacheStore.Options), (context) => context),
+        Layer.effect(
+          CacheStore,
+          Effect.flatMap(RedisClient.RedisClient, () => Effect.dieMessage("the client was built"))
+        ).pipe(
+          Layer.provide(RedisClient.layer(options as RedisClient.Options))
+        )
+      ]
+      for (const [given, shown] of [[null, "null"], ["redis://localhost", "string"], [[], "an array"]] as const) {
+        for (const layer of layers(given)) {
+          const exit = yield* buildExit(layer)
+          assert.isTrue(Exit.isFailure(exit) && !Cause.isDie(exit.cause), `built, or a defect, for ${shown}`)
+          const failure = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+          assert.instanceOf(failure, InvalidStoreOptions)
+          assert.include(failure?.message, `options must be an object, got ${shown}`)
+        }
+      }
+    }))
+
+  it.scoped("RedisCacheBus: a bus or heartbeat that cannot work -> InvalidStoreOptions naming it", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [unknown, string]> = [
+        [null, "bus must be an object, got null"],
+        [{ heartbeat: "banana" }, "bus.heartbeat"],
+        [{ heartbeat: 0 }, "bus.heartbeat"],
+        [{ heartbeat: 1 }, "bus.heartbeat"], // pings every half of it: 0 ms
+        [{ heartbeat: "30 days" }, "bus.heartbeat"], // beyond Node's timers
+        [{ heartbeat: Number.NaN }, "bus.heartbeat"]
+      ]
+      for (const [bus, option] of cases) {
+        const exit = yield* buildExit(
+          RedisCacheBus.layer({ port: deadPort, connectTimeout: "50 millis", bus: bus as RedisCacheBus.Options })
+        )
+        assert.isTrue(Exit.isFailure(exit) && !Cause.isDie(exit.cause), `built, or a defect, for ${option}`)
+        const failure = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+        assert.instanceOf(failure, InvalidStoreOptions)
+        assert.include(failure?.message, option)
+      }
+    }))
 
   it.scoped("valid options build even with Redis down", () =>
     Effect.gen(function*() {

@@ -33,17 +33,19 @@
  * @since 0.1.0
  */
 import * as CacheBus from "@cache-aside/core/CacheBus"
-import type { CacheStore, InvalidStoreOptions } from "@cache-aside/core/CacheStore"
+import { type CacheStore, InvalidStoreOptions } from "@cache-aside/core/CacheStore"
 import type { Metrics } from "@cache-aside/core/Metrics"
 import * as ResilientCacheStore from "@cache-aside/core/ResilientCacheStore"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
 import * as tracking from "./internal/tracking.js"
+import * as validate from "./internal/validate.js"
 import * as RedisCacheStore from "./RedisCacheStore.js"
 import * as RedisClient from "./RedisClient.js"
 
@@ -61,11 +63,19 @@ export interface Options {
   readonly heartbeat?: Duration.DurationInput | undefined
 }
 
+/** The heartbeat, validated: pings every half of it, so at least 2 ms, and within Node's longest timer. */
+const heartbeatOf = (options: Options): Either.Either<Duration.Duration, string> => {
+  const notAnObject = validate.notAnObject("bus options", options)
+  if (notAnObject !== undefined) return Either.left(notAnObject)
+  return validate.duration("bus.heartbeat", options.heartbeat ?? "1 second", 2, validate.maxTimerMillis)
+}
+
 /**
  * Makes a bus over the data connection of the `RedisClient` in context, with its own subscriber
- * connection, for the scope's lifetime. Never fails: while Redis is unreachable the bus is
- * unhealthy (near caches are bypassed). A `RedisClient` without an ioredis connection gives a bus
- * that is never healthy.
+ * connection, for the scope's lifetime. Fails only for invalid options (`InvalidStoreOptions`: a
+ * `heartbeat` that is not a duration of 2 ms to about 24 days); while Redis is unreachable the bus
+ * is unhealthy (near caches are bypassed). A `RedisClient` without an ioredis connection gives a
+ * bus that is never healthy.
  *
  * @example
  * ```ts
@@ -81,8 +91,10 @@ export interface Options {
  */
 export const make = (
   options: Options = {}
-): Effect.Effect<CacheBus.CacheBus["Type"], never, RedisClient.RedisClient | Scope.Scope> =>
+): Effect.Effect<CacheBus.CacheBus["Type"], InvalidStoreOptions, RedisClient.RedisClient | Scope.Scope> =>
   Effect.gen(function*() {
+    const heartbeat = heartbeatOf(options)
+    if (Either.isLeft(heartbeat)) return yield* new InvalidStoreOptions({ message: `RedisCacheBus: ${heartbeat.left}` })
     const client = yield* RedisClient.RedisClient
     const instanceId = randomUUID()
     const registry = new CacheBus.Registry()
@@ -107,7 +119,7 @@ export const make = (
         for (const namespace of registry.namespaces()) registry.deliver(namespace, { _tag: "All" })
       },
       onHealth: () => registry.flushAll()
-    }, { heartbeat: Duration.decode(options.heartbeat ?? "1 second") })
+    }, { heartbeat: heartbeat.right })
     return CacheBus.CacheBus.of({
       instanceId,
       healthy: tracker.healthy,
@@ -149,7 +161,8 @@ export const make = (
  */
 export const layerWithClient = (
   options: Options = {}
-): Layer.Layer<CacheBus.CacheBus, never, RedisClient.RedisClient> => Layer.scoped(CacheBus.CacheBus, make(options))
+): Layer.Layer<CacheBus.CacheBus, InvalidStoreOptions, RedisClient.RedisClient> =>
+  Layer.scoped(CacheBus.CacheBus, make(options))
 
 /**
  * The Redis store and its bus over one client owned by the layer: what an application with near
@@ -170,18 +183,26 @@ export const layerWithClient = (
  */
 export const layer = (
   options: RedisCacheStore.Options & { readonly bus?: Options | undefined } = {}
-): Layer.Layer<CacheStore | CacheBus.CacheBus, InvalidStoreOptions, Metrics> => {
-  const bare = Layer.merge(RedisCacheStore.layerWithClient, layerWithClient(options.bus)).pipe(
-    Layer.provide(RedisClient.layer(options))
-  )
-  return options.resilience === false
-    ? bare
-    : ResilientCacheStore.layer(bare, {
-      timeout: options.commandTimeout ?? RedisClient.defaultCommandTimeout,
-      storeEnforcesTimeout: options.resilience?.timeout === undefined,
-      ...options.resilience
-    })
-}
+): Layer.Layer<CacheStore | CacheBus.CacheBus, InvalidStoreOptions, Metrics> =>
+  Layer.unwrapEffect(Effect.suspend(() => {
+    // read field by field, `null` or a string where an object goes would be a TypeError (a defect)
+    const notAnObject = validate.objectsIn(options)
+    if (notAnObject !== undefined) {
+      return Effect.fail(new InvalidStoreOptions({ message: `RedisCacheBus: ${notAnObject}` }))
+    }
+    const bare = Layer.merge(RedisCacheStore.layerWithClient, layerWithClient(options.bus)).pipe(
+      Layer.provide(RedisClient.layer(options))
+    )
+    return Effect.succeed(
+      options.resilience === false
+        ? bare
+        : ResilientCacheStore.layer(bare, {
+          timeout: options.commandTimeout ?? RedisClient.defaultCommandTimeout,
+          storeEnforcesTimeout: options.resilience?.timeout === undefined,
+          ...options.resilience
+        })
+    )
+  }))
 
 /**
  * The Redis store and its bus over one client configured from `Config` (validated: invalid values

@@ -18,6 +18,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Crypto from "node:crypto"
 import * as internalOptions from "./internal/options.js"
+import * as validate from "./internal/validate.js"
 import * as RedisClient from "./RedisClient.js"
 
 /**
@@ -191,6 +192,10 @@ const storeName = (
  */
 export const layer = (options: Options = {}): Layer.Layer<CacheStore, InvalidStoreOptions, Metrics> =>
   Layer.unwrapEffect(Effect.suspend(() => {
+    const notAnObject = validate.objectsIn(options)
+    if (notAnObject !== undefined) {
+      return Effect.fail(new InvalidStoreOptions({ message: `RedisCacheStore: ${notAnObject}` }))
+    }
     const name = storeName(options)
     const resolved = internalOptions.resolve({ ...options, name })
     if (Either.isLeft(resolved)) {

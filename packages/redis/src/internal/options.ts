@@ -184,6 +184,8 @@ const toMillis = (duration: Duration.Duration): number => Math.max(1, Math.ceil(
 
 /** Checks every field, the first problem as the message. */
 const check = (input: Input): Either.Either<Checked, string> => {
+  const notAnObject = validate.notAnObject("options", input)
+  if (notAnObject !== undefined) return Either.left(notAnObject)
   let url: UrlParts | undefined
   if (input.url !== undefined) {
     if (!Redacted.isRedacted(input.url)) return Either.left("url must be Redacted")

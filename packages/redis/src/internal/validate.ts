@@ -83,3 +83,26 @@ export const name = (what: string, input: unknown): Either.Either<string, string
  */
 export const boolean = (what: string, input: unknown): Either.Either<boolean, string> =>
   typeof input === "boolean" ? Either.right(input) : Either.left(`${what} must be true or false, got ${show(input)}`)
+
+/**
+ * Whether an object-shaped option (the options themselves, `resilience`, `bus`) is absent or an
+ * object: `undefined` when it is, else the message (`null` or a string given where an object goes
+ * would otherwise be a TypeError, a defect, when a field of it is read).
+ *
+ * @internal
+ */
+export const notAnObject = (what: string, input: unknown): string | undefined =>
+  input === undefined || (typeof input === "object" && input !== null && !Array.isArray(input))
+    ? undefined
+    : `${what} must be an object, got ${input === null ? "null" : Array.isArray(input) ? "an array" : typeof input}`
+
+/**
+ * The message when a layer's options, or their `resilience` or `bus`, are not objects; `undefined`
+ * when they are fine (or absent; `resilience: false` turns resilience off).
+ *
+ * @internal
+ */
+export const objectsIn = (options: { readonly resilience?: unknown; readonly bus?: unknown }): string | undefined =>
+  notAnObject("options", options) ??
+    (options.resilience === false ? undefined : notAnObject("resilience", options.resilience)) ??
+    notAnObject("bus", options.bus)
