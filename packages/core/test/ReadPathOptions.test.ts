@@ -71,30 +71,32 @@ describe("options of make (issue 9 item 5)", () => {
 
   // what a JavaScript caller (or an `as any`) can pass: each read of a field of `null` was a
   // TypeError, a defect, before the object-shaped options were checked
-  const wrongTypes: ReadonlyArray<readonly [string, Record<string, unknown>]> = [
-    ["failSafe null", { failSafe: null }],
-    ["failSafe a string", { failSafe: "1 minute" }],
-    ["earlyExpiration null", { earlyExpiration: null }],
-    ["earlyExpiration a string", { earlyExpiration: "yes" }],
-    ["nearCache null", { nearCache: null }],
-    ["nearCache true", { nearCache: true }],
-    ["nearCache an array", { nearCache: [] }],
-    ["lock null", { lock: null }],
-    ["lock a string", { lock: "5 seconds" }],
-    ["lookupTimeout null", { lookupTimeout: null }],
-    ["lookupTimeout a number", { lookupTimeout: 100 }],
-    ["schema undefined", { schema: undefined }],
-    ["schema a plain object", { schema: { ast: {} } }],
-    ["key a string", { key: "id" }],
+  const wrongTypes: ReadonlyArray<readonly [string, Record<string, unknown>, string]> = [
+    ["failSafe null", { failSafe: null }, "failSafe must be an object, got null"],
+    ["failSafe a string", { failSafe: "1 minute" }, "failSafe must be an object, got string"],
+    ["earlyExpiration null", { earlyExpiration: null }, "earlyExpiration must be an object, got null"],
+    ["earlyExpiration a string", { earlyExpiration: "yes" }, "earlyExpiration must be an object, got string"],
+    ["nearCache null", { nearCache: null }, "nearCache must be an object, got null"],
+    ["nearCache true", { nearCache: true }, "nearCache must be an object, got boolean"],
+    ["nearCache an array", { nearCache: [] }, "nearCache must be an object, got an array"],
+    ["lock null", { lock: null }, "lock must be an object, got null"],
+    ["lock a string", { lock: "5 seconds" }, "lock must be an object, got string"],
+    ["lookupTimeout null", { lookupTimeout: null }, "lookupTimeout must be an object, got null"],
+    ["lookupTimeout a number", { lookupTimeout: 100 }, "lookupTimeout must be an object, got number"],
+    ["schema undefined", { schema: undefined }, "schema must be a Schema"],
+    ["schema a plain object", { schema: { ast: {} } }, "schema must be a Schema"],
+    ["key a string", { key: "id" }, "key must be a function"],
     ["a DataSource whose loadMany is not a function", {
       lookup: DataSource.make((id: number) => Effect.succeed(Option.some(`v${id}`)), "batch" as never)
-    }]
+    }, "loadMany must be a function"],
+    ["getManyConcurrency beyond a safe integer", { getManyConcurrency: 2 ** 60 }, "getManyConcurrency must be an integer"]
   ]
-  for (const [name, options] of wrongTypes) {
-    it.scoped(`${name} is a typed InvalidOptions, never a defect`, () =>
+  for (const [name, options, message] of wrongTypes) {
+    it.scoped(`${name} is a typed InvalidOptions naming the option, never a defect`, () =>
       Effect.gen(function*() {
         const result = yield* Effect.either(CacheAside.make({ ...base, ...options } as typeof base))
         assertTrue(Either.isLeft(result) && result.left._tag === "InvalidOptions", name)
+        assert.include(Either.isLeft(result) ? result.left.message : "", message)
       }).pipe(Effect.provide(Services)))
   }
 
