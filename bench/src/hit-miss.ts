@@ -425,11 +425,13 @@ const main = async () => {
       "Medians of per-round ops/sec; rounds interleave the contenders in rotating order.",
       "raw ioredis: `new Redis(url)` with default options (no auto-pipelining); hit = GET + JSON.parse to a plain " +
       "object (createdAt stays a string); miss = GET (null) + lookup + SET key JSON EX 3600.",
-      "CacheAside: RedisCacheStore.layer({ url }) with its defaults (commandTimeout 250ms, reads issued together " +
-      "batched into one MGET, writes auto-pipelined, wrapped in ResilientCacheStore: breaker + invalidation queue) + " +
-      "Metrics.layer; it does more per hit than raw: a JSON envelope ({v, x, d}), Schema decode of a Schema.Class " +
-      "User with a Date field (once per distinct stored bytes), hit/miss metrics, in-flight coalescing; misses take " +
-      "a lease (SET NX PX), jitter the TTL and fill with a compare-and-set script.",
+      "CacheAside: RedisCacheStore.layer({ url }) with its defaults (commandTimeout 250ms; every read through the " +
+      "bounded read script, a lone read sent at once and the others of a turn in one call; no ioredis " +
+      "auto-pipelining; wrapped in ResilientCacheStore: breaker + invalidation queue) + Metrics.layer; it does more " +
+      "per hit than raw: a JSON envelope ({v, x, d}), Schema decode of a Schema.Class User with a Date field (once " +
+      "per distinct stored bytes), hit/miss metrics, in-flight coalescing; a miss's read takes its lease in the " +
+      "same script, the load runs in a fiber of its own, the TTL is jittered and the fill is a compare-and-set " +
+      "script (the fills of one phase of the event loop in one call).",
       "Scenario c: CacheAside coalesces concurrent gets of one key into one Redis read; raw sends every GET."
     ]
 
