@@ -89,7 +89,11 @@ describe("options of make (issue 9 item 5)", () => {
     ["a DataSource whose loadMany is not a function", {
       lookup: DataSource.make((id: number) => Effect.succeed(Option.some(`v${id}`)), "batch" as never)
     }, "loadMany must be a function"],
-    ["getManyConcurrency beyond a safe integer", { getManyConcurrency: 2 ** 60 }, "getManyConcurrency must be an integer"]
+    [
+      "getManyConcurrency beyond a safe integer",
+      { getManyConcurrency: 2 ** 60 },
+      "getManyConcurrency must be an integer"
+    ]
   ]
   for (const [name, options, message] of wrongTypes) {
     it.scoped(`${name} is a typed InvalidOptions naming the option, never a defect`, () =>
