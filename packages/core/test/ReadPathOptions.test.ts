@@ -69,7 +69,7 @@ describe("options of make (issue 9 item 5)", () => {
       }).pipe(Effect.provide(Services)))
   }
 
-  // what a JavaScript caller (or an `as any`) can pass: each read of a field of `null` was a
+  // what a JavaScript caller (or a cast that skips the types) can pass: each read of a field of `null` was a
   // TypeError, a defect, before the object-shaped options were checked
   const wrongTypes: ReadonlyArray<readonly [string, Record<string, unknown>, string]> = [
     ["failSafe null", { failSafe: null }, "failSafe must be an object, got null"],

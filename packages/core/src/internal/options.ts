@@ -91,6 +91,57 @@ const optionalDuration = (what: string, input: unknown, min = 0) =>
 /** The default decode memo budget in bytes of stored entries (keys included). */
 const defaultDecodeCacheBytes = 16 * 1024 * 1024
 
+/** `lock`: off (`false`), or its wait and poll in milliseconds (the default poll never exceeds the wait). */
+const lockOf = (input: Options<never, never, never, never, never>["lock"]) =>
+  Either.gen(function*() {
+    if (input === false) return undefined
+    const lock = input === true ? {} : (yield* validate.record("lock", input)) ?? {}
+    const waitMillis = yield* durationMillis("lock.wait", lock.wait ?? "5 seconds")
+    const pollMillis = yield* durationMillis("lock.poll", lock.poll ?? Math.max(1, Math.min(20, waitMillis)), 1)
+    if (pollMillis > Math.max(waitMillis, 1)) return yield* Either.left(`lock.poll must not be longer than lock.wait`)
+    return { waitMillis, pollMillis }
+  })
+
+/** `earlyExpiration`: XFetch's beta, 0 when off. */
+const betaOf = (input: Options<never, never, never, never, never>["earlyExpiration"]) =>
+  Either.gen(function*() {
+    const early = typeof input === "boolean" ? input : yield* validate.record("earlyExpiration", input)
+    const beta = early === true ? 1 : early === false || early === undefined ? 0 : early.beta ?? 1
+    return yield* validate.fraction("earlyExpiration.beta", beta, 0, Number.MAX_VALUE)
+  })
+
+/** `lookup`: a function, or a `DataSource` whose `loadMany` (if any) is a function. */
+const sourceOf = <K, A, E, R>(
+  lookup: Options<K, A, unknown, E, R>["lookup"]
+): Either.Either<
+  { readonly load: Config<K, A, E, R>["load"]; readonly loadMany: LoadMany<K, A, E, R> | undefined },
+  string
+> => {
+  const source = isDataSource(lookup) ? lookup : { load: lookup, loadMany: undefined }
+  if (typeof source.load !== "function") return Either.left("lookup must be a function or a DataSource")
+  if (source.loadMany !== undefined && source.loadMany !== null && typeof source.loadMany !== "function") {
+    return Either.left("the DataSource's loadMany must be a function")
+  }
+  return Either.right({ load: source.load, loadMany: source.loadMany ?? undefined })
+}
+
+/** `signingKey` and `previousSigningKeys`: the entries' signer, or `undefined` when unsigned. */
+const signingOf = (options: Pick<Options<never, never, never, never, never>, "signingKey" | "previousSigningKeys">) =>
+  Either.gen(function*() {
+    const signing = options.signingKey === undefined
+      ? undefined
+      : yield* integrity.validateKeys("signingKey", [options.signingKey])
+    const previous = options.previousSigningKeys === undefined
+      ? []
+      : Array.isArray(options.previousSigningKeys)
+      ? yield* integrity.validateKeys("previousSigningKeys", options.previousSigningKeys)
+      : yield* Either.left("previousSigningKeys must be an array")
+    if (signing === undefined && previous.length > 0) {
+      return yield* Either.left("previousSigningKeys needs a signingKey")
+    }
+    return signing === undefined ? undefined : integrity.make(signing[0]!, previous)
+  })
+
 /**
  * Validates and decodes the options; the first invalid one is the message.
  *
@@ -117,28 +168,9 @@ export const decode = <K, A, I, E, R>(
       : yield* validate.integer("compressAbove", options.compressAbove, 0)
     const { maxEntryBytes } = yield* Codec.validateOptions({ maxEntryBytes: options.maxEntryBytes })
     const leaseTtl = yield* validate.duration("leaseTtl", options.leaseTtl ?? "10 seconds", { min: 1 })
-    const lockOptions = options.lock === false
-      ? undefined
-      : options.lock === true
-      ? {}
-      : (yield* validate.record("lock", options.lock)) ?? {}
-    const waitMillis = lockOptions === undefined
-      ? 0
-      : yield* durationMillis("lock.wait", lockOptions.wait ?? "5 seconds")
-    const lock = lockOptions === undefined ? undefined : {
-      waitMillis,
-      // the default poll never exceeds the wait (a short wait polls more often)
-      pollMillis: yield* durationMillis("lock.poll", lockOptions.poll ?? Math.max(1, Math.min(20, waitMillis)), 1)
-    }
-    if (lock !== undefined && lock.pollMillis > Math.max(lock.waitMillis, 1)) {
-      return yield* Either.left(`lock.poll must not be longer than lock.wait`)
-    }
+    const lock = yield* lockOf(options.lock)
     const swrMillis = (yield* optionalMillis("staleWhileRevalidate", options.staleWhileRevalidate)) ?? 0
-    const early = typeof options.earlyExpiration === "boolean"
-      ? options.earlyExpiration
-      : yield* validate.record("earlyExpiration", options.earlyExpiration)
-    const beta = early === true ? 1 : early === false || early === undefined ? 0 : early.beta ?? 1
-    yield* validate.fraction("earlyExpiration.beta", beta, 0, Number.MAX_VALUE)
+    const beta = yield* betaOf(options.earlyExpiration)
     const failSafeOptions = yield* validate.record("failSafe", options.failSafe)
     const failSafe = failSafeOptions === undefined ? undefined : {
       maxStaleMillis: yield* durationMillis("failSafe.maxStale", failSafeOptions.maxStale),
@@ -156,22 +188,8 @@ export const decode = <K, A, I, E, R>(
       : yield* validate.record("nearCache", options.nearCache)
     const near = nearOptions === undefined ? undefined : yield* nearCache.resolve(nearOptions)
     const lookupConcurrency = yield* validate.integer("lookupConcurrency", options.lookupConcurrency ?? 64, 1)
-    const source = isDataSource(options.lookup) ? options.lookup : { load: options.lookup, loadMany: undefined }
-    if (typeof source.load !== "function") return yield* Either.left("lookup must be a function or a DataSource")
-    if (source.loadMany !== undefined && source.loadMany !== null && typeof source.loadMany !== "function") {
-      return yield* Either.left("the DataSource's loadMany must be a function")
-    }
-    const signing = options.signingKey === undefined
-      ? undefined
-      : yield* integrity.validateKeys("signingKey", [options.signingKey])
-    const previous = options.previousSigningKeys === undefined
-      ? []
-      : Array.isArray(options.previousSigningKeys)
-      ? yield* integrity.validateKeys("previousSigningKeys", options.previousSigningKeys)
-      : yield* Either.left("previousSigningKeys must be an array")
-    if (signing === undefined && previous.length > 0) {
-      return yield* Either.left("previousSigningKeys needs a signingKey")
-    }
+    const source = yield* sourceOf(options.lookup)
+    const signing = yield* signingOf(options)
     const keepMillis = Math.max(swrMillis, failSafe?.maxStaleMillis ?? 0)
     if (ttl._tag === "Static" && ttl.millis + keepMillis > validate.maxTtlMillis) {
       return yield* Either.left("ttl plus the stale windows (staleWhileRevalidate, failSafe.maxStale) is too long")
@@ -183,7 +201,7 @@ export const decode = <K, A, I, E, R>(
       key: options.key,
       codec: Codec.make(options.schema, { compressAbove, maxEntryBytes }),
       load: source.load,
-      loadMany: source.loadMany ?? undefined,
+      loadMany: source.loadMany,
       ttl,
       negativeTtlMillis,
       jitter,
@@ -203,6 +221,6 @@ export const decode = <K, A, I, E, R>(
       batchConcurrency,
       nearCache: near,
       lookupConcurrency,
-      integrity: signing === undefined ? undefined : integrity.make(signing[0]!, previous)
+      integrity: signing
     } satisfies Config<K, A, E, R>
   })
