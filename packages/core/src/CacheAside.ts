@@ -31,6 +31,7 @@ import type { DataSource } from "./DataSource.js"
 import { CacheAsideImpl } from "./internal/cacheAside.js"
 import { NearCache as NearCacheImpl } from "./internal/nearCache.js"
 import * as options_ from "./internal/options.js"
+import * as validate from "./internal/validate.js"
 import * as Metrics from "./Metrics.js"
 import * as NearCache from "./NearCache.js"
 
@@ -356,11 +357,11 @@ export const make = <K, A, I, E = never, R = never, T extends LookupTimeouts | u
   options: Options<K, A, I, E, R, T>
 ): Effect.Effect<CacheAside<K, A, ErrorOf<E, T>>, InvalidOptions, CacheStore | Scope.Scope | R> =>
   Effect.gen(function*() {
-    if (typeof options !== "object" || options === null) {
-      return yield* new InvalidOptions({
-        message: `options must be an object, got ${options === null ? "null" : typeof options}`
-      })
-    }
+    // a JavaScript caller can pass anything: `options.nearCache` below must not be a TypeError
+    const given = options === undefined
+      ? Either.left("options must be an object, got undefined")
+      : validate.record("options", options)
+    if (Either.isLeft(given)) return yield* new InvalidOptions({ message: given.left })
     const decoded = options_.decode(
       options.nearCache === undefined ? { ...options, nearCache: yield* NearCache.Default } : options
     )

@@ -23,6 +23,7 @@ import * as Either from "effect/Either"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as zlib from "node:zlib"
+import * as validate from "./internal/validate.js"
 
 /**
  * A cached entry: a value, or a cached "not found".
@@ -178,9 +179,8 @@ export interface Options {
  * @since 0.1.0
  */
 export const validateOptions = (options: Options): Either.Either<Options, string> => {
-  if (typeof options !== "object" || options === null) {
-    return Either.left(`options must be an object, got ${options === null ? "null" : typeof options}`)
-  }
+  const notAnObject = validate.record("options", options)
+  if (Either.isLeft(notAnObject)) return Either.left(notAnObject.left)
   const { compressAbove, maxEntryBytes } = options
   if (
     compressAbove !== undefined && compressAbove !== false &&
