@@ -98,7 +98,7 @@ return 0
 `
 
 /**
- * `compareAndSet` over many keys in one call (the fills of one turn): `KEYS` the keys, and for
+ * `compareAndSet` over many keys in one call (the fills of one phase of the event loop): `KEYS` the keys, and for
  * `KEYS[i]` `ARGV[3i - 2]`, `ARGV[3i - 1]`, `ARGV[3i]` its expected SHA-1 (hex), new value and PX
  * millis. Returns one element per key: 1 written, 0 not (the key holds other bytes or is absent),
  * or that key's error reply (`OOM`, `WRONGTYPE`, `NOPERM`): every key is tried, in order (a key
@@ -116,6 +116,7 @@ for i = 1, #KEYS do
     if type(set) == "table" and set.err then
       out[i] = set
     else
+      -- as in compareAndSet: keeps the key tracked for a connection with client-side caching on
       redis.call("STRLEN", KEYS[i])
       out[i] = 1
     end
