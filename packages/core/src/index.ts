@@ -56,4 +56,9 @@ export * as NearCache from "./NearCache.js"
 /**
  * @since 0.1.0
  */
+export * as PromiseCache from "./PromiseCache.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as ResilientCacheStore from "./ResilientCacheStore.js"

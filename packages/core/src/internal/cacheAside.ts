@@ -393,6 +393,27 @@ export class CacheAsideImpl<K, A, E, R> {
     })
 
   /**
+   * What a get answers without entering the runtime (for `PromiseCache`): a near-cache hit, or the
+   * flight of its key to wait for (counted as coalesced, as a joining get is); `undefined` when the
+   * get has to run as an effect (it would lead a flight, its span is wanted, or the key function
+   * threw: the effect reports that as it always does).
+   */
+  getWithoutFiber(key: K): Option.Option<A> | Flight<A, E> | undefined {
+    if (this.config.spanEveryGet) return undefined
+    let full: string
+    try {
+      full = this.keyOf(key)
+    } catch {
+      return undefined
+    }
+    const held = this.nearGet(full)
+    if (held !== undefined) return held
+    const existing = this.flights.get<A, E>(full)
+    if (existing !== undefined) this.recorder.increment("coalesced")
+    return existing
+  }
+
+  /**
    * The leader's read is a lease-read (`getOrLease`): a miss holds its lease after one round trip,
    * and its load runs with the release as the load fiber's finalizer (released on every exit unless
    * the fill consumed it). From the read's answer to the fork nothing can interrupt the leader; an

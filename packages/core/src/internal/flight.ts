@@ -152,6 +152,17 @@ export class Flights {
   }
 
   /**
+   * Calls `callback` with the flight's outcome, now if it is answered: a waiter outside any fiber
+   * (a `PromiseCache` get), counted in for good, as an uninterruptible caller is (its load is never
+   * interrupted for want of waiters while it waits).
+   */
+  whenAnswered<A, E>(flight: Flight<A, E>, callback: (outcome: Outcome<A, E>) => void): void {
+    if (flight.outcome !== undefined) return callback(flight.outcome)
+    flight.waiters++
+    ;(flight.callbacks ??= []).push(callback)
+  }
+
+  /**
    * Waits for the outcome of flights, each counted as waited for until this caller leaves (answered
    * or interrupted). When a flight's last waiter leaves before it is answered, it is unregistered,
    * and its load is interrupted once no flight of that load is left unanswered.

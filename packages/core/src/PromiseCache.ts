@@ -1,0 +1,140 @@
+/**
+ * A cache for callers outside Effect: the methods of a `CacheAside` handle as Promises, run on a
+ * runtime you give (its logger, tracer and fiber refs).
+ *
+ * Each method does what `runtime.runPromise(cache.method(...))` does, with the same results and the
+ * same rejections (a `FiberFailure` carrying the cause, as `runPromise` rejects), and takes an
+ * optional `AbortSignal` as `runPromise` does. One difference, in cost only: a `get` that the
+ * near cache answers, or that joins a get of the same key already in flight, is answered without
+ * starting a fiber (entering the runtime costs a few microseconds of CPU per call, more than a
+ * near-cache hit itself). Such a get keeps every guarantee of `CacheAside.get`: the same near
+ * cache checks, the same metrics (`hits`, `nearHits`, `coalesced`), and a joiner whose leader was
+ * interrupted runs the get again. A get given a `signal`, or made on a cache with `spanEveryGet`,
+ * always runs as an effect.
+ *
+ * @since 0.1.0
+ */
+import type * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import type * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
+import type { CacheAside } from "./CacheAside.js"
+import { implOf } from "./internal/cacheAside.js"
+import { Flight, Retry } from "./internal/flight.js"
+
+/**
+ * Options of a call: `signal` interrupts the call's fiber when aborted (as `runPromise`'s).
+ *
+ * @since 0.1.0
+ */
+export interface CallOptions {
+  readonly signal?: AbortSignal | undefined
+}
+
+/**
+ * The runtime a `PromiseCache` runs its effects on: a `Runtime` (e.g. `await managed.runtime()`)
+ * or a `ManagedRuntime`. A cache's methods need no services, so any runtime will do.
+ *
+ * @since 0.1.0
+ */
+export type AnyRuntime = Runtime.Runtime<never> | ManagedRuntime.ManagedRuntime<never, unknown>
+
+/**
+ * A `CacheAside` handle's methods as Promises (see the module's documentation).
+ *
+ * @since 0.1.0
+ */
+export interface PromiseCache<in out K, in out A, out E> {
+  readonly namespace: string
+  /** The handle the methods run. */
+  readonly cache: CacheAside<K, A, E>
+  /** `CacheAside.get`: near-cache hits and gets that join one in flight start no fiber. */
+  readonly get: (key: K, options?: CallOptions) => Promise<Option.Option<A>>
+  readonly getMany: (keys: Iterable<K>, options?: CallOptions) => Promise<Array<Option.Option<A>>>
+  readonly getOption: (key: K, options?: CallOptions) => Promise<Option.Option<Option.Option<A>>>
+  readonly refresh: (key: K, options?: CallOptions) => Promise<void>
+  readonly set: (key: K, value: A, options?: CallOptions) => Promise<void>
+  readonly invalidate: (key: K, options?: CallOptions) => Promise<void>
+  readonly invalidateAll: (options?: CallOptions) => Promise<number>
+  readonly invalidatePattern: (pattern: string, options?: CallOptions) => Promise<number>
+}
+
+type Run = <X, Y>(effect: Effect.Effect<X, Y>, options?: CallOptions) => Promise<X>
+
+/** `runPromise`'s options: without a signal, none (its type has no room for an `undefined` one). */
+const optionsOf = (options: CallOptions | undefined) =>
+  options?.signal === undefined ? undefined : { signal: options.signal }
+
+const isManaged = (runtime: AnyRuntime): runtime is ManagedRuntime.ManagedRuntime<never, unknown> =>
+  ManagedRuntime.isManagedRuntime(runtime)
+
+const runnerOf = (runtime: AnyRuntime): Run =>
+  isManaged(runtime)
+    ? (effect, options) => runtime.runPromise(effect, optionsOf(options))
+    : (effect, options) => Runtime.runPromise(runtime, effect, optionsOf(options))
+
+/**
+ * Wraps a cache for callers outside Effect. Make it once, next to the cache, and share it.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Exit, ManagedRuntime, Option, Schema, Scope } from "effect"
+ * import { CacheAside, MemoryCacheStore, PromiseCache } from "@cache-aside/core"
+ *
+ * const runtime = ManagedRuntime.make(MemoryCacheStore.layer())
+ * // the cache's background work lives in this scope: close it at shutdown
+ * const scope = await runtime.runPromise(Scope.make())
+ * const users = PromiseCache.make(
+ *   await runtime.runPromise(
+ *     Scope.extend(
+ *       CacheAside.make({
+ *         namespace: "user",
+ *         key: (id: number) => String(id),
+ *         schema: Schema.String,
+ *         lookup: (id: number) => Effect.succeed(Option.some(`user ${id}`)),
+ *         ttl: "1 hour",
+ *         nearCache: { maxEntries: 10_000, ttl: "1 minute" }
+ *       }),
+ *       scope
+ *     )
+ *   ),
+ *   runtime
+ * )
+ * const user = await users.get(42) // Option.some("user 42")
+ * await runtime.runPromise(Scope.close(scope, Exit.void))
+ * await runtime.dispose()
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const make = <K, A, E>(cache: CacheAside<K, A, E>, runtime: AnyRuntime): PromiseCache<K, A, E> => {
+  const run = runnerOf(runtime)
+  const impl = implOf(cache)
+  const ran = (key: K, options?: CallOptions) => run(cache.get(key), options)
+  const get = impl === undefined ? ran : (key: K, options?: CallOptions): Promise<Option.Option<A>> => {
+    if (options?.signal !== undefined) return ran(key, options)
+    const now = impl.getWithoutFiber(key)
+    if (now === undefined) return ran(key)
+    if (!(now instanceof Flight)) return Promise.resolve(now)
+    return new Promise((resolve, reject) =>
+      impl.flights.whenAnswered(now, (outcome) => {
+        if (outcome === Retry) resolve(ran(key))
+        else if (Exit.isSuccess(outcome)) resolve(outcome.value)
+        else reject(Runtime.makeFiberFailure(outcome.cause))
+      })
+    )
+  }
+  return {
+    namespace: cache.namespace,
+    cache,
+    get,
+    getMany: (keys, options) => run(cache.getMany(keys), options),
+    getOption: (key, options) => run(cache.getOption(key), options),
+    refresh: (key, options) => run(cache.refresh(key), options),
+    set: (key, value, options) => run(cache.set(key, value), options),
+    invalidate: (key, options) => run(cache.invalidate(key), options),
+    invalidateAll: (options) => run(cache.invalidateAll, options),
+    invalidatePattern: (pattern, options) => run(cache.invalidatePattern(pattern), options)
+  }
+}
