@@ -18,6 +18,8 @@
  * - `BENCH_CONTENDERS`    contender ids to run besides raw, e.g. `cache-aside,cache-aside-near`
  * - `BENCH_MODES`         `promise`, `effect` or both (default)
  * - `BENCH_WARMUP_MS`     unmeasured warm-up per contender, workload and mode (full 2000, quick 1000)
+ * - `BENCH_RUN_PROMISE=1` CacheAside's Promise-mode gets are `runtime.runPromise(cache.get(key))`
+ *                         instead of `PromiseCache.get` (every get enters the runtime)
  */
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
@@ -76,9 +78,18 @@ const MODES: ReadonlyArray<Mode> = (envList("BENCH_MODES") ?? ["promise", "effec
 const workloads = makeWorkloads(sizes).filter((w) => ONLY === undefined || ONLY.includes(w.id))
 
 const command = [
-  ...["BENCH_ROUNDS", "BENCH_RUN_MS", "BENCH_ZIPF_OPS", "BENCH_ONLY", "BENCH_CONTENDERS", "BENCH_MODES"].flatMap((
-    name
-  ) => process.env[name] === undefined ? [] : [`${name}=${process.env[name]}`]),
+  ...[
+    "BENCH_ROUNDS",
+    "BENCH_RUN_MS",
+    "BENCH_ZIPF_OPS",
+    "BENCH_ONLY",
+    "BENCH_CONTENDERS",
+    "BENCH_MODES",
+    "BENCH_RUN_PROMISE"
+  ]
+    .flatMap((
+      name
+    ) => process.env[name] === undefined ? [] : [`${name}=${process.env[name]}`]),
   "npx -y pnpm@10.34.9 --filter @cache-aside/bench peers",
   ...(QUICK ? ["--quick"] : [])
 ].join(" ")
@@ -299,8 +310,9 @@ const report = async (input: ReportInput) => {
 
   const out = (name: string) => new URL(`../results/${name}`, import.meta.url)
   Fs.mkdirSync(out("."), { recursive: true })
-  // a partial run (BENCH_ONLY, BENCH_CONTENDERS, BENCH_MODES) keeps the full results
-  const partial = ONLY !== undefined || ONLY_CONTENDERS !== undefined || envList("BENCH_MODES") !== undefined
+  // a partial run (BENCH_ONLY, BENCH_CONTENDERS, BENCH_MODES) or one of plain runPromise gets keeps the full results
+  const partial = ONLY !== undefined || ONLY_CONTENDERS !== undefined || envList("BENCH_MODES") !== undefined ||
+    process.env["BENCH_RUN_PROMISE"] === "1"
   const base = partial ? "peers.partial" : "peers"
   const json = {
     benchmark: "peers",

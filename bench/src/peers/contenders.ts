@@ -1,12 +1,14 @@
 /**
  * The peers benchmark's contenders, each a get-or-load of a `Row` by key on the same Redis:
  * hand-written cache-aside on raw ioredis, BentoCache (Redis only; memory L1 + Redis + bus),
- * cache-manager 7 with @keyv/redis, CacheAside (Redis only; with its near cache), and the floor:
+ * cache-manager 7 with @keyv/redis, CacheAside (Redis only; with its near cache; through Promises
+ * by `PromiseCache`, as a non-Effect caller uses it), and the floor:
  * `runPromise` of a bare `Effect.succeed`, the cost of entering the Effect runtime per call.
  */
 import * as CacheAside from "@cache-aside/core/CacheAside"
 import * as Metrics from "@cache-aside/core/Metrics"
 import type * as NearCache from "@cache-aside/core/NearCache"
+import * as PromiseCache from "@cache-aside/core/PromiseCache"
 import * as RedisCacheBus from "@cache-aside/redis/RedisCacheBus"
 import * as RedisCacheStore from "@cache-aside/redis/RedisCacheStore"
 import KeyvRedis from "@keyv/redis"
@@ -175,11 +177,16 @@ export const cacheAside = async (url: string, nearCache: NearCache.Options | und
   const cache = scoped.value
   const metrics = await runtime.runPromise(Metrics.Metrics)
   const getEffect = (key: string) => Effect.map(cache.get(key), Option.getOrUndefined)
+  const promises = PromiseCache.make(cache, runtime)
   return {
     id: nearCache === undefined ? "cache-aside" : "cache-aside-near",
     label: nearCache === undefined ? "CacheAside (Redis only)" : "CacheAside + near cache",
     db,
-    get: (key) => runtime.runPromise(getEffect(key)),
+    // as a non-Effect caller calls it: `PromiseCache.get` (near hits and joins start no fiber; every
+    // other get is a `runPromise`), or with `BENCH_RUN_PROMISE=1` a `runPromise` of every get
+    get: process.env["BENCH_RUN_PROMISE"] === "1"
+      ? (key) => runtime.runPromise(getEffect(key))
+      : (key) => promises.get(key).then(Option.getOrUndefined),
     getEffect,
     counters: async () => {
       const snapshot = await runtime.runPromise(metrics.snapshot(namespace))
