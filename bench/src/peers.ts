@@ -281,7 +281,11 @@ const report = async (input: ReportInput) => {
       : [])
   ]
   const sections = MODES.flatMap((mode) => [
-    `### ${mode === "promise" ? "Through Promises (each get its own runPromise)" : "Inside one Effect program"}`,
+    `### ${
+      mode === "promise"
+        ? "Through Promises (a Promise per get; CacheAside through PromiseCache)"
+        : "Inside one Effect program"
+    }`,
     "",
     ratioTable(input.cells, labels, mode),
     "",

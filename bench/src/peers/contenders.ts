@@ -177,7 +177,7 @@ export const cacheAside = async (url: string, nearCache: NearCache.Options | und
   const cache = scoped.value
   const metrics = await runtime.runPromise(Metrics.Metrics)
   const getEffect = (key: string) => Effect.map(cache.get(key), Option.getOrUndefined)
-  const promises = PromiseCache.make(cache, runtime)
+  const promises = PromiseCache.make(cache, await runtime.runtime())
   return {
     id: nearCache === undefined ? "cache-aside" : "cache-aside-near",
     label: nearCache === undefined ? "CacheAside (Redis only)" : "CacheAside + near cache",

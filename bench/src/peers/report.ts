@@ -130,7 +130,7 @@ export const chartInput = (
   contenders: labels.contenders,
   panels: modes.map((mode) => ({
     title: mode === "promise"
-      ? "Through Promises (each get its own runPromise, as a non-Effect caller)"
+      ? "Through Promises (a Promise per get, as a non-Effect caller; CacheAside through PromiseCache)"
       : "Inside one Effect program (fibers looping; peers wrapped in Effect.promise)",
     groups: labels.workloads.map((w) => ({
       label: w.title.split(":")[0]! + (w.metric === "cpu" ? " (CPU per miss)" : " (ops/s)"),

@@ -1,8 +1,9 @@
 /**
  * A cache for callers outside Effect: the methods of a `CacheAside` handle as Promises, run on a
- * runtime you give (its logger, tracer and fiber refs).
+ * `Runtime` you give (its logger, tracer and fiber refs; from a `ManagedRuntime`,
+ * `await managed.runtime()`).
  *
- * Each method does what `runtime.runPromise(cache.method(...))` does, with the same results and the
+ * Each method does what `Runtime.runPromise(runtime, cache.method(...))` does, with the same results and the
  * same rejections (a `FiberFailure` carrying the cause, as `runPromise` rejects), and takes an
  * optional `AbortSignal` as `runPromise` does. One difference, in cost only: a `get` that the
  * near cache answers, or that joins a get of the same key already in flight, is answered without
@@ -16,7 +17,6 @@
  */
 import type * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as ManagedRuntime from "effect/ManagedRuntime"
 import type * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type { CacheAside } from "./CacheAside.js"
@@ -31,14 +31,6 @@ import { Flight, Retry } from "./internal/flight.js"
 export interface CallOptions {
   readonly signal?: AbortSignal | undefined
 }
-
-/**
- * The runtime a `PromiseCache` runs its effects on: a `Runtime` (e.g. `await managed.runtime()`)
- * or a `ManagedRuntime`. A cache's methods need no services, so any runtime will do.
- *
- * @since 0.1.0
- */
-export type AnyRuntime = Runtime.Runtime<never> | ManagedRuntime.ManagedRuntime<never, unknown>
 
 /**
  * A `CacheAside` handle's methods as Promises (see the module's documentation).
@@ -60,22 +52,15 @@ export interface PromiseCache<in out K, in out A, out E> {
   readonly invalidatePattern: (pattern: string, options?: CallOptions) => Promise<number>
 }
 
-type Run = <X, Y>(effect: Effect.Effect<X, Y>, options?: CallOptions) => Promise<X>
-
 /** `runPromise`'s options: without a signal, none (its type has no room for an `undefined` one). */
 const optionsOf = (options: CallOptions | undefined) =>
   options?.signal === undefined ? undefined : { signal: options.signal }
 
-const isManaged = (runtime: AnyRuntime): runtime is ManagedRuntime.ManagedRuntime<never, unknown> =>
-  ManagedRuntime.isManagedRuntime(runtime)
-
-const runnerOf = (runtime: AnyRuntime): Run =>
-  isManaged(runtime)
-    ? (effect, options) => runtime.runPromise(effect, optionsOf(options))
-    : (effect, options) => Runtime.runPromise(runtime, effect, optionsOf(options))
-
 /**
- * Wraps a cache for callers outside Effect. Make it once, next to the cache, and share it.
+ * Wraps a cache for callers outside Effect. Make it once, next to the cache, and share it. The
+ * cache's methods need no services: any `Runtime` will do; it gives them its logger, tracer and
+ * fiber refs. (A `Runtime`, not a `ManagedRuntime`: one that is disposed fails every call, which a
+ * get answered without entering it could not do.)
  *
  * @example
  * ```ts
@@ -99,7 +84,7 @@ const runnerOf = (runtime: AnyRuntime): Run =>
  *       scope
  *     )
  *   ),
- *   runtime
+ *   await runtime.runtime()
  * )
  * const user = await users.get(42) // Option.some("user 42")
  * await runtime.runPromise(Scope.close(scope, Exit.void))
@@ -108,8 +93,9 @@ const runnerOf = (runtime: AnyRuntime): Run =>
  *
  * @since 0.1.0
  */
-export const make = <K, A, E>(cache: CacheAside<K, A, E>, runtime: AnyRuntime): PromiseCache<K, A, E> => {
-  const run = runnerOf(runtime)
+export const make = <K, A, E>(cache: CacheAside<K, A, E>, runtime: Runtime.Runtime<never>): PromiseCache<K, A, E> => {
+  const run = <X, Y>(effect: Effect.Effect<X, Y>, options?: CallOptions): Promise<X> =>
+    Runtime.runPromise(runtime, effect, optionsOf(options))
   const impl = implOf(cache)
   const ran = (key: K, options?: CallOptions) => run(cache.get(key), options)
   const get = impl === undefined ? ran : (key: K, options?: CallOptions): Promise<Option.Option<A>> => {

@@ -218,13 +218,13 @@ describe("PromiseCache", () => {
       assert.isAbove(starts.started, before)
     }).pipe(Effect.provide(Services)))
 
-  it.live("runs on a ManagedRuntime as on a Runtime", () =>
+  it.live("runs on a ManagedRuntime's runtime", () =>
     Effect.gen(function*() {
       const managed = ManagedRuntime.make(Services)
       const { lookup } = gatedLookup()
       const scope = yield* Scope.make()
       const handle = yield* Effect.promise(() => managed.runPromise(Scope.extend(makeCache(lookup), scope)))
-      const cache = PromiseCache.make(handle, managed)
+      const cache = PromiseCache.make(handle, yield* Effect.promise(() => managed.runtime()))
       assertSome(yield* Effect.promise(() => cache.get(2)), "v2")
       assertSome(yield* Effect.promise(() => cache.get(2)), "v2")
       yield* Scope.close(scope, Exit.void)
