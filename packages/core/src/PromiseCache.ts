@@ -17,9 +17,11 @@
  */
 import type * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as ManagedRuntime from "effect/ManagedRuntime"
 import type * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import type { CacheAside } from "./CacheAside.js"
+import { InvalidOptions } from "./CacheAside.js"
 import { implOf } from "./internal/cacheAside.js"
 import { Flight, Retry } from "./internal/flight.js"
 
@@ -52,6 +54,19 @@ export interface PromiseCache<in out K, in out A, out E> {
   readonly invalidatePattern: (pattern: string, options?: CallOptions) => Promise<number>
 }
 
+/** What is wrong with `make`'s arguments (a JavaScript caller can pass anything), if anything. */
+const problemWith = (cache: unknown, runtime: unknown): string | undefined => {
+  if (typeof cache !== "object" || cache === null || typeof (cache as { get?: unknown }).get !== "function") {
+    return "the first argument must be a cache made by CacheAside.make"
+  }
+  if (ManagedRuntime.isManagedRuntime(runtime)) {
+    return "the runtime must be a Runtime, not a ManagedRuntime: pass `await managedRuntime.runtime()`"
+  }
+  const isRuntime = typeof runtime === "object" && runtime !== null && "context" in runtime &&
+    "fiberRefs" in runtime && "runtimeFlags" in runtime
+  return isRuntime ? undefined : "the second argument must be an Effect Runtime (e.g. `await managedRuntime.runtime()`)"
+}
+
 /** `runPromise`'s options: without a signal, none (its type has no room for an `undefined` one). */
 const optionsOf = (options: CallOptions | undefined) =>
   options?.signal === undefined ? undefined : { signal: options.signal }
@@ -60,7 +75,8 @@ const optionsOf = (options: CallOptions | undefined) =>
  * Wraps a cache for callers outside Effect. Make it once, next to the cache, and share it. The
  * cache's methods need no services: any `Runtime` will do; it gives them its logger, tracer and
  * fiber refs. (A `Runtime`, not a `ManagedRuntime`: one that is disposed fails every call, which a
- * get answered without entering it could not do.)
+ * get answered without entering it could not do.) Throws `InvalidOptions` when `cache` is not a
+ * cache or `runtime` not a `Runtime`.
  *
  * @example
  * ```ts
@@ -94,6 +110,8 @@ const optionsOf = (options: CallOptions | undefined) =>
  * @since 0.1.0
  */
 export const make = <K, A, E>(cache: CacheAside<K, A, E>, runtime: Runtime.Runtime<never>): PromiseCache<K, A, E> => {
+  const problem = problemWith(cache, runtime)
+  if (problem !== undefined) throw new InvalidOptions({ message: `PromiseCache.make: ${problem}` })
   const run = <X, Y>(effect: Effect.Effect<X, Y>, options?: CallOptions): Promise<X> =>
     Runtime.runPromise(runtime, effect, optionsOf(options))
   const impl = implOf(cache)

@@ -231,6 +231,30 @@ describe("PromiseCache", () => {
       yield* Effect.promise(() => managed.dispose())
     }))
 
+  it.scopedLive("wrong arguments from a JavaScript caller: a typed InvalidOptions naming what to pass", () =>
+    Effect.gen(function*() {
+      const { lookup } = gatedLookup()
+      const handle = yield* makeCache(lookup)
+      const { runtime } = yield* countingRuntime
+      const managed = ManagedRuntime.make(Services)
+      const cases: ReadonlyArray<readonly [unknown, unknown, string]> = [
+        [handle, undefined, "must be an Effect Runtime"],
+        [handle, {}, "must be an Effect Runtime"],
+        [handle, managed, "pass `await managedRuntime.runtime()`"],
+        [undefined, runtime, "must be a cache made by CacheAside.make"],
+        [{ get: 1 }, runtime, "must be a cache made by CacheAside.make"]
+      ]
+      for (const [cache, given, message] of cases) {
+        const thrown = yield* Effect.try(() =>
+          PromiseCache.make(cache as CacheAside.CacheAside<number, string, never>, given as Runtime.Runtime<never>)
+        ).pipe(Effect.flip)
+        const error = thrown.error
+        assert.instanceOf(error, CacheAside.InvalidOptions)
+        assert.include((error as CacheAside.InvalidOptions).message, message)
+      }
+      yield* Effect.promise(() => managed.dispose())
+    }).pipe(Effect.provide(Services)))
+
   it.scopedLive("a joiner whose leader's load is interrupted (its cache's scope closed) runs the get again", () =>
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
