@@ -104,6 +104,7 @@ export type EntryConfig<A> = Pick<
   | "keepMillis"
   | "decodeCache"
   | "integrity"
+  | "nearCache"
 >
 
 /** What is written after a load, and what the caller gets. */
@@ -146,6 +147,18 @@ export class Entries<A> {
   decode(full: string, bytes: Uint8Array): Either.Either<Codec.Stored<A>, Codec.CodecError> {
     const memo = this.memo.get(full, bytes)
     if (memo !== undefined) return Either.right(memo)
+    return this.decodeNew(full, bytes, true)
+  }
+
+  /**
+   * Decodes bytes the memo does not hold (read, or just encoded); kept in the memo when `remember`.
+   * Never throws.
+   */
+  private decodeNew(
+    full: string,
+    bytes: Uint8Array,
+    remember: boolean
+  ): Either.Either<Codec.Stored<A>, Codec.CodecError> {
     let result: Either.Either<Codec.Stored<A>, Codec.CodecError>
     try {
       const integrity = this.config.integrity
@@ -155,7 +168,7 @@ export class Entries<A> {
     } catch (cause) {
       result = Either.left(new Codec.CodecError({ reason: "Decode", message: "the entry could not be decoded", cause }))
     }
-    if (Either.isRight(result)) this.memo.set(full, bytes, result.right)
+    if (remember && Either.isRight(result)) this.memo.set(full, bytes, result.right)
     return result
   }
 
@@ -265,7 +278,12 @@ export class Entries<A> {
     return Effect.flatMap(this.ttlFor(value), (ttl) => {
       if (Option.isNone(value) && Option.isNone(ttl)) return Effect.succeed({ value, write: undefined })
       const encoded = this.encode(full, value, Option.getOrElse(ttl, () => 0), delta)
-      const decoded = Either.flatMap(encoded, ({ bytes }) => this.decode(full, bytes))
+      // bytes just encoded are in no memo; they are remembered for the store hits that follow,
+      // unless a near cache answers those
+      const decoded = Either.flatMap(
+        encoded,
+        ({ bytes }) => this.decodeNew(full, bytes, this.config.nearCache === undefined)
+      )
       if (Either.isLeft(decoded) || (decoded.right._tag !== "Value" && decoded.right._tag !== "NotFound")) {
         this.recorder.increment("writeErrors")
         const message = Either.isLeft(decoded) ? decoded.left.message : "unexpected entry"
