@@ -3,9 +3,9 @@
  * `Runtime` you give (its logger, tracer and fiber refs; from a `ManagedRuntime`,
  * `await managed.runtime()`).
  *
- * Each method does what `Runtime.runPromise(runtime, cache.method(...))` does, with the same results and the
- * same rejections (a `FiberFailure` carrying the cause, as `runPromise` rejects), and takes an
- * optional `AbortSignal` as `runPromise` does. One difference, in cost only: a `get` that the
+ * Each method does what `Runtime.runPromise(runtime, cache.method(...))` does, with the same
+ * results and the same rejections (a `FiberFailure` carrying the cause, as `runPromise` rejects),
+ * and takes an optional `AbortSignal` as `runPromise` does. One difference, in cost only: a `get` that the
  * near cache answers, or that joins a get of the same key already in flight, is answered without
  * starting a fiber (entering the runtime costs a few microseconds of CPU per call, more than a
  * near-cache hit itself). Such a get keeps every guarantee of `CacheAside.get`: the same near
