@@ -123,7 +123,9 @@ export const make = <K, A, E>(cache: CacheAside<K, A, E>, runtime: Runtime.Runti
     if (!(now instanceof Flight)) return Promise.resolve(now)
     return new Promise((resolve, reject) =>
       impl.flights.whenAnswered(now, (outcome) => {
-        if (outcome === Retry) resolve(ran(key))
+        // the leader was interrupted: get again, as a joining fiber does, but not from inside the
+        // flight's bookkeeping that calls this (a microtask later, as a fiber would resume)
+        if (outcome === Retry) queueMicrotask(() => resolve(ran(key)))
         else if (Exit.isSuccess(outcome)) resolve(outcome.value)
         else reject(Runtime.makeFiberFailure(outcome.cause))
       })
