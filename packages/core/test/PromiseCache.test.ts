@@ -242,7 +242,9 @@ describe("PromiseCache", () => {
         [handle, undefined, "must be an Effect Runtime"],
         [handle, {}, "must be an Effect Runtime"],
         [handle, managed, "pass `await managedRuntime.runtime()`"],
+        [handle, null, "must be an Effect Runtime"],
         [undefined, runtime, "must be a cache made by CacheAside.make"],
+        [null, runtime, "must be a cache made by CacheAside.make"],
         [{ get: 1 }, runtime, "must be a cache made by CacheAside.make"]
       ]
       for (const [cache, given, message] of cases) {
@@ -254,6 +256,20 @@ describe("PromiseCache", () => {
         assert.include((error as CacheAside.InvalidOptions).message, message)
       }
       yield* Effect.promise(() => managed.dispose())
+    }).pipe(Effect.provide(Services)))
+
+  it.scopedLive("a handle not made by CacheAside.make (a wrapper, a test double) runs every get as an effect", () =>
+    Effect.gen(function*() {
+      const { counts, lookup } = gatedLookup()
+      const handle = yield* makeCache(lookup, { near: true })
+      const { runtime, starts } = yield* countingRuntime
+      const wrapped: CacheAside.CacheAside<number, string, NotThere> = { ...handle }
+      const cache = PromiseCache.make(wrapped, runtime)
+      assertSome(yield* Effect.promise(() => cache.get(1)), "v1")
+      const before = starts.started
+      assertSome(yield* Effect.promise(() => cache.get(1)), "v1")
+      assert.isAbove(starts.started, before, "no fast path without the cache's internals")
+      assert.strictEqual(counts.calls, 1)
     }).pipe(Effect.provide(Services)))
 
   it.scopedLive("a joiner whose leader's load is interrupted (its cache's scope closed) runs the get again", () =>
