@@ -26,7 +26,27 @@ import { implOf } from "./internal/cacheAside.js"
 import { Flight, Retry } from "./internal/flight.js"
 
 /**
- * Options of a call: `signal` interrupts the call's fiber when aborted (as `runPromise`'s).
+ * Options of a call: `signal` interrupts the call's fiber when aborted (as `runPromise`'s); the
+ * Promise then rejects with the interrupt. A get given a signal always runs as an effect.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Option, Schema } from "effect"
+ * import { CacheAside, MemoryCacheStore, PromiseCache } from "@cache-aside/core"
+ *
+ * const program = Effect.gen(function* () {
+ *   const users = yield* CacheAside.make({
+ *     namespace: "user",
+ *     key: (id: number) => String(id),
+ *     schema: Schema.String,
+ *     lookup: (id: number) => Effect.succeed(Option.some(`user ${id}`)),
+ *     ttl: "1 hour"
+ *   })
+ *   const cached = PromiseCache.make(users, yield* Effect.runtime<never>())
+ *   // give up on the call after 200 ms (a request deadline); other gets of the key are not affected
+ *   return yield* Effect.promise(() => cached.get(42, { signal: AbortSignal.timeout(200) }))
+ * }).pipe(Effect.scoped, Effect.provide(MemoryCacheStore.layer()))
+ * ```
  *
  * @since 0.1.0
  */
@@ -35,7 +55,18 @@ export interface CallOptions {
 }
 
 /**
- * A `CacheAside` handle's methods as Promises (see the module's documentation).
+ * A `CacheAside` handle's methods as Promises (see the module's documentation), made by `make`.
+ *
+ * @example
+ * ```ts
+ * import type { PromiseCache } from "@cache-aside/core"
+ *
+ * // a plain async function, as a request handler outside Effect would be
+ * const userName = async (users: PromiseCache.PromiseCache<number, string, never>, id: number) => {
+ *   const user = await users.get(id)
+ *   return user._tag === "Some" ? user.value : "unknown"
+ * }
+ * ```
  *
  * @since 0.1.0
  */
