@@ -27,8 +27,8 @@ import type { Recorder } from "../Metrics.js"
 import * as batch from "./batch.js"
 import { Entries } from "./entry.js"
 import type { Found, Read } from "./entry.js"
-import type { AnyFlight, Flight, Restore } from "./flight.js"
-import { Flights, Retry } from "./flight.js"
+import type { AnyFlight, Restore } from "./flight.js"
+import { Flight, Flights, Retry } from "./flight.js"
 import { Keys } from "./keys.js"
 import * as Lease from "./lease.js"
 import { Lookup, whenTraced } from "./lookup.js"
@@ -378,13 +378,11 @@ export class CacheAsideImpl<K, A, E, R> {
     Effect.suspend(() => {
       const userKey = this.config.key(key)
       const full = this.keys.full(userKey)
-      const held = this.nearGet(full)
-      if (held !== undefined) return Effect.succeed(held)
-      const existing = this.flights.get<A, E>(full)
-      if (existing !== undefined) {
-        this.recorder.increment("coalesced")
-        return this.flights.join(existing, (outcome, restore) => outcome === Retry ? restore(this.get(key)) : outcome)
+      const now = this.answerable(full)
+      if (now instanceof Flight) {
+        return this.flights.join(now, (outcome, restore) => outcome === Retry ? restore(this.get(key)) : outcome)
       }
+      if (now !== undefined) return Effect.succeed(now)
       return this.flights.lead<A, E>(
         full,
         userKey,
@@ -393,10 +391,21 @@ export class CacheAsideImpl<K, A, E, R> {
     })
 
   /**
-   * What a get answers without entering the runtime (for `PromiseCache`): a near-cache hit, or the
-   * flight of its key to wait for (counted as coalesced, as a joining get is); `undefined` when the
-   * get has to run as an effect (it would lead a flight, its span is wanted, or the key function
-   * threw: the effect reports that as it always does).
+   * What a get of `full` needs no read of its own for: the near cache's value (a counted hit), or
+   * the flight of the key in flight to join (counted as coalesced); `undefined`: it leads a flight.
+   */
+  answerable(full: string): Option.Option<A> | Flight<A, E> | undefined {
+    const held = this.nearGet(full)
+    if (held !== undefined) return held
+    const existing = this.flights.get<A, E>(full)
+    if (existing !== undefined) this.recorder.increment("coalesced")
+    return existing
+  }
+
+  /**
+   * `answerable` for a get that would rather not enter the runtime (`PromiseCache`); `undefined`
+   * also when the get has to run as an effect for another reason (its span is wanted, or the key
+   * function threw: the effect reports that as it always does).
    */
   getWithoutFiber(key: K): Option.Option<A> | Flight<A, E> | undefined {
     if (this.config.spanEveryGet) return undefined
@@ -406,11 +415,7 @@ export class CacheAsideImpl<K, A, E, R> {
     } catch {
       return undefined
     }
-    const held = this.nearGet(full)
-    if (held !== undefined) return held
-    const existing = this.flights.get<A, E>(full)
-    if (existing !== undefined) this.recorder.increment("coalesced")
-    return existing
+    return this.answerable(full)
   }
 
   /**
