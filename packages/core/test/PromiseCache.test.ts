@@ -78,6 +78,17 @@ const countingRuntime = Effect.gen(function*() {
   return { starts, runtime }
 })
 
+/** A cache on the memory store, its `PromiseCache` on the counting runtime, and that runtime. */
+const promiseCacheOf = (
+  lookup: (id: number) => Effect.Effect<Option.Option<string>, NotThere>,
+  options: { readonly near?: boolean; readonly spanEveryGet?: boolean } = {}
+) =>
+  Effect.gen(function*() {
+    const handle = yield* makeCache(lookup, options)
+    const { runtime, starts } = yield* countingRuntime
+    return { handle, cache: PromiseCache.make(handle, runtime), runtime, starts }
+  })
+
 /** The promise's outcome as an `Exit` (its handlers attached at once: a rejection is never unhandled). */
 const settle = <A>(promise: Promise<A>) => {
   const settled = promise.then(Exit.succeed, (e: unknown) => Exit.fail(e))
@@ -93,8 +104,7 @@ describe("PromiseCache", () => {
   it.scopedLive("answers what runPromise(cache.get) answers: a miss loads once, a hit, a cached not-found", () =>
     Effect.gen(function*() {
       const { counts, lookup } = gatedLookup()
-      const { runtime } = yield* countingRuntime
-      const cache = PromiseCache.make(yield* makeCache(lookup), runtime)
+      const { cache } = yield* promiseCacheOf(lookup)
       assertSome(yield* Effect.promise(() => cache.get(1)), "v1")
       assertSome(yield* Effect.promise(() => cache.get(1)), "v1")
       assertNone(yield* Effect.promise(() => cache.get(0)))
@@ -119,8 +129,7 @@ describe("PromiseCache", () => {
   it.scopedLive("a near-cache hit starts no fiber; a get the near cache cannot answer runs one", () =>
     Effect.gen(function*() {
       const { lookup } = gatedLookup()
-      const { runtime, starts } = yield* countingRuntime
-      const cache = PromiseCache.make(yield* makeCache(lookup, { near: true }), runtime)
+      const { cache, starts } = yield* promiseCacheOf(lookup, { near: true })
       assertSome(yield* Effect.promise(() => cache.get(1)), "v1")
       const afterMiss = starts.started
       assert.isAbove(afterMiss, 0, "the miss ran as an effect")
@@ -136,8 +145,7 @@ describe("PromiseCache", () => {
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
       const { counts, lookup } = gatedLookup(gate)
-      const { runtime, starts } = yield* countingRuntime
-      const cache = PromiseCache.make(yield* makeCache(lookup), runtime)
+      const { cache, starts } = yield* promiseCacheOf(lookup)
       const leader = cache.get(7)
       yield* Deferred.await(counts.started)
       const before = starts.started
@@ -154,9 +162,7 @@ describe("PromiseCache", () => {
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
       const { counts, lookup } = gatedLookup(gate)
-      const { runtime } = yield* countingRuntime
-      const handle = yield* makeCache(lookup)
-      const cache = PromiseCache.make(handle, runtime)
+      const { cache, handle } = yield* promiseCacheOf(lookup)
       const leader = yield* Effect.fork(handle.get(4))
       yield* Deferred.await(counts.started)
       const joiner = cache.get(4)
@@ -170,8 +176,7 @@ describe("PromiseCache", () => {
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
       const { counts, lookup } = gatedLookup(gate)
-      const { runtime } = yield* countingRuntime
-      const cache = PromiseCache.make(yield* makeCache(lookup), runtime)
+      const { cache, runtime } = yield* promiseCacheOf(lookup)
       const leader = settle(Runtime.runPromise(runtime, cache.cache.get(-1)))
       const leaderFiber = yield* Effect.fork(leader)
       yield* Deferred.await(counts.started)
@@ -190,8 +195,7 @@ describe("PromiseCache", () => {
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
       const { counts, lookup } = gatedLookup(gate)
-      const { runtime } = yield* countingRuntime
-      const cache = PromiseCache.make(yield* makeCache(lookup), runtime)
+      const { cache } = yield* promiseCacheOf(lookup)
       const thrown = yield* settle(cache.get(Number.NaN))
       assert.isTrue(Exit.isFailure(thrown))
       if (Exit.isFailure(thrown)) {
@@ -211,8 +215,7 @@ describe("PromiseCache", () => {
   it.scopedLive("with spanEveryGet every get runs as an effect (its span is wanted), near hits included", () =>
     Effect.gen(function*() {
       const { lookup } = gatedLookup()
-      const { runtime, starts } = yield* countingRuntime
-      const cache = PromiseCache.make(yield* makeCache(lookup, { near: true, spanEveryGet: true }), runtime)
+      const { cache, starts } = yield* promiseCacheOf(lookup, { near: true, spanEveryGet: true })
       assertSome(yield* Effect.promise(() => cache.get(1)), "v1")
       const before = starts.started
       assertSome(yield* Effect.promise(() => cache.get(1)), "v1")
@@ -329,9 +332,7 @@ describe("PromiseCache under random interleavings", () => {
               const seen = version[id]!
               return Effect.as(Effect.sleep(delay), Option.some(`v${id}:${seen}`))
             })
-          const handle = yield* makeCache(lookup, { near })
-          const { runtime } = yield* countingRuntime
-          const cache = PromiseCache.make(handle, runtime)
+          const { cache, handle } = yield* promiseCacheOf(lookup, { near })
           const settled: Array<Effect.Effect<void>> = []
           const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
           for (const op of ops) {
