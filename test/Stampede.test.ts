@@ -210,16 +210,19 @@ describe("stampede across processes (Redis)", { timeout: 60_000 }, () => {
       const redis = yield* client(server)
       yield* Effect.promise(() => redis.hset("db", "hot", "row v1"))
       const leaseTtlMillis = 1_000
-      const holder = yield* spawnChild(
-        baseConfig(server, { gets: 1, lookup: { _tag: "forever" }, barrierKey: null, leaseTtlMillis })
-      )
+      // the waiters first: the holder's lease lives 1 s, which must not run out while slower
+      // processes start (on a loaded machine that takes longer than the lease), or a waiter
+      // finds no lease and never waits
       const waiters = yield* Effect.forEach(
         [1, 2],
         () => spawnChild(baseConfig(server, { leaseTtlMillis, lockWaitMillis: 10_000 })),
         { concurrency: "unbounded" }
       )
-      yield* holder.waitFor("loading") // it holds the lease now, and never fills
       yield* Effect.forEach(waiters, (c) => c.waitFor("ready"), { concurrency: "unbounded", discard: true })
+      const holder = yield* spawnChild(
+        baseConfig(server, { gets: 1, lookup: { _tag: "forever" }, barrierKey: null, leaseTtlMillis })
+      )
+      yield* holder.waitFor("loading") // it holds the lease now, and never fills
       yield* Effect.promise(() => redis.set("go", "1"))
       yield* Effect.sleep("100 millis")
       yield* holder.kill
