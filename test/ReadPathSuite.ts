@@ -8,7 +8,7 @@ import type { Vitest } from "@effect/vitest"
 import { assert, describe } from "@effect/vitest"
 import { assertInstanceOf, assertNone, assertSome, assertTrue, deepStrictEqual } from "@effect/vitest/utils"
 import { Cause, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Schema, TestServices } from "effect"
-import { DbError, elapse, uniqueNamespace, User, withTimePassing } from "./CacheAsideSuite.js"
+import { advance, DbError, elapse, uniqueNamespace, User, withTimePassing } from "./CacheAsideSuite.js"
 
 /** A generous bound against hangs: never an assertion about speed. */
 const hangBound = Duration.seconds(10)
@@ -390,13 +390,15 @@ export const suite = <R>(
         const cache = yield* userCache(
           uniqueNamespace(),
           (id) => failing ? Effect.fail(new DbError({ message: "down" })) : plain(id),
-          { ttl: "100 millis", failSafe: { maxStale: "300 millis", throttle: "10 seconds" } }
+          // minutes on the TestClock (the envelope decides): Redis's own PX, ttl + maxStale in real
+          // time, must not drop the entry while a loaded machine stalls before the stale read
+          { ttl: "1 minute", failSafe: { maxStale: "3 minutes", throttle: "100 minutes" } }
         )
         yield* cache.get(1)
         failing = true
-        yield* elapse("150 millis")
+        yield* advance("90 seconds")
         assertSome(yield* cache.get(1), new User({ id: 1, name: "user 1" })) // stale, throttled
-        yield* elapse("300 millis") // past expiry + maxStale, within the throttle
+        yield* advance("3 minutes") // past expiry + maxStale, within the throttle
         const exit = yield* Effect.exit(cache.get(1))
         assertTrue(Exit.isFailure(exit), "the stale value is gone: the lookup's error is answered")
       }).pipe(Effect.provide(services)))
