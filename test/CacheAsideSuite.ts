@@ -681,11 +681,13 @@ export const suite = <R>(
                   yield* Effect.sleep("50 millis") // the lookup takes 50 ms: delta
                   return Option.fromNullable(rows.get(id))
                 }),
-              { ttl: "1 second", earlyExpiration: { beta } }
+              // a minute on the TestClock: Redis's own PX (the TTL, in real time) must not drop the
+              // entry while a loaded machine stalls before the reads near expiry (they would miss)
+              { ttl: "1 minute", earlyExpiration: { beta } }
             )
             yield* withTimePassing(cache.get(1))
-            // 900 ms later: 100 ms before expiry, two lookup durations
-            yield* TestClock.adjust("890 millis")
+            // 59.9 s later: 100 ms before expiry, two lookup durations
+            yield* TestClock.adjust("59890 millis")
             for (let i = 0; i < 200; i++) yield* cache.get(1)
             yield* withTimePassing(Effect.sleep("60 millis"))
             const metrics = yield* Metrics.Metrics
