@@ -210,23 +210,28 @@ describe("stampede across processes (Redis)", { timeout: 60_000 }, () => {
       const redis = yield* client(server)
       yield* Effect.promise(() => redis.hset("db", "hot", "row v1"))
       const leaseTtlMillis = 1_000
-      // the waiters first: the holder's lease lives 1 s, which must not run out while slower
-      // processes start (on a loaded machine that takes longer than the lease), or a waiter
-      // finds no lease and never waits
+      // the parent's handle: the lease's key, and later a read of the fill
+      const parent = yield* parentCache(server, redis, { lock: true, leaseTtlMillis })
       const waiters = yield* Effect.forEach(
         [1, 2],
         () => spawnChild(baseConfig(server, { leaseTtlMillis, lockWaitMillis: 10_000 })),
         { concurrency: "unbounded" }
       )
       yield* Effect.forEach(waiters, (c) => c.waitFor("ready"), { concurrency: "unbounded", discard: true })
+      // the holder's lease lives the default 10 s while the waiters get to it: a lease of 1 s ran out
+      // on a loaded machine before a slow waiter read it (it then never waited); it is cut to 1 s
+      // once both wait, below
       const holder = yield* spawnChild(
-        baseConfig(server, { gets: 1, lookup: { _tag: "forever" }, barrierKey: null, leaseTtlMillis })
+        baseConfig(server, { gets: 1, lookup: { _tag: "forever" }, barrierKey: null })
       )
       yield* holder.waitFor("loading") // it holds the lease now, and never fills
       yield* Effect.promise(() => redis.set("go", "1"))
-      yield* Effect.sleep("100 millis")
+      // both found the lease and wait for its fill (an event, not a sleep)
+      yield* Effect.forEach(waiters, (c) => c.waitFor("waiting"), { concurrency: "unbounded", discard: true })
       yield* holder.kill
       assert.isNull(yield* holder.exit)
+      // the dead holder's lease now expires in 1 s, as a 1 s lease taken by a holder dying now would
+      assert.strictEqual(yield* Effect.promise(() => redis.pexpire(parent.cache.keyOf("hot"), leaseTtlMillis)), 1)
       const summaries = yield* Effect.forEach(waiters, (c) => c.summary, { concurrency: "unbounded" })
       // the dead holder's lookup, and one more after its lease expired
       assert.strictEqual(yield* lookups(redis), 2)
@@ -237,7 +242,6 @@ describe("stampede across processes (Redis)", { timeout: 60_000 }, () => {
         assert.isAtLeast(s.metrics.lockWaits, 1)
       }
       // the parent, with the lock on, reads the fill
-      const parent = yield* parentCache(server, redis, { lock: true, leaseTtlMillis })
       const value = yield* parent.cache.get("hot")
       assert.strictEqual(Option.getOrUndefined(value)?.name, "row v1")
       assert.strictEqual((yield* parent.snapshot).hits, 1)
