@@ -83,6 +83,34 @@ export const suite = <R>(
         assert.strictEqual((yield* counts(namespace)).lockWaits, 0)
       }).pipe(Effect.provide(services)))
 
+    it.scoped("a lookup that throws instead of returning an effect: the get dies with it, counted, and leaves no lease", () =>
+      Effect.gen(function*() {
+        const namespace = uniqueNamespace()
+        const boom = new Error("boom")
+        const throwing = (): Effect.Effect<Option.Option<User>, DbError> => {
+          throw boom
+        }
+        const a = yield* userCache(namespace, throwing)
+        deepStrictEqual(yield* Effect.exit(a.get(1)), Exit.die(boom))
+        assertTrue(yield* noLease(a.keyOf(1)), "the lease was released")
+        // another process loads at once: no lease to wait for
+        const b = yield* userCache(namespace, plain)
+        assertSome(yield* b.get(1), new User({ id: 1, name: "user 1" }))
+        const s = yield* counts(namespace)
+        assert.strictEqual(s.lockWaits, 0)
+        assert.strictEqual(s.loadErrors, 1, "the throw is a failed lookup")
+        assert.strictEqual(s.loads, 2)
+        // getMany, through a loadMany that throws
+        const many = yield* userCache(namespace, plain, {
+          lookup: DataSource.make(plain, () => {
+            throw boom
+          })
+        } as Partial<CacheAside.Options<number, User, typeof User.Encoded, DbError, never>>)
+        deepStrictEqual(yield* Effect.exit(many.getMany([2, 3])), Exit.die(boom))
+        assertTrue(yield* noLease(a.keyOf(2)), "no lease left for 2")
+        assertTrue(yield* noLease(a.keyOf(3)), "no lease left for 3")
+      }).pipe(Effect.provide(services)))
+
     it.scoped("a leader interrupted by its caller leaves no lease, and its load is interrupted", () =>
       Effect.gen(function*() {
         const namespace = uniqueNamespace()

@@ -265,7 +265,9 @@ export const batched = <K, A, E, R>(
   Effect.gen(function*() {
     const loadMany = source.loadMany
     const context = yield* Effect.context<R>()
-    const load = (key: K) => Effect.provide(source.load(key), context)
+    // the source's functions are called inside effects: one that throws is a defect of that load
+    // (its waiters get it), never a batch fiber dying with its waiters left waiting
+    const load = (key: K) => Effect.provide(Effect.suspend(() => source.load(key)), context)
     if (loadMany === undefined) return { load, loadMany: undefined }
     let pending: Array<Waiter<A, E>> = []
     let closed = false
@@ -289,7 +291,7 @@ export const batched = <K, A, E, R>(
 
     /** Answers each waiter from the batch's pairs, matched by key; an unanswered key loads alone. */
     const answer = (batch: ReadonlyArray<Waiter<A, E>>, keys: ReadonlyArray<K>) =>
-      Effect.flatMap(Effect.exit(Effect.provide(loadMany(keys), context)), (exit) => {
+      Effect.flatMap(Effect.exit(Effect.provide(Effect.suspend(() => loadMany(keys)), context)), (exit) => {
         if (Exit.isFailure(exit)) {
           return Effect.forEach(batch, (waiter) => Deferred.failCause(waiter.deferred, exit.cause), { discard: true })
         }
@@ -327,6 +329,6 @@ export const batched = <K, A, E, R>(
             : Effect.void
           return Effect.zipRight(start, Deferred.await(deferred))
         }),
-      loadMany: (keys: ReadonlyArray<K>) => Effect.provide(loadMany(keys), context)
+      loadMany: (keys: ReadonlyArray<K>) => Effect.provide(Effect.suspend(() => loadMany(keys)), context)
     }
   })

@@ -21,7 +21,7 @@ export const eventDescriptions = {
   hits: "gets answered from the cache (a cached \"not found\" and a stale serve are hits)",
   misses: "gets not answered from the cache",
   loads: "lookups run",
-  loadErrors: "lookups that failed (or passed their hard timeout)",
+  loadErrors: "lookups that failed, died (a defect: a lookup that threw) or passed their hard timeout",
   cacheErrors: "store operations that failed (CacheUnavailable)",
   fallbacks: "reads served by the lookup because the store failed",
   coalesced: "gets that joined a read or load already in flight for the same key",

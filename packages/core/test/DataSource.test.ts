@@ -9,6 +9,7 @@ import * as Request from "effect/Request"
 import * as RequestResolver from "effect/RequestResolver"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
+import * as TestServices from "effect/TestServices"
 import { CacheAside, DataSource, MemoryCacheStore, Metrics } from "../src/index.js"
 
 const Services = Layer.provideMerge(MemoryCacheStore.layer(), Metrics.layer)
@@ -121,6 +122,29 @@ describe("DataSource", () => {
       const failed = yield* Effect.all([source.load(5), source.load(6)].map(Effect.exit), { concurrency: "unbounded" })
       failed.forEach((exit) => deepStrictEqual(exit, Exit.fail("DbDown")))
     }).pipe(Effect.scoped))
+
+  it.effect("batched over a source whose functions throw instead of returning effects: each waiter dies with it, none hangs", () =>
+    Effect.gen(function*() {
+      const boom = new Error("boom")
+      const throwing: DataSource.DataSource<number, string> = {
+        load: () => {
+          throw boom
+        },
+        loadMany: (ids) => {
+          if (ids.includes(1)) throw boom
+          return Effect.succeed([]) // every key left out: each loads alone, through the throwing load
+        }
+      }
+      const source = yield* DataSource.batched(throwing)
+      for (const keys of [[1, 2], [3, 4]]) {
+        const exits = yield* Effect.all(keys.map((key) => Effect.exit(source.load(key))), {
+          concurrency: "unbounded"
+        }).pipe(Effect.timeoutFail({ duration: "1 second", onTimeout: () => "a waiter hangs" }))
+        exits.forEach((exit) => deepStrictEqual(exit, Exit.die(boom)))
+      }
+      // and straight through loadMany
+      deepStrictEqual(yield* Effect.exit(source.loadMany!([1])), Exit.die(boom))
+    }).pipe(Effect.scoped, TestServices.provideLive))
 
   it.effect("batched with a window waits on the Clock; duplicate keys are asked once", () =>
     Effect.gen(function*() {

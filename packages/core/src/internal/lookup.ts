@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -123,10 +124,11 @@ export class Lookup<K, A, E, R, T> {
           captureStackTrace: false
         })
       }
-      return Effect.matchEffect(lookup, {
-        onFailure: (error) => {
-          this.recorder.increment("loadErrors", count)
-          return Effect.fail(error)
+      return Effect.matchCauseEffect(lookup, {
+        // a failure or a defect (a lookup that threw) is a failed lookup; an interrupt is not
+        onFailure: (cause) => {
+          if (!Cause.isInterruptedOnly(cause)) this.recorder.increment("loadErrors", count)
+          return Effect.failCause(cause)
         },
         onSuccess: (value) => {
           const delta = this.now() - start
@@ -141,7 +143,10 @@ export class Lookup<K, A, E, R, T> {
   load(key: K, userKey: string): Effect.Effect<readonly [Option.Option<A>, number], E | T> {
     // keys can be secrets: a short hash unless logKeys, computed only when a span or an error needs it
     const label = () => this.config.keyLabel(userKey)
-    return this.run(this.config.load(key), 1, label, () => ({ namespace: this.config.namespace, key: label() }))
+    // called inside the load's effect: a lookup that throws instead of returning an effect is a
+    // defect of the load, whose lease is then released as on any failure
+    const lookup = Effect.suspend(() => this.config.load(key))
+    return this.run(lookup, 1, label, () => ({ namespace: this.config.namespace, key: label() }))
   }
 
   /**
@@ -150,7 +155,7 @@ export class Lookup<K, A, E, R, T> {
    */
   loadMany(keys: ReadonlyArray<K>): Effect.Effect<readonly [Map<string, Option.Option<A>>, number], E | T> {
     const loadMany = this.config.loadMany!
-    const answers = Effect.map(loadMany(keys), (pairs) => {
+    const answers = Effect.map(Effect.suspend(() => loadMany(keys)), (pairs) => {
       const byKey = new Map<string, Option.Option<A>>()
       for (const [k, value] of pairs) byKey.set(this.config.key(k), value)
       return byKey
