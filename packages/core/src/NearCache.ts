@@ -89,10 +89,14 @@ export class Default extends Context.Reference<Default>()("@cache-aside/core/Nea
  * @example
  * ```ts
  * import { Layer } from "effect"
- * import { NearCache } from "@cache-aside/core"
+ * import { Metrics, NearCache } from "@cache-aside/core"
  * import { RedisCacheBus } from "@cache-aside/redis"
  *
- * const Live = Layer.merge(RedisCacheBus.layer(), NearCache.layerDefault({ maxEntries: 10_000, ttl: "1 minute" }))
+ * // RedisCacheBus.layer wraps its store in ResilientCacheStore, which needs Metrics
+ * const Live = Layer.merge(
+ *   RedisCacheBus.layer().pipe(Layer.provideMerge(Metrics.layer)),
+ *   NearCache.layerDefault({ maxEntries: 10_000, ttl: "1 minute" })
+ * )
  * ```
  *
  * @since 0.1.0

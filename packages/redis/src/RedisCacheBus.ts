@@ -210,10 +210,14 @@ export const layer = (
  *
  * @example
  * ```ts
- * import { Config } from "effect"
+ * import { Config, Layer } from "effect"
+ * import { Metrics } from "@cache-aside/core"
  * import { RedisCacheBus } from "@cache-aside/redis"
  *
- * const Live = RedisCacheBus.layerFromConfig({ url: Config.redacted("CACHE_REDIS_URL") })
+ * // the resilient wrapper of the store needs Metrics
+ * const Live = RedisCacheBus.layerFromConfig({ url: Config.redacted("CACHE_REDIS_URL") }).pipe(
+ *   Layer.provideMerge(Metrics.layer)
+ * )
  * ```
  *
  * @since 0.1.0

@@ -212,10 +212,14 @@ export const layer = (options: Options = {}): Layer.Layer<CacheStore, InvalidSto
  *
  * @example
  * ```ts
- * import { Config } from "effect"
+ * import { Config, Layer } from "effect"
+ * import { Metrics } from "@cache-aside/core"
  * import { RedisCacheStore } from "@cache-aside/redis"
  *
- * const StoreLive = RedisCacheStore.layerFromConfig({ url: Config.redacted("CACHE_REDIS_URL") })
+ * // the resilient wrapper needs Metrics
+ * const StoreLive = RedisCacheStore.layerFromConfig({ url: Config.redacted("CACHE_REDIS_URL") }).pipe(
+ *   Layer.provideMerge(Metrics.layer)
+ * )
  * ```
  *
  * @since 0.1.0
