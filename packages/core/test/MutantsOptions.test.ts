@@ -154,7 +154,7 @@ describe("the forms of an option", () => {
 
   it("the lowest accepted bounds: timeouts of 1 ms, a memo of 0, one lookup at a time", () => {
     const c = config({
-      lookupTimeout: { soft: 1, hard: 1 },
+      lookupTimeout: { soft: 1, hard: 2 }, // a soft timeout must be shorter than the hard one
       storeTimeout: 1,
       leaseTtl: 1,
       decodeCacheSize: 0,
@@ -164,7 +164,7 @@ describe("the forms of an option", () => {
       failSafe: { maxStale: 0, throttle: 1 }
     })
     assert.strictEqual(Duration.toMillis(c.softTimeout!), 1)
-    assert.strictEqual(Duration.toMillis(c.hardTimeout!), 1)
+    assert.strictEqual(Duration.toMillis(config({ lookupTimeout: { hard: 1 } }).hardTimeout!), 1)
     assert.strictEqual(Duration.toMillis(c.storeTimeout!), 1)
     deepStrictEqual(c.decodeCache, { entries: 0, bytes: 0 })
     assert.strictEqual(c.batchConcurrency, 1)

@@ -6,6 +6,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { CacheAside, DataSource, MemoryCacheStore, Metrics } from "../src/index.js"
 import { DecodeMemo } from "../src/internal/entry.js"
@@ -93,6 +94,41 @@ describe("options of make (issue 9 item 5)", () => {
       "getManyConcurrency beyond a safe integer",
       { getManyConcurrency: 2 ** 60 },
       "getManyConcurrency must be an integer"
+    ],
+    ["getManyConcurrency a string", { getManyConcurrency: "16" }, "got \"16\""],
+    // a misspelled option would leave its feature off without a word
+    ["a misspelled option (case)", { negativeTTL: 0 }, "unknown option \"negativeTTL\"; did you mean \"negativeTtl\"?"],
+    [
+      "a misspelled option (a typo)",
+      { stalewhileRevalidat: "1 minute" },
+      "unknown option \"stalewhileRevalidat\"; did you mean \"staleWhileRevalidate\"?"
+    ],
+    ["an option that does not exist", { ttlSeconds: 5 }, "unknown option \"ttlSeconds\""],
+    [
+      "a misspelled lock option",
+      { lock: { wiat: "1 second" } },
+      "unknown option \"lock.wiat\"; did you mean \"lock.wait\"?"
+    ],
+    [
+      "a misspelled failSafe option",
+      { failSafe: { maxStale: "1 minute", maxstale: "1 hour" } },
+      "unknown option \"failSafe.maxstale\""
+    ],
+    [
+      "a misspelled lookupTimeout option",
+      { lookupTimeout: { hrad: "1 second" } },
+      "did you mean \"lookupTimeout.hard\"?"
+    ],
+    ["a misspelled earlyExpiration option", { earlyExpiration: { Beta: 2 } }, "did you mean \"earlyExpiration.beta\"?"],
+    [
+      "a misspelled nearCache option",
+      { nearCache: { maxEntries: 10, ttl: "1 minute", maxEntrys: 5 } },
+      "unknown option \"nearCache.maxEntrys\""
+    ],
+    [
+      "lookupTimeout.soft not shorter than hard (the soft one could never fire)",
+      { lookupTimeout: { soft: "2 seconds", hard: "1 second" } },
+      "lookupTimeout.soft must be shorter than lookupTimeout.hard"
     ]
   ]
   for (const [name, options, message] of wrongTypes) {
@@ -111,6 +147,36 @@ describe("options of make (issue 9 item 5)", () => {
         assertTrue(Either.isLeft(result) && result.left._tag === "InvalidOptions")
         assert.match(Either.isLeft(result) ? result.left.message : "", /^options must be an object, got /)
       }
+    }).pipe(Effect.provide(Services)))
+
+  it.scoped("every option, each object-valued one with every field, is accepted", () =>
+    Effect.gen(function*() {
+      const result = yield* Effect.either(CacheAside.make({
+        ...base,
+        negativeTtl: "1 second",
+        jitter: 0.2,
+        version: "2",
+        prefix: "app",
+        compressAbove: 4096,
+        maxEntryBytes: 1024 * 1024,
+        leaseTtl: "5 seconds",
+        lock: { wait: "1 second", poll: "10 millis" },
+        staleWhileRevalidate: "1 minute",
+        earlyExpiration: { beta: 1 },
+        failSafe: { maxStale: "1 hour", throttle: "5 seconds" },
+        lookupTimeout: { soft: "100 millis", hard: "1 second" },
+        spanEveryGet: false,
+        logKeys: false,
+        storeTimeout: "1 second",
+        decodeCacheSize: 10,
+        decodeCacheBytes: 1024,
+        getManyConcurrency: 4,
+        nearCache: { maxEntries: 10, maxBytes: 4096, ttl: "1 minute" },
+        lookupConcurrency: 8,
+        signingKey: Redacted.make("k".repeat(32)),
+        previousSigningKeys: [Redacted.make("p".repeat(32))]
+      }))
+      assertTrue(Either.isRight(result), Either.isLeft(result) ? result.left.message : "")
     }).pipe(Effect.provide(Services)))
 
   it.scoped("a short lock.wait alone is valid: the default poll follows it", () =>

@@ -88,6 +88,46 @@ const optionalMillis = (what: string, input: unknown, min = 0) =>
 const optionalDuration = (what: string, input: unknown, min = 0) =>
   input === undefined ? Either.right(undefined) : validate.duration(what, input, { min })
 
+type AnyOptions = Options<never, never, never, never, never>
+type Names<T> = { readonly [P in keyof Required<T>]: true }
+type Fields<T> = Exclude<T, boolean | undefined>
+
+/** Every option of `CacheAside.make`, and of its object-valued options: anything else is a typo. */
+const optionNames: Names<AnyOptions> = {
+  namespace: true,
+  key: true,
+  schema: true,
+  lookup: true,
+  ttl: true,
+  negativeTtl: true,
+  jitter: true,
+  version: true,
+  prefix: true,
+  compressAbove: true,
+  maxEntryBytes: true,
+  leaseTtl: true,
+  lock: true,
+  staleWhileRevalidate: true,
+  earlyExpiration: true,
+  failSafe: true,
+  lookupTimeout: true,
+  spanEveryGet: true,
+  logKeys: true,
+  storeTimeout: true,
+  decodeCacheSize: true,
+  decodeCacheBytes: true,
+  getManyConcurrency: true,
+  nearCache: true,
+  lookupConcurrency: true,
+  signingKey: true,
+  previousSigningKeys: true
+}
+const lockNames: Names<Fields<AnyOptions["lock"]>> = { wait: true, poll: true }
+const earlyNames: Names<Fields<AnyOptions["earlyExpiration"]>> = { beta: true }
+const failSafeNames: Names<Fields<AnyOptions["failSafe"]>> = { maxStale: true, throttle: true }
+const lookupTimeoutNames: Names<{ soft: unknown; hard: unknown }> = { soft: true, hard: true }
+const nearCacheNames: Names<Fields<AnyOptions["nearCache"]>> = { maxEntries: true, maxBytes: true, ttl: true }
+
 /** The default decode memo budget in bytes of stored entries (keys included). */
 const defaultDecodeCacheBytes = 16 * 1024 * 1024
 
@@ -96,6 +136,7 @@ const lockOf = (input: Options<never, never, never, never, never>["lock"]) =>
   Either.gen(function*() {
     if (input === false) return undefined
     const lock = input === true ? {} : (yield* validate.record("lock", input)) ?? {}
+    yield* validate.known("lock", lock, lockNames)
     const waitMillis = yield* durationMillis("lock.wait", lock.wait ?? "5 seconds")
     const pollMillis = yield* durationMillis("lock.poll", lock.poll ?? Math.max(1, Math.min(20, waitMillis)), 1)
     if (pollMillis > Math.max(waitMillis, 1)) return yield* Either.left(`lock.poll must not be longer than lock.wait`)
@@ -106,6 +147,7 @@ const lockOf = (input: Options<never, never, never, never, never>["lock"]) =>
 const betaOf = (input: Options<never, never, never, never, never>["earlyExpiration"]) =>
   Either.gen(function*() {
     const early = typeof input === "boolean" ? input : yield* validate.record("earlyExpiration", input)
+    if (typeof early === "object") yield* validate.known("earlyExpiration", early, earlyNames)
     const beta = early === true ? 1 : early === false || early === undefined ? 0 : early.beta ?? 1
     return yield* validate.fraction("earlyExpiration.beta", beta, 0, Number.MAX_VALUE)
   })
@@ -151,6 +193,8 @@ export const decode = <K, A, I, E, R>(
   options: Options<K, A, I, E, R>
 ): Either.Either<Config<K, A, E, R>, string> =>
   Either.gen(function*() {
+    yield* validate.record("options", options)
+    yield* validate.known(undefined, options, optionNames)
     const namespace = yield* name("namespace", options.namespace)
     const prefix = yield* name("prefix", options.prefix ?? "cache")
     const version = yield* name("version", options.version ?? "1")
@@ -172,13 +216,19 @@ export const decode = <K, A, I, E, R>(
     const swrMillis = (yield* optionalMillis("staleWhileRevalidate", options.staleWhileRevalidate)) ?? 0
     const beta = yield* betaOf(options.earlyExpiration)
     const failSafeOptions = yield* validate.record("failSafe", options.failSafe)
+    yield* validate.known("failSafe", failSafeOptions, failSafeNames)
     const failSafe = failSafeOptions === undefined ? undefined : {
       maxStaleMillis: yield* durationMillis("failSafe.maxStale", failSafeOptions.maxStale),
       throttleMillis: yield* durationMillis("failSafe.throttle", failSafeOptions.throttle ?? "10 seconds", 1)
     }
     const lookupTimeout = yield* validate.record("lookupTimeout", options.lookupTimeout)
+    yield* validate.known("lookupTimeout", lookupTimeout, lookupTimeoutNames)
     const softTimeout = yield* optionalDuration("lookupTimeout.soft", lookupTimeout?.soft, 1)
     const hardTimeout = yield* optionalDuration("lookupTimeout.hard", lookupTimeout?.hard, 1)
+    if (softTimeout !== undefined && hardTimeout !== undefined && !Duration.lessThan(softTimeout, hardTimeout)) {
+      // the hard timeout would always fire first: the soft one (serve stale, keep loading) never would
+      return yield* Either.left("lookupTimeout.soft must be shorter than lookupTimeout.hard")
+    }
     const storeTimeout = yield* optionalDuration("storeTimeout", options.storeTimeout, 1)
     const entries = yield* validate.integer("decodeCacheSize", options.decodeCacheSize ?? 1000, 0)
     const bytes = yield* validate.integer("decodeCacheBytes", options.decodeCacheBytes ?? defaultDecodeCacheBytes, 0)
@@ -186,6 +236,7 @@ export const decode = <K, A, I, E, R>(
     const nearOptions = options.nearCache === undefined || options.nearCache === false
       ? undefined
       : yield* validate.record("nearCache", options.nearCache)
+    yield* validate.known("nearCache", nearOptions, nearCacheNames)
     const near = nearOptions === undefined ? undefined : yield* nearCache.resolve(nearOptions)
     const lookupConcurrency = yield* validate.integer("lookupConcurrency", options.lookupConcurrency ?? 64, 1)
     const source = yield* sourceOf(options.lookup)

@@ -61,6 +61,9 @@ export const duration = (
   return Either.right(decoded.value)
 }
 
+/** How a value is shown in a message: strings quoted, so `"100"` is told apart from `100`. */
+const shown = (input: unknown): string => typeof input === "string" ? JSON.stringify(input) : String(input)
+
 /**
  * An integer in `[min, max]`.
  *
@@ -74,7 +77,7 @@ export const integer = (
 ): Either.Either<number, string> =>
   typeof input === "number" && Number.isInteger(input) && input >= min && input <= max
     ? Either.right(input)
-    : Either.left(`${what} must be an integer between ${min} and ${max}, got ${String(input)}`)
+    : Either.left(`${what} must be an integer between ${min} and ${max}, got ${shown(input)}`)
 
 /**
  * A finite number in `[min, max]`.
@@ -89,7 +92,7 @@ export const fraction = (
 ): Either.Either<number, string> =>
   typeof input === "number" && Number.isFinite(input) && input >= min && input <= max
     ? Either.right(input)
-    : Either.left(`${what} must be a number between ${min} and ${max}, got ${String(input)}`)
+    : Either.left(`${what} must be a number between ${min} and ${max}, got ${shown(input)}`)
 
 /**
  * An object-shaped option (`failSafe`, `lock`, ...): absent (`undefined`), or a non-null object that
@@ -104,3 +107,48 @@ export const record = <T extends object>(what: string, input: T | undefined): Ei
     : Either.left(
       `${what} must be an object, got ${input === null ? "null" : Array.isArray(input) ? "an array" : typeof input}`
     )
+
+/** Edit distance (Levenshtein) of two short strings: enough to name the option a typo meant. */
+const distance = (a: string, b: string): number => {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]!
+}
+
+/** The longest option name shown or compared: a key is developer input, but need not be short. */
+const maxShownName = 64
+
+/**
+ * Rejects an option object's own keys that are not options (`negativeTTL`, `ttlSecond`): a
+ * misspelled option would otherwise be ignored, silently leaving its feature off. The message
+ * names the key and, when one is close (case, or up to two edits), the option it probably meant.
+ * `names` maps every known option to `true`, so a type lists them all (none missing, none extra).
+ *
+ * @internal
+ */
+export const known = (
+  what: string | undefined,
+  input: object | undefined,
+  names: Readonly<Record<string, true>>
+): Either.Either<void, string> => {
+  if (input === undefined) return Either.right(undefined)
+  const path = (key: string) => what === undefined ? key : `${what}.${key}`
+  for (const key of Object.keys(input)) {
+    if (Object.hasOwn(names, key)) continue
+    const clipped = key.slice(0, maxShownName).toLowerCase()
+    const candidates = Object.keys(names)
+    const near = candidates.find((name) => name.toLowerCase() === clipped) ??
+      candidates.find((name) => distance(name.toLowerCase(), clipped) <= 2)
+    const shownKey = JSON.stringify(path(key.length > maxShownName ? `${key.slice(0, maxShownName)}…` : key))
+    return Either.left(
+      `unknown option ${shownKey}${near === undefined ? "" : `; did you mean ${JSON.stringify(path(near))}?`}`
+    )
+  }
+  return Either.right(undefined)
+}
