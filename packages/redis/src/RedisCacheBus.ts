@@ -147,14 +147,22 @@ export const make = (
 /**
  * The bus over the `RedisClient` in context (sharing its data connection with the store).
  *
+ * `RedisCacheStore.layerWithClient` is the bare store: no circuit breaker, no invalidation queue (an
+ * `invalidate` while Redis is down fails with `CacheUnavailable`), no retries, and no time limit
+ * but the client's own. Wrap it in `ResilientCacheStore.layer`, as `layer` does; the wrapper passes
+ * the bus through and needs `Metrics`.
+ *
  * @example
  * ```ts
  * import { Layer, Redacted } from "effect"
+ * import { Metrics, ResilientCacheStore } from "@cache-aside/core"
  * import { RedisCacheBus, RedisCacheStore, RedisClient } from "@cache-aside/redis"
  *
- * const Live = Layer.merge(RedisCacheStore.layerWithClient, RedisCacheBus.layerWithClient()).pipe(
- *   Layer.provide(RedisClient.layer({ url: Redacted.make("redis://localhost:6379") }))
- * )
+ * const Live = ResilientCacheStore.layer(Layer.merge(RedisCacheStore.layerWithClient, RedisCacheBus.layerWithClient()))
+ *   .pipe(
+ *     Layer.provide(RedisClient.layer({ url: Redacted.make("redis://localhost:6379") })),
+ *     Layer.provideMerge(Metrics.layer)
+ *   )
  * ```
  *
  * @since 0.1.0

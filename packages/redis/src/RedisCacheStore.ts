@@ -108,14 +108,24 @@ export const make: Effect.Effect<CacheStore["Type"], never, RedisClient.RedisCli
  * The store over the `RedisClient` in context, for a client built elsewhere (for example one
  * shared with other Redis services, or `RedisClient.layerFromClient` over a caller-owned client).
  *
+ * This is the bare store, unlike `layer` and the other store layers: no circuit breaker, no
+ * invalidation queue (an `invalidate` while Redis is down fails with `CacheUnavailable`), no
+ * retries, and no time limit but the client's own. Wrap it in `ResilientCacheStore.layer` (which
+ * needs `Metrics`), as below.
+ *
  * @example
  * ```ts
  * import { Layer } from "effect"
  * import { Redis } from "ioredis"
+ * import { Metrics, ResilientCacheStore } from "@cache-aside/core"
  * import { RedisCacheStore, RedisClient } from "@cache-aside/redis"
  *
  * // over your client, new Redis(url): closed by the caller, never by the layer
- * const StoreLive = (redis: Redis) => RedisCacheStore.layerWithClient.pipe(Layer.provide(RedisClient.layerFromClient(redis)))
+ * const StoreLive = (redis: Redis) =>
+ *   ResilientCacheStore.layer(RedisCacheStore.layerWithClient).pipe(
+ *     Layer.provide(RedisClient.layerFromClient(redis)),
+ *     Layer.provideMerge(Metrics.layer)
+ *   )
  * ```
  *
  * @since 0.1.0
