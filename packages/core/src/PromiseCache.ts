@@ -109,6 +109,9 @@ const optionsOf = (options: CallOptions | undefined) =>
  * get answered without entering it could not do.) Throws `InvalidOptions` when `cache` is not a
  * cache or `runtime` not a `Runtime`.
  *
+ * Close the cache's scope only after its last call: afterwards a get that has to load rejects with
+ * an interruption ("All fibers interrupted without errors"), while a key still cached may answer.
+ *
  * @example
  * ```ts
  * import { Effect, Exit, ManagedRuntime, Option, Schema, Scope } from "effect"
