@@ -56,6 +56,8 @@ export interface CallOptions {
 
 /**
  * A `CacheAside` handle's methods as Promises (see the module's documentation), made by `make`.
+ * A rejection is a `FiberFailure`; the typed error (the lookup's, or `LookupTimeout`) is in its
+ * cause, as the second example shows.
  *
  * @example
  * ```ts
@@ -65,6 +67,29 @@ export interface CallOptions {
  * const userName = async (users: PromiseCache.PromiseCache<number, string, never>, id: number) => {
  *   const user = await users.get(id)
  *   return user._tag === "Some" ? user.value : "unknown"
+ * }
+ * ```
+ *
+ * @example
+ * ```ts
+ * import { Cause, Option, Runtime, Schema } from "effect"
+ * import type { PromiseCache } from "@cache-aside/core"
+ *
+ * class DbError extends Schema.TaggedError<DbError>()("DbError", { message: Schema.String }) {}
+ *
+ * // the typed error back from a rejection
+ * const userName = async (users: PromiseCache.PromiseCache<number, string, DbError>, id: number) => {
+ *   try {
+ *     const user = await users.get(id)
+ *     return Option.getOrElse(user, () => "unknown")
+ *   } catch (e) {
+ *     if (Runtime.isFiberFailure(e)) {
+ *       const error = Cause.failureOption(e[Runtime.FiberFailureCauseId])
+ *       if (Option.isSome(error) && error.value instanceof DbError) return "database unavailable"
+ *       // None: an interruption (an aborted signal, a closed cache) or a defect
+ *     }
+ *     throw e
+ *   }
  * }
  * ```
  *
