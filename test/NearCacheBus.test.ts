@@ -299,6 +299,38 @@ describe("RedisCacheBus", () => {
       assertSuccess(answer, Option.some(2))
     }))
 
+  it.scopedLive("a stall of this process while a heartbeat PING is in flight: the answer that arrived meanwhile counts, no flush", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const a = yield* instance(server, "200 millis")
+      const seen = recorder()
+      yield* a.bus.subscribe(namespace, seen.subscriber)
+      yield* eventually("healthy", () => a.bus.healthy())
+      const flushesBefore = seen.flushes()
+      const raw = yield* plainClient(server)
+      // Redis busy for 150 ms: the heartbeat PING sent meanwhile (one every 100 ms) is answered when
+      // it ends, while this process is stalled (from 120 ms to 520 ms, well past the PING's 200 ms
+      // limit): when the stall ends, Node runs the due timers before it reads the answer
+      const busy = `
+        local t = redis.call("TIME")
+        local start = t[1] * 1000000 + t[2]
+        repeat t = redis.call("TIME") until t[1] * 1000000 + t[2] - start > 150000
+        return 1`
+      yield* Effect.async<void>((resume) => {
+        void raw.eval(busy, 0)
+        setTimeout(() => {
+          const until = Date.now() + 400
+          while (Date.now() < until) {
+            // a stalled process: a long GC pause, a starved CPU
+          }
+          resume(Effect.void)
+        }, 120)
+      })
+      yield* Effect.sleep("500 millis") // several heartbeats after the stall
+      assert.strictEqual(seen.flushes(), flushesBefore, "a PING answered during the stall is not a lost connection")
+      assert.isTrue(a.bus.healthy())
+    }))
+
   it.scopedLive("a paused server: the missed heartbeat flushes and the bus stays unhealthy until it answers", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make

@@ -194,22 +194,38 @@ class Connection {
     if (name.startsWith(prefix)) this.handlers.onMessage(name.slice(prefix.length), toText(message))
   }
 
-  /** One PING within the heartbeat: `false` when it failed or did not answer in time. */
+  /**
+   * One PING within the heartbeat: `false` when it failed or did not answer in time. A time-out is
+   * decided after the event loop's next poll for I/O (`setImmediate` runs after it): when this
+   * process stalled past the heartbeat, Node runs the due timer before it reads the sockets, and
+   * an answer that arrived during the stall must count (it was not lost, only not yet read).
+   */
   ping(): Effect.Effect<boolean> {
     return Effect.async<boolean>((resume) => {
-      const timer = setTimeout(() => resume(Effect.succeed(false)), this.heartbeatMillis)
+      let answered: boolean | undefined
+      let immediate: ReturnType<typeof setImmediate> | undefined
+      const settle = (ok: boolean) => {
+        if (answered !== undefined) return
+        answered = ok
+        clearTimeout(timer)
+        if (immediate !== undefined) clearImmediate(immediate)
+        resume(Effect.succeed(ok))
+      }
+      const timer = setTimeout(() => {
+        immediate = setImmediate(() => settle(false))
+      }, this.heartbeatMillis)
       this.subscriber.ping().then(
         () => {
-          clearTimeout(timer)
           this.heard()
-          resume(Effect.succeed(true))
+          settle(true)
         },
-        () => {
-          clearTimeout(timer)
-          resume(Effect.succeed(false))
-        }
+        () => settle(false)
       )
-      return Effect.sync(() => clearTimeout(timer))
+      return Effect.sync(() => {
+        answered = false
+        clearTimeout(timer)
+        if (immediate !== undefined) clearImmediate(immediate)
+      })
     })
   }
 
