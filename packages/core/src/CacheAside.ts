@@ -383,6 +383,9 @@ export const make = <K, A, I, E = never, R = never, T extends LookupTimeouts | u
       yield* Effect.clock,
       (key) => new LookupTimeout({ namespace: config.namespace, key, timeout: config.hardTimeout! }) as ErrorOf<E, T>
     )
+    // runs before the FiberSet's own finalizer (finalizers run in reverse): the loads it interrupts
+    // find the cache closed, and their waiters stop instead of starting new ones
+    yield* Effect.addFinalizer(() => Effect.sync(() => impl.flights.close()))
     if (config.nearCache !== undefined) {
       // without a bus in context: coherent within this process only (see NearCache)
       const bus = Option.getOrElse(yield* Effect.serviceOption(CacheBus.CacheBus), CacheBus.memory)

@@ -15,6 +15,7 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import type * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as ManagedRuntime from "effect/ManagedRuntime"
@@ -123,6 +124,18 @@ const problemWith = (cache: unknown, runtime: unknown): string | undefined => {
   return isRuntime ? undefined : "the second argument must be an Effect Runtime (e.g. `await managedRuntime.runtime()`)"
 }
 
+/**
+ * The rejection `runPromise` gives for a failed cause: a `FiberFailure`, or what building it threw
+ * (it renders the error, which throws for a bigint in it), as `runPromise` rejects then.
+ */
+const fiberFailure = (cause: Cause.Cause<unknown>): unknown => {
+  try {
+    return Runtime.makeFiberFailure(cause)
+  } catch (thrown) {
+    return thrown
+  }
+}
+
 /** `runPromise`'s options: without a signal, none (its type has no room for an `undefined` one). */
 const optionsOf = (options: CallOptions | undefined) =>
   options?.signal === undefined ? undefined : { signal: options.signal }
@@ -184,9 +197,9 @@ export const make = <K, A, E>(cache: CacheAside<K, A, E>, runtime: Runtime.Runti
       impl.flights.whenAnswered(now, (outcome) => {
         // the leader was interrupted: get again, as a joining fiber does, but not from inside the
         // flight's bookkeeping that calls this (a microtask later, as a fiber would resume)
-        if (outcome === Retry) queueMicrotask(() => resolve(ran(key)))
+        if (outcome === Retry) queueMicrotask(() => resolve(run(impl.retry(key))))
         else if (Exit.isSuccess(outcome)) resolve(outcome.value)
-        else reject(Runtime.makeFiberFailure(outcome.cause))
+        else reject(fiberFailure(outcome.cause))
       })
     )
   }

@@ -1,14 +1,16 @@
 import { assert, describe, it } from "@effect/vitest"
-import { assertSome } from "@effect/vitest/utils"
+import { assertSome, deepStrictEqual } from "@effect/vitest/utils"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { CacheAside, CacheStore, DataSource, FaultInjection, MemoryCacheStore, Metrics } from "../src/index.js"
+import { implOf } from "../src/internal/cacheAside.js"
 
 const Services = Layer.provideMerge(MemoryCacheStore.layer(), Metrics.layer)
 const Faulty = Layer.provideMerge(FaultInjection.layer(MemoryCacheStore.layer()), Metrics.layer)
@@ -35,6 +37,29 @@ const makeCache = (lookup: (id: number) => Effect.Effect<Option.Option<string>>,
   CacheAside.make({ namespace, key: (id: number) => String(id), schema: Schema.String, lookup, ttl: "1 minute" })
 
 describe("single flight", () => {
+  it.scoped("a waiter's callback that throws does not keep the waiters after it from their answer", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const { counts, lookup } = gatedLookup(gate)
+      const cache = yield* makeCache(lookup)
+      const impl = implOf(cache)!
+      const leader = yield* Effect.fork(cache.get(1))
+      yield* Deferred.await(counts.started)
+      const flight = impl.flights.get<string, never>(impl.keyOf(1))!
+      const answered: Array<string> = []
+      impl.flights.whenAnswered(flight, () => {
+        throw new Error("a waiter that throws")
+      })
+      impl.flights.whenAnswered(flight, () => answered.push("second"))
+      const joiner = yield* Effect.fork(cache.get(1))
+      yield* Effect.yieldNow()
+      yield* Deferred.succeed(gate, undefined)
+      assertSome(yield* bounded(Fiber.join(leader)), "v1")
+      assertSome(yield* bounded(Fiber.join(joiner)), "v1")
+      deepStrictEqual(answered, ["second"])
+      assert.strictEqual(yield* FiberSet.size(impl.fibers), 0, "the load fiber left the cache's FiberSet")
+    }).pipe(Effect.provide(Services)))
+
   it.scoped("an interrupted leader does not cancel the load its joiners wait for: one lookup answers them all", () =>
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()

@@ -67,7 +67,7 @@ export const getMany = <K, A, E, R>(
           const held = near.get(fulls[i]!)
           if (held !== undefined) return Effect.succeed(held)
           const outcome = byFull.get(fulls[i]!)!
-          return outcome === Retry ? impl.get(key) : outcome
+          return outcome === Retry ? impl.retry(key) : outcome
         })
       })
     })

@@ -380,7 +380,7 @@ export class CacheAsideImpl<K, A, E, R> {
       const full = this.keys.full(userKey)
       const now = this.answerable(full)
       if (now instanceof Flight) {
-        return this.flights.join(now, (outcome, restore) => outcome === Retry ? restore(this.get(key)) : outcome)
+        return this.flights.join(now, (outcome, restore) => outcome === Retry ? restore(this.retry(key)) : outcome)
       }
       if (now !== undefined) return Effect.succeed(now)
       return this.flights.lead<A, E>(
@@ -389,6 +389,15 @@ export class CacheAsideImpl<K, A, E, R> {
         (flight, restore) => this.leadRead(key, userKey, full, flight, restore)
       )
     })
+
+  /**
+   * A get again, for a waiter whose flight's leader was interrupted (`Retry`); once the cache's
+   * scope has closed, an interrupt: every load would be interrupted at its start, and each round of
+   * retries would answer only its leader (N waiters, N rounds, each resuming all the others).
+   */
+  retry(key: K): Effect.Effect<Option.Option<A>, E> {
+    return this.flights.closed ? Effect.interrupt : this.get(key)
+  }
 
   /**
    * What a get of `full` needs no read of its own for: the near cache's value (a counted hit), or

@@ -108,7 +108,23 @@ export class Flights {
     flight.outcome = outcome
     const callbacks = flight.callbacks
     flight.callbacks = undefined
-    if (callbacks !== undefined) { for (const callback of callbacks) callback(outcome) }
+    if (callbacks === undefined) return
+    for (const callback of callbacks) {
+      try {
+        callback(outcome)
+      } catch {
+        // a waiter's callback does not throw (a fiber's resume, a promise's settle that catches its
+        // own); should one, the waiters after it are still answered, and this fiber's observers
+        // (its removal from the cache's FiberSet) still run
+      }
+    }
+  }
+
+  /** Set when the cache's scope closes: a load can no longer start, so a `Retry` would only repeat. */
+  closed = false
+
+  close(): void {
+    this.closed = true
   }
 
   /** Ends a flight: unregistered and answered (if not yet). */
