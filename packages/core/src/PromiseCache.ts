@@ -15,7 +15,7 @@
  *
  * @since 0.1.0
  */
-import type * as Cause from "effect/Cause"
+import * as Cause from "effect/Cause"
 import type * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as ManagedRuntime from "effect/ManagedRuntime"
@@ -24,7 +24,7 @@ import * as Runtime from "effect/Runtime"
 import type { CacheAside } from "./CacheAside.js"
 import { InvalidOptions } from "./CacheAside.js"
 import { implOf } from "./internal/cacheAside.js"
-import { Flight, Retry } from "./internal/flight.js"
+import { Flight, ReentrantGet, Retry } from "./internal/flight.js"
 
 /**
  * Options of a call: `signal` interrupts the call's fiber when aborted (as `runPromise`'s); the
@@ -192,6 +192,7 @@ export const make = <K, A, E>(cache: CacheAside<K, A, E>, runtime: Runtime.Runti
     if (options?.signal !== undefined) return ran(key, options)
     const now = impl.getWithoutFiber(key)
     if (now === undefined) return ran(key)
+    if (now instanceof ReentrantGet) return Promise.reject(fiberFailure(Cause.die(now)))
     if (!(now instanceof Flight)) return Promise.resolve(now)
     return new Promise((resolve, reject) =>
       impl.flights.whenAnswered(now, (outcome) => {

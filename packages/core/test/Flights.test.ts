@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { assertSome, deepStrictEqual } from "@effect/vitest/utils"
+import { assertNone, assertSome, deepStrictEqual } from "@effect/vitest/utils"
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -9,7 +10,15 @@ import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { CacheAside, CacheStore, DataSource, FaultInjection, MemoryCacheStore, Metrics } from "../src/index.js"
+import {
+  CacheAside,
+  CacheStore,
+  DataSource,
+  FaultInjection,
+  MemoryCacheStore,
+  Metrics,
+  PromiseCache
+} from "../src/index.js"
 import { implOf } from "../src/internal/cacheAside.js"
 
 const Services = Layer.provideMerge(MemoryCacheStore.layer(), Metrics.layer)
@@ -138,4 +147,57 @@ describe("single flight", () => {
       }).pipe(Effect.provide(Services), Effect.scoped),
     60_000
   )
+})
+
+describe("a lookup that gets the key it is loading", () => {
+  const isReentrant = (exit: Exit.Exit<unknown, unknown>) =>
+    Exit.isFailure(exit) && Cause.isDie(exit.cause) &&
+    String(Cause.squash(exit.cause)).includes("it would wait for itself forever")
+
+  it.scoped("directly, through get, getMany, or another key's lookup: a defect, not a get waiting for itself forever", () =>
+    Effect.gen(function*() {
+      const ref: { cache?: CacheAside.CacheAside<number, string> } = {}
+      // 1: gets itself; 2: gets 3, whose lookup gets 2; 4: getMany of itself; 5: gets 6 (no cycle)
+      const lookup = (id: number): Effect.Effect<Option.Option<string>> =>
+        Effect.suspend(() => {
+          const self = ref.cache!
+          switch (id) {
+            case 1:
+              return self.get(1)
+            case 2:
+              return self.get(3)
+            case 3:
+              return self.get(2)
+            case 4:
+              return Effect.map(self.getMany([6, 4]), (answers) => answers[1]!)
+            case 5:
+              return Effect.map(self.get(6), Option.map((six) => `5 after ${six}`))
+            default:
+              return Effect.succeed(Option.some(`v${id}`))
+          }
+        })
+      const cache = ref.cache = yield* makeCache(lookup)
+      const impl = implOf(cache)!
+      for (const id of [1, 2, 3, 4]) {
+        assert.isTrue(isReentrant(yield* bounded(Effect.exit(cache.get(id)))), `get(${id})`)
+      }
+      assertSome(yield* bounded(cache.get(5)), "5 after v6")
+      assert.strictEqual(impl.flights.size, 0)
+      const store = yield* CacheStore.CacheStore
+      for (const id of [1, 2, 3, 4]) assertNone(yield* store.get(impl.keyOf(id)), `no lease left for ${id}`)
+    }).pipe(Effect.provide(Services)))
+
+  it.scoped("through PromiseCache, from the lookup's own fiber: a rejection, not a promise that never settles", () =>
+    Effect.gen(function*() {
+      const ref: { users?: PromiseCache.PromiseCache<number, string, never> } = {}
+      const cache = yield* makeCache((id) =>
+        id === 1 ? Effect.promise(() => ref.users!.get(1)) : Effect.succeed(Option.some(`v${id}`))
+      )
+      const users = ref.users = PromiseCache.make(cache, yield* Effect.runtime<never>())
+      const settled = yield* bounded(
+        Effect.promise(() => users.get(1).then(() => "resolved", (e: unknown) => String(e)))
+      )
+      assert.include(settled, "it would wait for itself forever")
+      assert.strictEqual(implOf(cache)!.flights.size, 0)
+    }).pipe(Effect.provide(Services)))
 })

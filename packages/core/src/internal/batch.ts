@@ -18,7 +18,7 @@ import type { CacheAsideImpl } from "./cacheAside.js"
 import { unavailable } from "./entry.js"
 import type { Read } from "./entry.js"
 import type { Flight, Outcome } from "./flight.js"
-import { Retry } from "./flight.js"
+import { type ReentrantGet, Retry } from "./flight.js"
 import * as Lease from "./lease.js"
 
 interface Led<K, A, E> {
@@ -42,12 +42,15 @@ export const getMany = <K, A, E, R>(
       /** Keys the near cache answered. */
       const near = new Map<string, Option.Option<A>>()
       const led: Array<Led<K, A, E>> = []
+      let reentrant: ReentrantGet | undefined
       fulls.forEach((full, i) => {
         if (flights.has(full) || near.has(full)) return
         const held = impl.nearGet(full)
         if (held !== undefined) return near.set(full, held)
         const existing = impl.flights.get<A, E>(full)
-        if (existing !== undefined) {
+        if (existing !== undefined && impl.flights.waitsForItself(existing)) {
+          reentrant ??= impl.reentrant(existing.userKey)
+        } else if (existing !== undefined) {
           impl.recorder.increment("coalesced")
           flights.set(full, existing)
         } else {
@@ -56,6 +59,11 @@ export const getMany = <K, A, E, R>(
           flights.set(full, flight)
         }
       })
+      if (reentrant !== undefined) {
+        // nothing registered yet is left without its leader: the flights led here are ended
+        for (const l of led) impl.flights.settle(l.flight, Exit.die(reentrant))
+        return Effect.die(reentrant)
+      }
       const distinct = Array.from(flights.values())
       const spawn = led.length === 0
         ? Effect.void

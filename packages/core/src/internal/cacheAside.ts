@@ -28,7 +28,7 @@ import * as batch from "./batch.js"
 import { Entries } from "./entry.js"
 import type { Found, Read } from "./entry.js"
 import type { AnyFlight, Restore } from "./flight.js"
-import { Flight, Flights, Retry } from "./flight.js"
+import { Flight, Flights, ReentrantGet, Retry } from "./flight.js"
 import { Keys } from "./keys.js"
 import * as Lease from "./lease.js"
 import { Lookup, whenTraced } from "./lookup.js"
@@ -379,6 +379,7 @@ export class CacheAsideImpl<K, A, E, R> {
       const userKey = this.config.key(key)
       const full = this.keys.full(userKey)
       const now = this.answerable(full)
+      if (now instanceof ReentrantGet) return Effect.die(now)
       if (now instanceof Flight) {
         return this.flights.join(now, (outcome, restore) => outcome === Retry ? restore(this.retry(key)) : outcome)
       }
@@ -403,12 +404,23 @@ export class CacheAsideImpl<K, A, E, R> {
    * What a get of `full` needs no read of its own for: the near cache's value (a counted hit), or
    * the flight of the key in flight to join (counted as coalesced); `undefined`: it leads a flight.
    */
-  answerable(full: string): Option.Option<A> | Flight<A, E> | undefined {
+  answerable(full: string): Option.Option<A> | Flight<A, E> | ReentrantGet | undefined {
     const held = this.nearGet(full)
     if (held !== undefined) return held
     const existing = this.flights.get<A, E>(full)
-    if (existing !== undefined) this.recorder.increment("coalesced")
+    if (existing === undefined) return undefined
+    if (this.flights.waitsForItself(existing)) return this.reentrant(existing.userKey)
+    this.recorder.increment("coalesced")
     return existing
+  }
+
+  /** The defect of a get that would wait for itself (see `Flights.waitsForItself`). */
+  reentrant(userKey: string): ReentrantGet {
+    return new ReentrantGet(
+      `cache-aside: a lookup of namespace "${this.config.namespace}" gets key ${
+        this.config.keyLabel(userKey)
+      }, which that lookup (or one it waits for) is loading: it would wait for itself forever`
+    )
   }
 
   /**
@@ -416,7 +428,7 @@ export class CacheAsideImpl<K, A, E, R> {
    * also when the get has to run as an effect for another reason (its span is wanted, or the key
    * function threw: the effect reports that as it always does).
    */
-  getWithoutFiber(key: K): Option.Option<A> | Flight<A, E> | undefined {
+  getWithoutFiber(key: K): Option.Option<A> | Flight<A, E> | ReentrantGet | undefined {
     if (this.config.spanEveryGet) return undefined
     let full: string
     try {

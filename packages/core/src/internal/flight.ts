@@ -15,11 +15,11 @@ import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberRef from "effect/FiberRef"
 import * as FiberSet from "effect/FiberSet"
-import type * as Option from "effect/Option"
+import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 
 /** @internal */
@@ -60,6 +60,27 @@ const identity: Restore = (effect) => effect
  * its fill did not consume), or `undefined` when nothing is left. Decided when the load ends. @internal
  */
 export type Cleanup = () => Effect.Effect<void> | undefined
+
+/**
+ * What a load fiber loads, then what the load whose lookup started it loads (a lookup's own get of
+ * another key): a chain, to tell a get that would wait for itself.
+ */
+interface Loading {
+  readonly flights: ReadonlyArray<AnyFlight>
+  readonly next: Loading | undefined
+}
+
+/** Load fibers and what they load. Weak: a fiber that ended is forgotten with it. */
+const loading = new WeakMap<Fiber.RuntimeFiber<unknown, unknown>, Loading>()
+
+/**
+ * A get made by a lookup (directly, or through the lookups of other keys it gets) of a key whose
+ * load is that very lookup: it would wait for itself forever. A defect of the lookup: it dies with
+ * this, its load fails, and every get waiting on it gets the defect instead of hanging. @internal
+ */
+export class ReentrantGet extends Error {
+  override readonly name = "ReentrantGet"
+}
 
 /** A flight of any value and error type, for bookkeeping that looks at neither. @internal */
 export type AnyFlight = Flight<unknown, unknown>
@@ -290,6 +311,8 @@ export class Flights {
       })
     return Effect.flatMap(this.forkLoad(body), (fiber) => {
       task.fiber = fiber
+      const parent = Fiber.getCurrentFiber()
+      loading.set(fiber, { flights: task.flights, next: Option.isSome(parent) ? loading.get(parent.value) : undefined })
       FiberSet.unsafeAdd(this.set, fiber)
       fiber.addObserver((exit) => {
         const outcome = retryOf(exit as Exit.Exit<Option.Option<unknown>, unknown>)
@@ -318,6 +341,20 @@ export class Flights {
       })
       return Effect.succeed(Runtime.runFork(runtime)(body, { immediate: false }))
     })
+  }
+
+  /**
+   * Whether the fiber running now would wait for itself by waiting for `flight`: it is the load of
+   * that flight, or a load started by that load's lookup (through any number of lookups). Loads a
+   * lookup runs in fibers of its own are not seen (a hard `lookupTimeout` ends those).
+   */
+  waitsForItself<A, E>(flight: Flight<A, E>): boolean {
+    const current = Fiber.getCurrentFiber()
+    if (Option.isNone(current)) return false
+    for (let node = loading.get(current.value); node !== undefined; node = node.next) {
+      if (node.flights.includes(anyFlight(flight))) return true
+    }
+    return false
   }
 
   /** Ends a flight with the exit of its work (an interrupt: `Retry`). */
