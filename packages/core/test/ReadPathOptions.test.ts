@@ -1,8 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { assertNone, assertSome, assertTrue } from "@effect/vitest/utils"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
@@ -177,6 +179,26 @@ describe("options of make (issue 9 item 5)", () => {
         previousSigningKeys: [Redacted.make("p".repeat(32))]
       }))
       assertTrue(Either.isRight(result), Either.isLeft(result) ? result.left.message : "")
+    }).pipe(Effect.provide(Services)))
+
+  it.scoped("a key function (or pattern) that gives no string: a defect saying so, never one entry shared by every object", () =>
+    Effect.gen(function*() {
+      let loads = 0
+      const cache = yield* CacheAside.make({
+        ...base,
+        key: (id: unknown) => id as string, // a JavaScript caller's key function
+        lookup: (id: unknown) => Effect.sync(() => (loads++, Option.some(`v${JSON.stringify(id)}`)))
+      })
+      for (const key of [{ id: 1 }, { id: 2 }, 7, undefined, null, ["a"]]) {
+        const exit = yield* Effect.exit(cache.get(key))
+        assertTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause), JSON.stringify(key))
+        assert.include(String(Cause.squash(Exit.isFailure(exit) ? exit.cause : Cause.empty)), "must give a string")
+        assertTrue(Exit.isFailure(yield* Effect.exit(cache.getMany([key]))))
+      }
+      assert.strictEqual(loads, 0)
+      const pattern = yield* Effect.exit(cache.invalidatePattern(42 as unknown as string))
+      assertTrue(Exit.isFailure(pattern) && Cause.isDie(pattern.cause))
+      assertSome(yield* cache.get("ok"), "v\"ok\"")
     }).pipe(Effect.provide(Services)))
 
   it.scoped("a short lock.wait alone is valid: the default poll follows it", () =>

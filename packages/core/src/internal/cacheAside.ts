@@ -550,9 +550,9 @@ export class CacheAsideImpl<K, A, E, R> {
 
   invalidatePattern = (pattern: string): Effect.Effect<number, CacheUnavailable> =>
     Effect.suspend(() => {
+      const full = this.keys.pattern(pattern)
       const matches = Glob.matcher(pattern)
       this.invalidateLocal((flight) => matches(flight.userKey))
-      const full = this.keys.pattern(pattern)
       return this.invalidateNear({ _tag: "Pattern", pattern: full }, this.store.deletePattern(full))
     })
 

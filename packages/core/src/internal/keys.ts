@@ -61,6 +61,13 @@ export const encode = (text: string): string => {
   return out
 }
 
+const notText = (what: string, value: unknown): TypeError =>
+  new TypeError(
+    `cache-aside: ${what} must give a string, got ${
+      value === null ? "null" : Array.isArray(value) ? "an array" : typeof value
+    }`
+  )
+
 /**
  * The keys of one cache.
  *
@@ -79,8 +86,13 @@ export class Keys {
     this.namespacePattern = `${Glob.escape(namespacePrefix)}*`
     this.hintPrefix = `${namespacePrefix}${version}\u0000refresh:`
   }
-  /** The full key of a user key. */
+  /**
+   * The full key of a user key. A key function that returns no string (a JavaScript caller's
+   * object, which would read as `[object Object]` and share one entry with every other object) is
+   * a defect of the get, said plainly.
+   */
   full(userKey: string): string {
+    if (typeof userKey !== "string") throw notText("the key function", userKey)
     return this.keyPrefix + encode(userKey)
   }
   /** The short key beside an entry, leased by whoever reloads it in the background. */
@@ -89,6 +101,7 @@ export class Keys {
   }
   /** The store pattern of a glob over user keys. */
   pattern(pattern: string): string {
+    if (typeof pattern !== "string") throw notText("invalidatePattern's pattern", pattern)
     return Glob.escape(this.keyPrefix) + encode(pattern)
   }
 }
