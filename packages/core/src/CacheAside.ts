@@ -277,8 +277,8 @@ export interface CacheAside<in out K, in out A, out E> {
    *
    * It fails with `CacheUnavailable` only when the store itself fails the delete: the memory store
    * never does; a `ResilientCacheStore` (the Redis layers' default) queues an invalidation it cannot
-   * deliver and succeeds, replaying it before it serves any read again (only an invalidation dropped
-   * by a full queue is lost, and that is counted and logged). On failure nothing was deleted:
+   * deliver and succeeds, and applies it before any read or write of a key it covers (only an
+   * invalidation dropped by a full queue is lost, and that is counted and logged). On failure nothing was deleted:
    * retry, or treat the key as stale until its TTL ends.
    */
   readonly invalidate: (key: K) => Effect.Effect<void, CacheUnavailable>
