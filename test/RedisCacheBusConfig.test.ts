@@ -7,7 +7,7 @@ import { CacheAside, Metrics } from "@cache-aside/core"
 import { RedisCacheBus } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
 import { assertSome } from "@effect/vitest/utils"
-import { Cause, ConfigError, ConfigProvider, Effect, Exit, Layer, Option, Schema } from "effect"
+import { Cause, ConfigError, ConfigProvider, Context, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
 import { RedisServer } from "./utils/RedisServer.js"
 
 const withEnv = (env: Record<string, string>) =>
@@ -58,5 +58,30 @@ describe("RedisCacheBus.layerConfig", () => {
         yield* Effect.sleep("10 millis")
       }
       assertSome(answer, "v2")
+    }))
+
+  it.scopedLive("RedisCacheBus.layer names its store as RedisCacheStore.layer does: the wrapper's counts are under that name", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const context = yield* Layer.build(
+        Layer.provideMerge(
+          RedisCacheBus.layer({ url: Redacted.make(server.url), name: "sessions", commandTimeout: "100 millis" }),
+          Metrics.layer
+        )
+      )
+      const cache = yield* CacheAside.make({
+        namespace: "named",
+        key: String,
+        schema: Schema.String,
+        lookup: (_: number) => Effect.succeed(Option.some("row")),
+        ttl: "1 hour"
+      }).pipe(Effect.provide(context))
+      assertSome(yield* cache.get(1), "row")
+      yield* server.pause
+      for (let i = 0; i < 3; i++) assertSome(yield* cache.get(1), "row") // from the lookup
+      yield* server.resume
+      const metrics = Context.get(context, Metrics.Metrics)
+      assert.isAtLeast((yield* metrics.storeSnapshot("sessions")).timeouts, 1, "counted under the store's name")
+      assert.strictEqual((yield* metrics.storeSnapshot("default")).timeouts, 0)
     }))
 })

@@ -35,7 +35,6 @@
 import * as CacheBus from "@cache-aside/core/CacheBus"
 import { type CacheStore, InvalidStoreOptions } from "@cache-aside/core/CacheStore"
 import type { Metrics } from "@cache-aside/core/Metrics"
-import * as ResilientCacheStore from "@cache-aside/core/ResilientCacheStore"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
@@ -192,25 +191,11 @@ export const layerWithClient = (
 export const layer = (
   options: RedisCacheStore.Options & { readonly bus?: Options | undefined } = {}
 ): Layer.Layer<CacheStore | CacheBus.CacheBus, InvalidStoreOptions, Metrics> =>
-  Layer.unwrapEffect(Effect.suspend(() => {
-    // read field by field, `null` or a string where an object goes would be a TypeError (a defect)
-    const notAnObject = validate.objectsIn(options)
-    if (notAnObject !== undefined) {
-      return Effect.fail(new InvalidStoreOptions({ message: `RedisCacheBus: ${notAnObject}` }))
-    }
-    const bare = Layer.merge(RedisCacheStore.layerWithClient, layerWithClient(options.bus)).pipe(
-      Layer.provide(RedisClient.layer(options))
-    )
-    return Effect.succeed(
-      options.resilience === false
-        ? bare
-        : ResilientCacheStore.layer(bare, {
-          timeout: options.commandTimeout ?? RedisClient.defaultCommandTimeout,
-          storeEnforcesTimeout: options.resilience?.timeout === undefined,
-          ...options.resilience
-        })
-    )
-  }))
+  RedisCacheStore.resilientOnClient(
+    "RedisCacheBus",
+    options,
+    Layer.suspend(() => Layer.merge(RedisCacheStore.layerWithClient, layerWithClient(options.bus)))
+  )
 
 /**
  * The Redis store and its bus over one client configured from `Config` (validated: invalid values

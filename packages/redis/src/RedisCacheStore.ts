@@ -154,12 +154,12 @@ export interface Options extends RedisClient.Options {
  * without a finite `commandTimeout` gets the wrapper's timer, so a hung Redis still fails calls and
  * opens the breaker.
  */
-const resilient = <E, R>(
-  bare: Layer.Layer<CacheStore, E, R>,
+const resilient = <ROut, E, R>(
+  bare: Layer.Layer<CacheStore | ROut, E, R>,
   resilience: ResilientCacheStore.Options | false | undefined,
   name: string,
   clientTimeout: Option.Option<Duration.Duration>
-): Layer.Layer<CacheStore, E | InvalidStoreOptions, R | Metrics> =>
+): Layer.Layer<CacheStore | ROut, E | InvalidStoreOptions, R | Metrics> =>
   resilience === false
     ? bare
     : ResilientCacheStore.layer(bare, {
@@ -201,18 +201,34 @@ const storeName = (
  * @since 0.1.0
  */
 export const layer = (options: Options = {}): Layer.Layer<CacheStore, InvalidStoreOptions, Metrics> =>
+  resilientOnClient("RedisCacheStore", options, layerWithClient)
+
+/**
+ * What `layer` builds, over any layer of the store (and more, the bus's) on the client `options`
+ * configure: options checked (a typed `InvalidStoreOptions` naming `what`), one client named as
+ * the store, and the store wrapped in a `ResilientCacheStore` of that name unless `resilience` is
+ * `false`. `RedisCacheBus.layer` builds the same way.
+ *
+ * @internal
+ */
+export const resilientOnClient = <ROut, E>(
+  what: string,
+  options: Options & { readonly bus?: unknown },
+  onClient: Layer.Layer<CacheStore | ROut, E, RedisClient.RedisClient>
+): Layer.Layer<CacheStore | ROut, E | InvalidStoreOptions, Metrics> =>
   Layer.unwrapEffect(Effect.suspend(() => {
+    // read field by field, `null` or a string where an object goes would be a TypeError (a defect)
     const notAnObject = validate.objectsIn(options)
     if (notAnObject !== undefined) {
-      return Effect.fail(new InvalidStoreOptions({ message: `RedisCacheStore: ${notAnObject}` }))
+      return Effect.fail(new InvalidStoreOptions({ message: `${what}: ${notAnObject}` }))
     }
     const name = storeName(options)
     const resolved = internalOptions.resolve({ ...options, name })
     if (Either.isLeft(resolved)) {
-      return Effect.fail(new InvalidStoreOptions({ message: `RedisCacheStore: ${resolved.left}` }))
+      return Effect.fail(new InvalidStoreOptions({ message: `${what}: ${resolved.left}` }))
     }
     const clientTimeout = internalOptions.ownTimeout(resolved.right.redis.commandTimeout)
-    const bare = Layer.provide(layerWithClient, RedisClient.layer({ ...options, name: resolved.right.name }))
+    const bare = Layer.provide(onClient, RedisClient.layer({ ...options, name: resolved.right.name }))
     return Effect.succeed(resilient(bare, options.resilience, resolved.right.name, clientTimeout))
   }))
 
