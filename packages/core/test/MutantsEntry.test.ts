@@ -397,6 +397,23 @@ describe("prepare: the answer and the write after a load", () => {
       assert.strictEqual(logs.lines.filter((line) => line.startsWith("ERROR") && line.includes("round trip")).length, 1)
     }))
 
+  it.effect("a value larger than maxEntryBytes, or one its schema cannot encode: the log says which, not 'round trip'", () =>
+    Effect.gen(function*() {
+      const logs = capture()
+      const large = entriesOf(Schema.String, { maxEntryBytes: 64 })
+      const big = yield* large.entries.prepare("k", Option.some("x".repeat(100)), 0).pipe(Effect.provide(logs.layer))
+      assertSome(big.value, "x".repeat(100))
+      assert.isUndefined(big.write)
+      const refused = entriesOf(Schema.Int)
+      yield* refused.entries.prepare("k", Option.some(1.5), 0).pipe(Effect.provide(logs.layer))
+      const errors = logs.lines.filter((line) => line.startsWith("ERROR"))
+      assert.strictEqual(errors.length, 2)
+      assert.include(errors[0]!, "larger than maxEntryBytes")
+      assert.include(errors[1]!, "cannot be encoded with its schema")
+      assert.strictEqual(large.counts.writeErrors, 1)
+      assert.strictEqual(refused.counts.writeErrors, 1)
+    }))
+
   it.effect("bytes that read back as no value (a codec answering a newer format) are not written", () =>
     Effect.gen(function*() {
       const logs = capture()

@@ -125,6 +125,14 @@ const notPositive = (input: unknown): boolean => {
   return Option.isSome(decoded) && Duration.toMillis(decoded.value) <= 0
 }
 
+/** What the log says of a loaded value that is served but not cached, by why (its encoding's failure). */
+const notCached = (encodeFailure: Codec.CodecError["reason"] | undefined): string =>
+  encodeFailure === "TooLarge"
+    ? "cache-aside: a loaded value is larger than maxEntryBytes; served, not cached"
+    : encodeFailure !== undefined
+    ? "cache-aside: a loaded value cannot be encoded with its schema; served, not cached"
+    : "cache-aside: a loaded value does not survive its schema's round trip; served, not cached"
+
 /**
  * Classifies, encodes and decodes the entries of one cache.
  *
@@ -288,7 +296,7 @@ export class Entries<A> {
         this.recorder.increment("writeErrors")
         const message = Either.isLeft(decoded) ? decoded.left.message : "unexpected entry"
         return Effect.as(
-          Effect.logError("cache-aside: a loaded value does not survive its schema's round trip; not cached", message)
+          Effect.logError(notCached(Either.isLeft(encoded) ? encoded.left.reason : undefined), message)
             .pipe(Effect.annotateLogs({ namespace: this.config.namespace })),
           { value, write: undefined }
         )
