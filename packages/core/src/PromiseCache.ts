@@ -16,7 +16,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import type * as Option from "effect/Option"
@@ -184,8 +184,10 @@ const optionsOf = (options: CallOptions | undefined) =>
 export const make = <K, A, E>(cache: CacheAside<K, A, E>, runtime: Runtime.Runtime<never>): PromiseCache<K, A, E> => {
   const problem = problemWith(cache, runtime)
   if (problem !== undefined) throw new InvalidOptions({ message: `PromiseCache.make: ${problem}` })
+  // a signal already aborted: the rejection runPromise gives an interrupted call, without starting
+  // the call (runPromise would start it, and its lookup, lease and all, before the interrupt lands)
   const run = <X, Y>(effect: Effect.Effect<X, Y>, options?: CallOptions): Promise<X> =>
-    Runtime.runPromise(runtime, effect, optionsOf(options))
+    Runtime.runPromise(runtime, options?.signal?.aborted === true ? Effect.interrupt : effect, optionsOf(options))
   const impl = implOf(cache)
   const ran = (key: K, options?: CallOptions) => run(cache.get(key), options)
   const get = impl === undefined ? ran : (key: K, options?: CallOptions): Promise<Option.Option<A>> => {

@@ -210,6 +210,18 @@ describe("PromiseCache", () => {
       assert.isTrue(Exit.isFailure(exit) && Cause.isInterruptedOnly(causeOf(Cause.squash(exit.cause))))
       yield* Deferred.succeed(gate, undefined)
       assertSome(yield* Effect.promise(() => cache.get(5)), "v5")
+      // a signal aborted before the call: interrupted as runPromise would, but nothing started
+      const calls = counts.calls
+      const preAborted: Array<Effect.Effect<Exit.Exit<unknown, unknown>>> = [
+        settle(cache.get(6, { signal: AbortSignal.abort() })),
+        settle(cache.set(7, "x", { signal: AbortSignal.abort() }))
+      ]
+      for (const call of preAborted) {
+        const exit = yield* call
+        assert.isTrue(Exit.isFailure(exit) && Cause.isInterruptedOnly(causeOf(Cause.squash(exit.cause))))
+      }
+      assert.strictEqual(counts.calls, calls, "no lookup started")
+      assertNone(yield* Effect.promise(() => cache.getOption(7)))
     }).pipe(Effect.provide(Services)))
 
   it.scopedLive("with spanEveryGet every get runs as an effect (its span is wanted), near hits included", () =>
