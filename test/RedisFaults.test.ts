@@ -6,7 +6,7 @@ import { CacheAside, DataSource, Metrics } from "@cache-aside/core"
 import { RedisCacheStore } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
 import { assertSome } from "@effect/vitest/utils"
-import { Deferred, Duration, Effect, Fiber, Layer, Redacted } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Logger, Redacted } from "effect"
 import { Redis } from "ioredis"
 import { User } from "./CacheAsideSuite.js"
 import { RedisServer } from "./utils/RedisServer.js"
@@ -49,6 +49,26 @@ const hitsResume = (cache: CacheAside.CacheAside<number, User, never>, snapshot:
   hitsResumeTraffic(cache, traffic, snapshot)
 
 describe("Redis faults", () => {
+  it.scopedLive("Redis down: the store's failures say it is not connected, not which ioredis option refused the command", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const lines: Array<string> = []
+      const logger = Logger.make(({ message }) => {
+        lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+      })
+      const { cache } = yield* setup(server)
+      yield* server.kill
+      yield* Effect.sleep("100 millis") // the client has seen the connection close
+      for (const id of [1, 2, 3]) {
+        assertSome(
+          yield* cache.get(id).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger))),
+          rows[id]![1]
+        )
+      }
+      assert.isTrue(lines.some((line) => line.includes("Redis is not connected")), lines.join("\n"))
+      assert.isFalse(lines.some((line) => line.includes("enableOfflineQueue")), lines.join("\n"))
+    }))
+
   it.scopedLive("Redis killed mid-load: every get still succeeds through the lookup", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make

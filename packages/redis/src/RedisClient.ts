@@ -300,10 +300,23 @@ const failureOf = (settings: Settings, operation: string) => (cause: unknown): C
   return new CacheUnavailable({
     operation,
     // the message only: ioredis errors carry `command.args` (keys, values, AUTH's password)
-    cause: new RedisError({ message: health.safeMessage(cause, settings.secrets), reply: replied }),
+    cause: new RedisError({
+      message: isNotConnected(cause) ? notConnected : health.safeMessage(cause, settings.secrets),
+      reply: replied
+    }),
     replied
   })
 }
+
+/**
+ * ioredis's refusal of a command while disconnected names its own option ("Stream isn't writeable
+ * and enableOfflineQueue options is false"), which invites turning the offline queue on: a cache
+ * wants the opposite (fail fast, fall back to the lookup). Said plainly instead.
+ */
+const isNotConnected = (cause: unknown): boolean =>
+  cause instanceof Error && cause.message.includes("enableOfflineQueue options is false")
+
+const notConnected = "Redis is not connected: the command was not sent (the client reconnects in the background)"
 
 const toBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
