@@ -214,13 +214,14 @@ describe("Redis claims", () => {
     "LOADING replies (a replica loading its master's dataset) fail operations but never open the breaker",
     () =>
       Effect.gen(function*() {
-        // a bound against a hang while the replica syncs and loads (20,000 keys × 100 µs)
+        // a bound against a hang while the replica syncs and loads (20,000 keys × 250 µs: 5 s, so
+        // that a stall of this process mid-test cannot outlast the loading the gets must see)
         const loadingBound = Duration.seconds(20)
         const master = yield* RedisServer.makeWith({ args: ["--repl-diskless-sync-delay", "0"] })
         assert.strictEqual(yield* master.command("DEBUG", "POPULATE", "20000", "bulk", "100"), "+OK")
         // the cache's Redis loads slowly and answers LOADING meanwhile
         const replica = yield* RedisServer.makeWith({
-          args: ["--key-load-delay", "100", "--loading-process-events-interval-bytes", "1024"]
+          args: ["--key-load-delay", "250", "--loading-process-events-interval-bytes", "1024"]
         })
         const context = yield* connect(replica.url)
         const source = yield* DataSource.memory<number, string>(
