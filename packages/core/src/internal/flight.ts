@@ -70,8 +70,11 @@ interface Loading {
   readonly next: Loading | undefined
 }
 
-/** Load fibers and what they load. Weak: a fiber that ended is forgotten with it. */
-const loading = new WeakMap<Fiber.RuntimeFiber<unknown, unknown>, Loading>()
+/**
+ * Load fibers that are running, and what they load: set when a load forks, deleted when it ends (a
+ * plain map: a weak one costs the garbage collector for every short-lived fiber).
+ */
+const loading = new Map<Fiber.RuntimeFiber<unknown, unknown>, Loading>()
 
 /**
  * A get made by a lookup (directly, or through the lookups of other keys it gets) of a key whose
@@ -315,6 +318,7 @@ export class Flights {
       loading.set(fiber, { flights: task.flights, next: Option.isSome(parent) ? loading.get(parent.value) : undefined })
       FiberSet.unsafeAdd(this.set, fiber)
       fiber.addObserver((exit) => {
+        loading.delete(fiber)
         const outcome = retryOf(exit as Exit.Exit<Option.Option<unknown>, unknown>)
         for (const flight of task.flights) this.end(flight, outcome)
       })
