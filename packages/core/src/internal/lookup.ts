@@ -97,7 +97,7 @@ export class Lookup<K, A, E, R, T> {
    * its duration. One read of the caller's context decides the services to provide and the span.
    */
   private run<X>(
-    effect: Effect.Effect<X, E, R>,
+    thunk: () => Effect.Effect<X, E, R>,
     count: number,
     label: () => string,
     attributes: () => Record<string, unknown>
@@ -105,6 +105,14 @@ export class Lookup<K, A, E, R, T> {
     return Effect.contextWithEffect((caller: Context.Context<never>) => {
       const start = this.now()
       this.recorder.increment("loads", count)
+      // the user's function is called here, inside the load's effect: one that throws instead of
+      // returning an effect is a defect of this load (counted, its lease released as on any failure)
+      let effect: Effect.Effect<X, E, R>
+      try {
+        effect = thunk()
+      } catch (thrown) {
+        effect = Effect.die(thrown)
+      }
       let lookup: Effect.Effect<X, E | T> = this.gate.run(this.provided(effect, caller))
       const hard = this.config.hardTimeout
       if (hard !== undefined) {
@@ -143,10 +151,7 @@ export class Lookup<K, A, E, R, T> {
   load(key: K, userKey: string): Effect.Effect<readonly [Option.Option<A>, number], E | T> {
     // keys can be secrets: a short hash unless logKeys, computed only when a span or an error needs it
     const label = () => this.config.keyLabel(userKey)
-    // called inside the load's effect: a lookup that throws instead of returning an effect is a
-    // defect of the load, whose lease is then released as on any failure
-    const lookup = Effect.suspend(() => this.config.load(key))
-    return this.run(lookup, 1, label, () => ({ namespace: this.config.namespace, key: label() }))
+    return this.run(() => this.config.load(key), 1, label, () => ({ namespace: this.config.namespace, key: label() }))
   }
 
   /**
@@ -155,11 +160,12 @@ export class Lookup<K, A, E, R, T> {
    */
   loadMany(keys: ReadonlyArray<K>): Effect.Effect<readonly [Map<string, Option.Option<A>>, number], E | T> {
     const loadMany = this.config.loadMany!
-    const answers = Effect.map(Effect.suspend(() => loadMany(keys)), (pairs) => {
-      const byKey = new Map<string, Option.Option<A>>()
-      for (const [k, value] of pairs) byKey.set(this.config.key(k), value)
-      return byKey
-    })
+    const answers = () =>
+      Effect.map(loadMany(keys), (pairs) => {
+        const byKey = new Map<string, Option.Option<A>>()
+        for (const [k, value] of pairs) byKey.set(this.config.key(k), value)
+        return byKey
+      })
     return this.run(answers, keys.length, () => `${keys.length} keys`, () => ({
       namespace: this.config.namespace,
       keys: keys.length
