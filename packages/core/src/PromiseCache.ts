@@ -200,7 +200,7 @@ export const make = <K, A, E>(cache: CacheAside<K, A, E>, runtime: Runtime.Runti
       impl.flights.whenAnswered(now, (outcome) => {
         // the leader was interrupted: get again, as a joining fiber does, but not from inside the
         // flight's bookkeeping that calls this (a microtask later, as a fiber would resume)
-        if (outcome === Retry) queueMicrotask(() => resolve(run(impl.retry(key))))
+        if (outcome === Retry) queueMicrotask(() => resolve(run(impl.retry(key, now))))
         else if (Exit.isSuccess(outcome)) resolve(outcome.value)
         else reject(fiberFailure(outcome.cause))
       })

@@ -10,6 +10,8 @@ import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
 import {
   CacheAside,
   CacheStore,
@@ -186,6 +188,85 @@ describe("a lookup that gets the key it is loading", () => {
       const store = yield* CacheStore.CacheStore
       for (const id of [1, 2, 3, 4]) assertNone(yield* store.get(impl.keyOf(id))) // no lease left
     }).pipe(Effect.provide(Services)))
+
+  it.live("through getMany's batch, and with a hard lookupTimeout (both run the lookup in a fiber of its own)", () =>
+    Effect.gen(function*() {
+      const selfGetting = (namespace: string, hard: boolean) => {
+        const ref: { cache?: CacheAside.CacheAside<number, string, unknown> } = {}
+        return Effect.map(
+          CacheAside.make({
+            namespace,
+            key: (id: number) => String(id),
+            schema: Schema.String,
+            ttl: "1 minute",
+            lookup: (id: number): Effect.Effect<Option.Option<string>, unknown> =>
+              id === 1 ? ref.cache!.get(1) : Effect.succeed(Option.some(`v${id}`)),
+            lookupTimeout: hard ? { hard: "30 seconds" } : {}
+          }),
+          (cache) => (ref.cache = cache)
+        )
+      }
+      const many = yield* selfGetting("reentrant-many", false)
+      assert.isTrue(isReentrant(yield* bounded(Effect.exit(many.getMany([1, 2])))), "getMany([1, 2])")
+      assert.isTrue(isReentrant(yield* bounded(Effect.exit(many.getMany([1])))), "getMany([1])")
+      const hard = yield* selfGetting("reentrant-hard", true)
+      assert.isTrue(isReentrant(yield* bounded(Effect.exit(hard.get(1)))), "with a hard timeout")
+    }).pipe(Effect.provide(Services), Effect.scoped))
+
+  it.scoped("a get of a key whose flight a soft timeout already answered is no cycle: it does not wait", () =>
+    Effect.gen(function*() {
+      const ref: { cache?: CacheAside.CacheAside<number, string, unknown> } = {}
+      const seen: Array<Exit.Exit<Option.Option<string>, unknown>> = []
+      let loads = 0
+      const cache = ref.cache = yield* CacheAside.make({
+        namespace: "reentrant-soft",
+        key: (id: number) => String(id),
+        schema: Schema.String,
+        ttl: "1 minute",
+        failSafe: { maxStale: "10 minutes" },
+        lookupTimeout: { soft: "100 millis" },
+        lookup: (id: number) =>
+          Effect.suspend(() => {
+            const n = ++loads
+            if (n === 1) return Effect.succeed(Option.some("v1"))
+            // the reload outlives the soft timeout, which answers its flight with the stale value;
+            // then it gets its own key: answered at once, nothing waits for this load
+            return Effect.zipRight(
+              Effect.sleep("200 millis"),
+              Effect.map(Effect.exit(ref.cache!.get(id)), (exit) => (seen.push(exit), Option.some(`v${n}`)))
+            )
+          })
+      })
+      yield* cache.get(1)
+      yield* TestClock.adjust("61 seconds")
+      const first = yield* Effect.fork(cache.get(1))
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+      yield* TestClock.adjust("100 millis")
+      assertSome(yield* Fiber.join(first), "v1") // the stale value, at the soft timeout
+      yield* TestClock.adjust("100 millis")
+      for (let i = 0; i < 50 && seen.length === 0; i++) yield* Effect.yieldNow()
+      deepStrictEqual(seen, [Exit.succeed(Option.some("v1"))])
+    }).pipe(Effect.provide(Services)))
+
+  it.scoped("after the scope closed, a joiner of a leader interrupted in its read gets again: a cached key answers", () =>
+    Effect.gen(function*() {
+      const faults = yield* FaultInjection.FaultInjection
+      const inner = yield* Scope.make()
+      const cache = yield* makeCache((id) => Effect.succeed(Option.some(`v${id}`)), "closed-read").pipe(
+        Effect.provideService(Scope.Scope, inner)
+      )
+      yield* cache.set(1, "cached")
+      yield* Scope.close(inner, Exit.void)
+      assertSome(yield* cache.get(1), "cached")
+      yield* faults.hang({ operations: ["getOrLease"] })
+      const leader = yield* Effect.fork(cache.get(1)) // its read hangs
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+      const joiner = yield* Effect.fork(cache.get(1))
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+      yield* Fiber.interrupt(leader) // its caller's own timeout, say: no load was ever started
+      yield* faults.heal
+      assertSome(yield* bounded(Fiber.join(joiner)), "cached")
+    }).pipe(Effect.provide(Faulty)))
 
   it.scoped("through PromiseCache, from the lookup's own fiber: a rejection, not a promise that never settles", () =>
     Effect.gen(function*() {

@@ -69,13 +69,13 @@ export const getMany = <K, A, E, R>(
         ? Effect.void
         : impl.flights.spawn(led.map((l) => l.flight), lead(impl, led))
       return Effect.flatMap(Effect.zipRight(spawn, impl.flights.await(distinct, restore)), (outcomes) => {
-        const byFull = new Map<string, Outcome<A, E>>()
-        distinct.forEach((flight, i) => byFull.set(flight.full, outcomes[i]!))
+        const byFull = new Map<string, readonly [Flight<A, E>, Outcome<A, E>]>()
+        distinct.forEach((flight, i) => byFull.set(flight.full, [flight, outcomes[i]!]))
         return Effect.forEach(keys, (key, i): Effect.Effect<Option.Option<A>, E> => {
           const held = near.get(fulls[i]!)
           if (held !== undefined) return Effect.succeed(held)
-          const outcome = byFull.get(fulls[i]!)!
-          return outcome === Retry ? impl.retry(key) : outcome
+          const [flight, outcome] = byFull.get(fulls[i]!)!
+          return outcome === Retry ? impl.retry(key, flight) : outcome
         })
       })
     })

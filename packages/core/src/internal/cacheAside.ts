@@ -158,7 +158,7 @@ export class CacheAsideImpl<K, A, E, R> {
         Effect.logWarning("cache-aside: background work failed", cause).pipe(Effect.annotateLogs(this.logAnnotations))
     )
     return Effect.uninterruptible(
-      Effect.map(this.flights.forkLoad(Effect.ensuring(Effect.interruptible(logged), cleanup)), (fiber) => {
+      Effect.map(this.flights.forkLoad(Effect.ensuring(Effect.interruptible(logged), cleanup), undefined), (fiber) => {
         FiberSet.unsafeAdd(this.fibers, fiber)
       })
     )
@@ -381,7 +381,7 @@ export class CacheAsideImpl<K, A, E, R> {
       const now = this.answerable(full)
       if (now instanceof ReentrantGet) return Effect.die(now)
       if (now instanceof Flight) {
-        return this.flights.join(now, (outcome, restore) => outcome === Retry ? restore(this.retry(key)) : outcome)
+        return this.flights.join(now, (outcome, restore) => outcome === Retry ? restore(this.retry(key, now)) : outcome)
       }
       if (now !== undefined) return Effect.succeed(now)
       return this.flights.lead<A, E>(
@@ -392,12 +392,14 @@ export class CacheAsideImpl<K, A, E, R> {
     })
 
   /**
-   * A get again, for a waiter whose flight's leader was interrupted (`Retry`); once the cache's
-   * scope has closed, an interrupt: every load would be interrupted at its start, and each round of
-   * retries would answer only its leader (N waiters, N rounds, each resuming all the others).
+   * A get again, for a waiter of `flight` whose leader or load was interrupted (`Retry`). Once the
+   * cache's scope has closed, a flight whose load was interrupted gives an interrupt: every load
+   * would be interrupted at its start, and each round of retries would answer only its leader (N
+   * waiters, N rounds, each resuming all the others). A leader interrupted in its inline read says
+   * nothing of the scope: its waiters get again (a cached key still answers).
    */
-  retry(key: K): Effect.Effect<Option.Option<A>, E> {
-    return this.flights.closed ? Effect.interrupt : this.get(key)
+  retry(key: K, flight: AnyFlight | Flight<A, E>): Effect.Effect<Option.Option<A>, E> {
+    return this.flights.closed && flight.task !== undefined ? Effect.interrupt : this.get(key)
   }
 
   /**

@@ -71,10 +71,11 @@ interface Loading {
 }
 
 /**
- * Load fibers that are running, and what they load: set when a load forks, deleted when it ends (a
- * plain map: a weak one costs the garbage collector for every short-lived fiber).
+ * What the fiber running now loads, with the chain of loads whose lookups started it: set on each
+ * load fiber (and inherited by the fibers its lookup forks: a hard timeout's, a batch's), cleared on
+ * background work nobody waits for (a refresh).
  */
-const loading = new Map<Fiber.RuntimeFiber<unknown, unknown>, Loading>()
+const loading = FiberRef.unsafeMake<Loading | undefined>(undefined)
 
 /**
  * A get made by a lookup (directly, or through the lookups of other keys it gets) of a key whose
@@ -312,13 +313,10 @@ export class Flights {
           return left === undefined ? Effect.succeed(value) : Effect.as(left, value)
         }
       })
-    return Effect.flatMap(this.forkLoad(body), (fiber) => {
+    return Effect.flatMap(this.forkLoad(body, task.flights), (fiber) => {
       task.fiber = fiber
-      const parent = Fiber.getCurrentFiber()
-      loading.set(fiber, { flights: task.flights, next: Option.isSome(parent) ? loading.get(parent.value) : undefined })
       FiberSet.unsafeAdd(this.set, fiber)
       fiber.addObserver((exit) => {
-        loading.delete(fiber)
         const outcome = retryOf(exit as Exit.Exit<Option.Option<unknown>, unknown>)
         for (const flight of task.flights) this.end(flight, outcome)
       })
@@ -333,8 +331,16 @@ export class Flights {
    * over the caller's refs), so the lookups of the load need no `Effect.provide`. Started on the
    * scheduler, as `forkDaemon` starts a fiber, never inside this step.
    */
-  forkLoad(body: Effect.Effect<unknown, unknown>): Effect.Effect<Fiber.RuntimeFiber<unknown, unknown>> {
+  forkLoad(
+    work: Effect.Effect<unknown, unknown>,
+    /** What the load loads (its waiters wait for these); `undefined`: background work nobody waits for. */
+    flights: ReadonlyArray<AnyFlight> | undefined
+  ): Effect.Effect<Fiber.RuntimeFiber<unknown, unknown>> {
     return Effect.withFiberRuntime((parent, status) => {
+      // the fiber is new: setting the ref first is enough (nothing to restore after it ends)
+      const inherited = parent.getFiberRef(loading)
+      const chain = flights === undefined ? undefined : { flights, next: inherited }
+      const body = chain === inherited ? work : Effect.zipRight(FiberRef.set(loading, chain), work)
       const caller = parent.getFiberRef(FiberRef.currentContext)
       const context = this.contextFor(caller)
       if (context === caller) return Effect.forkDaemon(body)
@@ -353,9 +359,10 @@ export class Flights {
    * lookup runs in fibers of its own are not seen (a hard `lookupTimeout` ends those).
    */
   waitsForItself<A, E>(flight: Flight<A, E>): boolean {
+    if (flight.outcome !== undefined) return false // answered (a soft timeout): a get of it does not wait
     const current = Fiber.getCurrentFiber()
     if (Option.isNone(current)) return false
-    for (let node = loading.get(current.value); node !== undefined; node = node.next) {
+    for (let node = current.value.getFiberRef(loading); node !== undefined; node = node.next) {
       if (node.flights.includes(anyFlight(flight))) return true
     }
     return false
