@@ -355,8 +355,9 @@ export class Flights {
 
   /**
    * Whether the fiber running now would wait for itself by waiting for `flight`: it is the load of
-   * that flight, or a load started by that load's lookup (through any number of lookups). Loads a
-   * lookup runs in fibers of its own are not seen (a hard `lookupTimeout` ends those).
+   * that flight, or a load started by that load's lookup (through any number of lookups), or a
+   * fiber such a lookup runs (they inherit the chain). A cycle through a load another caller
+   * started is not seen (a hard `lookupTimeout` ends it).
    */
   waitsForItself<A, E>(flight: Flight<A, E>): boolean {
     if (flight.outcome !== undefined) return false // answered (a soft timeout): a get of it does not wait
