@@ -367,6 +367,12 @@ export const make = <K, A, I, E = never, R = never, T extends LookupTimeouts | u
     )
     if (Either.isLeft(decoded)) return yield* new InvalidOptions({ message: decoded.left })
     const config = decoded.right
+    if (config.unknownOptions.length > 0) {
+      // not a typo of an option (those are refused): a field of a larger config spread in, say
+      yield* Effect.logWarning(
+        `cache-aside: options make does not know, ignored: ${config.unknownOptions.join(", ")}`
+      ).pipe(Effect.annotateLogs({ namespace: config.namespace }))
+    }
     const base = yield* CacheStore
     const store = config.storeTimeout === undefined ? base : limitStore(base, config.storeTimeout)
     const metrics = yield* Effect.serviceOption(Metrics.Metrics)

@@ -105,7 +105,6 @@ describe("options of make (issue 9 item 5)", () => {
       { stalewhileRevalidat: "1 minute" },
       "unknown option \"stalewhileRevalidat\"; did you mean \"staleWhileRevalidate\"?"
     ],
-    ["an option that does not exist", { ttlSeconds: 5 }, "unknown option \"ttlSeconds\""],
     [
       "a misspelled lock option",
       { lock: { wiat: "1 second" } },
@@ -149,6 +148,33 @@ describe("options of make (issue 9 item 5)", () => {
         assertTrue(Either.isLeft(result) && result.left._tag === "InvalidOptions")
         assert.match(Either.isLeft(result) ? result.left.message : "", /^options must be an object, got /)
       }
+    }).pipe(Effect.provide(Services)))
+
+  it.scoped("keys that misspell no option (a larger config spread in, a class's own field) are logged, not refused", () =>
+    Effect.gen(function*() {
+      const logs = capture()
+      const appConfig = { enabled: true, description: "users" }
+      const lockConfig = { wait: "1 second" as const, label: "x" }
+      class Opts {
+        readonly namespace = "opts-class"
+        readonly ttl = "1 minute"
+        readonly schema = Schema.String
+        readonly key = (id: number) => String(id)
+        readonly lookup = (id: number) => Effect.succeed(Option.some(`v${id}`))
+        readonly createdAt = 0
+      }
+      const spread = yield* Effect.either(
+        CacheAside.make({ ...base, ...appConfig, lock: lockConfig }).pipe(
+          Effect.provide(logs.layer)
+        )
+      )
+      assertTrue(Either.isRight(spread), Either.isLeft(spread) ? spread.left.message : "")
+      const instance = yield* Effect.either(CacheAside.make(new Opts()).pipe(Effect.provide(logs.layer)))
+      assertTrue(Either.isRight(instance), Either.isLeft(instance) ? instance.left.message : "")
+      const warnings = logs.lines.filter((line) => line.startsWith("WARN"))
+      assert.strictEqual(warnings.length, 2)
+      assert.include(warnings[0]!, "\"enabled\", \"description\", \"lock.label\"")
+      assert.include(warnings[1]!, "\"createdAt\"")
     }).pipe(Effect.provide(Services)))
 
   it.scoped("every option, each object-valued one with every field, is accepted", () =>

@@ -11,7 +11,7 @@ import type * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import type { Options } from "../CacheAside.js"
+import type { LookupTimeouts, Options } from "../CacheAside.js"
 import * as Codec from "../Codec.js"
 import type { DataSource, LoadMany } from "../DataSource.js"
 import * as integrity from "./integrity.js"
@@ -65,6 +65,8 @@ export interface Config<K, A, E, R> {
   readonly lookupConcurrency: number
   /** Signs written entries and verifies read ones (the `signingKey` option); `undefined` when off. */
   readonly integrity: integrity.Integrity | undefined
+  /** Keys of the options that are no option and misspell none (logged by `make`, not refused). */
+  readonly unknownOptions: ReadonlyArray<string>
 }
 
 // eslint-disable-next-line no-control-regex
@@ -125,8 +127,31 @@ const optionNames: Names<AnyOptions> = {
 const lockNames: Names<Fields<AnyOptions["lock"]>> = { wait: true, poll: true }
 const earlyNames: Names<Fields<AnyOptions["earlyExpiration"]>> = { beta: true }
 const failSafeNames: Names<Fields<AnyOptions["failSafe"]>> = { maxStale: true, throttle: true }
-const lookupTimeoutNames: Names<{ soft: unknown; hard: unknown }> = { soft: true, hard: true }
+const lookupTimeoutNames: Names<LookupTimeouts> = { soft: true, hard: true }
 const nearCacheNames: Names<Fields<AnyOptions["nearCache"]>> = { maxEntries: true, maxBytes: true, ttl: true }
+
+/** An object-valued option as an object, or `undefined` (its own check reports what else it is). */
+const fieldsOf = (input: unknown): object | undefined =>
+  typeof input === "object" && input !== null && !Array.isArray(input) ? input : undefined
+
+/**
+ * The options' own keys (and their object-valued options' keys) that are no option: a misspelled
+ * one is the message; the others are answered.
+ */
+const unknownIn = (
+  options: Pick<AnyOptions, "lock" | "earlyExpiration" | "failSafe" | "lookupTimeout" | "nearCache">
+) =>
+  Either.gen(function*() {
+    const parts = [
+      yield* validate.known(undefined, options, optionNames),
+      yield* validate.known("lock", fieldsOf(options.lock), lockNames),
+      yield* validate.known("earlyExpiration", fieldsOf(options.earlyExpiration), earlyNames),
+      yield* validate.known("failSafe", fieldsOf(options.failSafe), failSafeNames),
+      yield* validate.known("lookupTimeout", fieldsOf(options.lookupTimeout), lookupTimeoutNames),
+      yield* validate.known("nearCache", fieldsOf(options.nearCache), nearCacheNames)
+    ]
+    return parts.flat()
+  })
 
 /** The default decode memo budget in bytes of stored entries (keys included). */
 const defaultDecodeCacheBytes = 16 * 1024 * 1024
@@ -136,7 +161,6 @@ const lockOf = (input: Options<never, never, never, never, never>["lock"]) =>
   Either.gen(function*() {
     if (input === false) return undefined
     const lock = input === true ? {} : (yield* validate.record("lock", input)) ?? {}
-    yield* validate.known("lock", lock, lockNames)
     const waitMillis = yield* durationMillis("lock.wait", lock.wait ?? "5 seconds")
     const pollMillis = yield* durationMillis("lock.poll", lock.poll ?? Math.max(1, Math.min(20, waitMillis)), 1)
     if (pollMillis > Math.max(waitMillis, 1)) return yield* Either.left(`lock.poll must not be longer than lock.wait`)
@@ -147,7 +171,6 @@ const lockOf = (input: Options<never, never, never, never, never>["lock"]) =>
 const betaOf = (input: Options<never, never, never, never, never>["earlyExpiration"]) =>
   Either.gen(function*() {
     const early = typeof input === "boolean" ? input : yield* validate.record("earlyExpiration", input)
-    if (typeof early === "object") yield* validate.known("earlyExpiration", early, earlyNames)
     const beta = early === true ? 1 : early === false || early === undefined ? 0 : early.beta ?? 1
     return yield* validate.fraction("earlyExpiration.beta", beta, 0, Number.MAX_VALUE)
   })
@@ -194,7 +217,7 @@ export const decode = <K, A, I, E, R>(
 ): Either.Either<Config<K, A, E, R>, string> =>
   Either.gen(function*() {
     yield* validate.record("options", options)
-    yield* validate.known(undefined, options, optionNames)
+    const unknownOptions = yield* unknownIn(options)
     const namespace = yield* name("namespace", options.namespace)
     const prefix = yield* name("prefix", options.prefix ?? "cache")
     const version = yield* name("version", options.version ?? "1")
@@ -216,13 +239,11 @@ export const decode = <K, A, I, E, R>(
     const swrMillis = (yield* optionalMillis("staleWhileRevalidate", options.staleWhileRevalidate)) ?? 0
     const beta = yield* betaOf(options.earlyExpiration)
     const failSafeOptions = yield* validate.record("failSafe", options.failSafe)
-    yield* validate.known("failSafe", failSafeOptions, failSafeNames)
     const failSafe = failSafeOptions === undefined ? undefined : {
       maxStaleMillis: yield* durationMillis("failSafe.maxStale", failSafeOptions.maxStale),
       throttleMillis: yield* durationMillis("failSafe.throttle", failSafeOptions.throttle ?? "10 seconds", 1)
     }
     const lookupTimeout = yield* validate.record("lookupTimeout", options.lookupTimeout)
-    yield* validate.known("lookupTimeout", lookupTimeout, lookupTimeoutNames)
     const softTimeout = yield* optionalDuration("lookupTimeout.soft", lookupTimeout?.soft, 1)
     const hardTimeout = yield* optionalDuration("lookupTimeout.hard", lookupTimeout?.hard, 1)
     if (softTimeout !== undefined && hardTimeout !== undefined && !Duration.lessThan(softTimeout, hardTimeout)) {
@@ -236,7 +257,6 @@ export const decode = <K, A, I, E, R>(
     const nearOptions = options.nearCache === undefined || options.nearCache === false
       ? undefined
       : yield* validate.record("nearCache", options.nearCache)
-    yield* validate.known("nearCache", nearOptions, nearCacheNames)
     const near = nearOptions === undefined ? undefined : yield* nearCache.resolve(nearOptions)
     const lookupConcurrency = yield* validate.integer("lookupConcurrency", options.lookupConcurrency ?? 64, 1)
     const source = yield* sourceOf(options.lookup)
@@ -272,6 +292,7 @@ export const decode = <K, A, I, E, R>(
       batchConcurrency,
       nearCache: near,
       lookupConcurrency,
-      integrity: signing
+      integrity: signing,
+      unknownOptions
     } satisfies Config<K, A, E, R>
   })

@@ -108,26 +108,42 @@ export const record = <T extends object>(what: string, input: T | undefined): Ei
       `${what} must be an object, got ${input === null ? "null" : Array.isArray(input) ? "an array" : typeof input}`
     )
 
-/** Edit distance (Levenshtein) of two short strings: enough to name the option a typo meant. */
+/**
+ * Edit distance of two short strings, an adjacent swap counting as one edit (optimal string
+ * alignment): enough to name the option a typo meant (`wiat` is one edit from `wait`).
+ */
 const distance = (a: string, b: string): number => {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  const rows: Array<Array<number>> = [Array.from({ length: b.length + 1 }, (_, j) => j)]
   for (let i = 1; i <= a.length; i++) {
-    const current = [i]
+    const row = [i]
     for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      row[j] = Math.min(rows[i - 1]![j]! + 1, row[j - 1]! + 1, rows[i - 1]![j - 1]! + cost)
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        row[j] = Math.min(row[j]!, rows[i - 2]![j - 2]! + 1)
+      }
     }
-    previous = current
+    rows.push(row)
   }
-  return previous[b.length]!
+  return rows[a.length]![b.length]!
 }
 
 /** The longest option name shown or compared: a key is developer input, but need not be short. */
 const maxShownName = 64
 
+/** The option `key` most likely misspells (same letters but case, or an edit or two away), if any. */
+const misspelled = (key: string, names: ReadonlyArray<string>): string | undefined => {
+  const lower = key.slice(0, maxShownName).toLowerCase()
+  return names.find((name) => name.toLowerCase() === lower) ??
+    // short names allow one edit: "ref" is not a typo of "key"
+    names.find((name) => distance(name.toLowerCase(), lower) <= (name.length <= 4 ? 1 : 2))
+}
+
 /**
- * Rejects an option object's own keys that are not options (`negativeTTL`, `ttlSecond`): a
- * misspelled option would otherwise be ignored, silently leaving its feature off. The message
- * names the key and, when one is close (case, or up to two edits), the option it probably meant.
+ * Checks an option object's own keys that are not options. One that misspells an option
+ * (`negativeTTL`, `lock.wiat`) is the message, naming the option it probably meant: ignored, it
+ * would leave that option's feature silently off. Others (a field of the application's own config
+ * spread into the options, a class's own field) are answered, to be logged, not refused.
  * `names` maps every known option to `true`, so a type lists them all (none missing, none extra).
  *
  * @internal
@@ -136,19 +152,20 @@ export const known = (
   what: string | undefined,
   input: object | undefined,
   names: Readonly<Record<string, true>>
-): Either.Either<void, string> => {
-  if (input === undefined) return Either.right(undefined)
+): Either.Either<ReadonlyArray<string>, string> => {
+  if (input === undefined) return Either.right([])
   const path = (key: string) => what === undefined ? key : `${what}.${key}`
+  const shown = (key: string) =>
+    JSON.stringify(path(key.length > maxShownName ? `${key.slice(0, maxShownName)}…` : key))
+  const candidates = Object.keys(names)
+  const unknown: Array<string> = []
   for (const key of Object.keys(input)) {
     if (Object.hasOwn(names, key)) continue
-    const clipped = key.slice(0, maxShownName).toLowerCase()
-    const candidates = Object.keys(names)
-    const near = candidates.find((name) => name.toLowerCase() === clipped) ??
-      candidates.find((name) => distance(name.toLowerCase(), clipped) <= 2)
-    const shownKey = JSON.stringify(path(key.length > maxShownName ? `${key.slice(0, maxShownName)}…` : key))
-    return Either.left(
-      `unknown option ${shownKey}${near === undefined ? "" : `; did you mean ${JSON.stringify(path(near))}?`}`
-    )
+    const near = misspelled(key, candidates)
+    if (near !== undefined) {
+      return Either.left(`unknown option ${shown(key)}; did you mean ${JSON.stringify(path(near))}?`)
+    }
+    unknown.push(shown(key))
   }
-  return Either.right(undefined)
+  return Either.right(unknown)
 }
