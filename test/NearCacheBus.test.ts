@@ -331,6 +331,26 @@ describe("RedisCacheBus", () => {
       assert.isTrue(a.bus.healthy())
     }))
 
+  it.scopedLive("a message larger than any the bus sends is not read: its namespace is flushed instead", () =>
+    Effect.gen(function*() {
+      const server = yield* RedisServer.make
+      const a = yield* instance(server)
+      const seen = recorder()
+      yield* a.bus.subscribe(namespace, seen.subscriber)
+      yield* eventually("healthy", () => a.bus.healthy())
+      const raw = yield* plainClient(server)
+      // well-formed, from "another instance": a 1 MB pattern would take seconds to compile and match
+      // against every near-cache entry, in every process
+      const bomb = JSON.stringify({
+        sender: "elsewhere",
+        namespace,
+        invalidation: { _tag: "Pattern", pattern: `[${"a".repeat(1_000_000)}]` }
+      })
+      yield* Effect.promise(() => raw.publish(`cache-aside-bus:${namespace}`, bomb))
+      yield* eventually("the message handled", () => seen.evicted.length >= 1)
+      deepStrictEqual(seen.evicted, [{ _tag: "All" }])
+    }))
+
   it.scopedLive("a paused server: the missed heartbeat flushes and the bus stays unhealthy until it answers", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make

@@ -36,7 +36,12 @@ type Token =
   | { readonly _tag: "Star" }
   | { readonly _tag: "Any" }
   | { readonly _tag: "Literal"; readonly code: number }
-  | { readonly _tag: "Class"; readonly negate: boolean; readonly items: ReadonlyArray<ClassItem> }
+  | {
+    readonly _tag: "Class"
+    readonly negate: boolean
+    /** The class's code units as disjoint ranges sorted by `lo`: membership is a binary search. */
+    readonly ranges: ReadonlyArray<ClassItem>
+  }
 
 const STAR: Token = { _tag: "Star" }
 const ANY: Token = { _tag: "Any" }
@@ -58,7 +63,7 @@ const parseClass = (pattern: string, start: number): readonly [Token, number] =>
       items.push({ lo: quoted, hi: quoted })
       i += 2
     } else if (c === 0x5d) { // "]"
-      return [{ _tag: "Class", negate, items }, i + 1]
+      return [{ _tag: "Class", negate, ranges: disjoint(items) }, i + 1]
     } else if (pattern.length - i >= 3 && pattern[i + 1] === "-") {
       const end = pattern.charCodeAt(i + 2)
       items.push({ lo: Math.min(c, end), hi: Math.max(c, end) })
@@ -68,7 +73,37 @@ const parseClass = (pattern: string, start: number): readonly [Token, number] =>
       i++
     }
   }
-  return [{ _tag: "Class", negate, items }, i]
+  return [{ _tag: "Class", negate, ranges: disjoint(items) }, i]
+}
+
+/**
+ * A class's items as disjoint ranges sorted by `lo` (overlapping and adjacent ones merged), so
+ * that a class of thousands of items (a hostile pattern) costs a binary search per code unit, not
+ * a scan of every item.
+ */
+const disjoint = (items: Array<ClassItem>): ReadonlyArray<ClassItem> => {
+  items.sort((a, b) => a.lo - b.lo)
+  const out: Array<{ lo: number; hi: number }> = []
+  for (const item of items) {
+    const last = out[out.length - 1]
+    if (last !== undefined && item.lo <= last.hi + 1) last.hi = Math.max(last.hi, item.hi)
+    else out.push({ lo: item.lo, hi: item.hi })
+  }
+  return out
+}
+
+/** Whether `code` is in one of `ranges` (disjoint, sorted by `lo`). */
+const inRanges = (ranges: ReadonlyArray<ClassItem>, code: number): boolean => {
+  let lo = 0
+  let hi = ranges.length - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1
+    const range = ranges[mid]!
+    if (code < range.lo) hi = mid - 1
+    else if (code > range.hi) lo = mid + 1
+    else return true
+  }
+  return false
 }
 
 const compile = (pattern: string): ReadonlyArray<Token> => {
@@ -105,16 +140,8 @@ const matchesOne = (token: Token, code: number): boolean => {
       return true
     case "Literal":
       return token.code === code
-    case "Class": {
-      let found = false
-      for (const item of token.items) {
-        if (code >= item.lo && code <= item.hi) {
-          found = true
-          break
-        }
-      }
-      return found !== token.negate
-    }
+    case "Class":
+      return inRanges(token.ranges, code) !== token.negate
   }
 }
 

@@ -109,6 +109,8 @@ export const make = (
     }
     const tracker = yield* tracking.make(connection, {
       onMessage: (namespace, payload) => {
+        // too large to read (see `maxMessageBytes`): whatever it named may be stale, so all of it is
+        if (payload === undefined) return registry.deliver(namespace, { _tag: "All" })
         const message = CacheBus.decodeMessage(payload)
         if (message === undefined || message.sender === instanceId || message.namespace !== namespace) return
         registry.deliver(namespace, message.invalidation)

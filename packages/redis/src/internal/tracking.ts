@@ -40,6 +40,16 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { Redis } from "ioredis"
 
+/**
+ * The largest bus message read. Anyone allowed to `PUBLISH` can send one: a message of megabytes (a
+ * pattern, a key list) would take seconds and gigabytes to parse, compile and match against every
+ * near-cache entry, in every process. The bus's own messages name one key or one pattern; a larger
+ * one is not read, and its namespace's near caches are flushed instead (nothing stale is kept).
+ *
+ * @internal
+ */
+export const maxMessageBytes = 64 * 1024
+
 /** The channel Redis sends client-side caching invalidations to (RESP2 redirect). */
 export const invalidationChannel = "__redis__:invalidate"
 
@@ -48,8 +58,11 @@ export const channelPrefix = "cache-aside-bus:"
 
 /** @internal */
 export interface Handlers {
-  /** A message on a namespace channel (`namespace` is the bus namespace, without the client's keyPrefix). */
-  readonly onMessage: (namespace: string, payload: string) => void
+  /**
+   * A message on a namespace channel (`namespace` is the bus namespace, without the client's
+   * keyPrefix); `undefined`: larger than any message the bus sends (`maxMessageBytes`), not read.
+   */
+  readonly onMessage: (namespace: string, payload: string | undefined) => void
   /** Keys written by another client (without the client's keyPrefix); `null`: the database was flushed. */
   readonly onKeys: (keys: ReadonlyArray<string> | null) => void
   /** Health changed. */
@@ -191,7 +204,9 @@ class Connection {
       return
     }
     const prefix = channelPrefix + this.keyPrefix
-    if (name.startsWith(prefix)) this.handlers.onMessage(name.slice(prefix.length), toText(message))
+    if (!name.startsWith(prefix)) return
+    const size = Buffer.isBuffer(message) ? message.length : typeof message === "string" ? message.length : 0
+    this.handlers.onMessage(name.slice(prefix.length), size > maxMessageBytes ? undefined : toText(message))
   }
 
   /**
