@@ -130,6 +130,30 @@ describe("near cache (L1)", () => {
     assert.isUndefined(cache.get("unrelated", 1))
   })
 
+  it("a pattern or a key list too large to match entry by entry (a hostile bus message) clears the cache instead", () => {
+    const { cache, counts } = make({ maxEntries: 20_000 })
+    const fill = () => {
+      for (let i = 0; i < 10_000; i++) {
+        cache.set(`cache:n:1:user:${i}:${"x".repeat(30)}`, Option.some("v"), 1000, 1, cache.token(), 0)
+      }
+    }
+    fill()
+    const started = performance.now()
+    // at worst (pattern × key characters) steps per entry: 20,000 × 47 × 10,000 if matched
+    cache.apply({ _tag: "Pattern", pattern: "*a".repeat(10_000) + "b" })
+    assert.strictEqual(cache.size, 0)
+    assert.strictEqual(counts.evicted, 10_000)
+    fill()
+    cache.apply({ _tag: "Keys", keys: Array.from({ length: 100_000 }, (_, i) => `other:${i}`) })
+    assert.strictEqual(cache.size, 0)
+    assert.isBelow(performance.now() - started, 2_000, "a bound against matching it entry by entry")
+    // a pattern of ordinary length still removes only what it matches
+    fill()
+    cache.set("cache:n:1:order:1", Option.some("o"), 1000, 1, cache.token(), 0)
+    cache.apply({ _tag: "Pattern", pattern: "cache:n:1:user:*" })
+    assert.strictEqual(cache.size, 1)
+  })
+
   it("options are validated", () => {
     deepStrictEqual(
       NearCache.resolve({ maxEntries: 10, ttl: "1 second" }),

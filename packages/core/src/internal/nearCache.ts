@@ -50,6 +50,13 @@ interface Slot<A> {
   readonly expiresAt: number
 }
 
+/**
+ * The matching steps a pattern eviction may take at worst (pattern length × the entries' key
+ * characters); above it, the near cache is cleared instead: 10,000 entries of 50-character keys
+ * allow a pattern of 200 characters (well under a second of matching at worst, far less usually).
+ */
+const maxPatternWork = 100_000_000
+
 /** Invalidated keys remembered for racing reads; past this many, one flush epoch replaces them. */
 const maxRemembered = 4096
 
@@ -138,6 +145,8 @@ export class NearCache<A> {
 
   /** Removes keys (a local write, or a message); every read that began before cannot fill them. */
   evictKeys(keys: ReadonlyArray<string>): number {
+    // more keys than are remembered: one flush epoch would replace them anyway
+    if (keys.length > maxRemembered) return this.clear()
     const epoch = ++this.epoch
     let removed = 0
     for (const key of keys) {
@@ -148,8 +157,15 @@ export class NearCache<A> {
     return removed
   }
 
-  /** Removes the keys a glob pattern (over full keys) matches. */
+  /**
+   * Removes the keys a glob pattern (over full keys) matches. Matching costs up to (pattern length
+   * × key length) steps per entry: a pattern long enough to make that seconds over the whole cache
+   * (a hostile bus message) clears the cache instead, which removes everything it could match.
+   */
   evictPattern(pattern: string): number {
+    let chars = 0
+    for (const key of this.lru.keys()) chars += key.length
+    if (pattern.length * chars > maxPatternWork) return this.clear()
     const matches = Glob.matcher(pattern)
     this.raiseFloor()
     let removed = 0
