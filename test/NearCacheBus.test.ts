@@ -153,7 +153,12 @@ describe("RedisCacheBus", () => {
       yield* eventually("healthy", () => bus.healthy())
       const counts = Effect.map(
         metrics.snapshot("echo"),
-        (s) => ({ hits: Number(s.hits), near: Number(s.nearHits), evictions: Number(s.nearEvictions) })
+        (s) => ({
+          hits: Number(s.hits),
+          near: Number(s.nearHits),
+          bypassed: Number(s.nearBypasses),
+          evictions: Number(s.nearEvictions)
+        })
       )
       const keys = Array.from({ length: 20 }, (_, i) => `k${i}`)
       const pass = Effect.forEach(keys, (key) => Effect.map(cache.get(key), (value) => assertSome(value, `v-${key}`)))
@@ -164,7 +169,13 @@ describe("RedisCacheBus", () => {
       const after = yield* counts
       assert.strictEqual(loads, keys.length, "no key loaded twice")
       assert.strictEqual(after.hits - before.hits, keys.length)
-      assert.strictEqual(after.near - before.near, keys.length, "every get after the fill is a near hit")
+      // every get after the fill is a near hit: held, and answered, unless this process stalled
+      // just then (a loaded machine), when the near cache is bypassed, counted, for that moment
+      assert.strictEqual(
+        after.near - before.near + (after.bypassed - before.bypassed),
+        keys.length,
+        "every get after the fill found its key in the near cache"
+      )
       assert.strictEqual(after.evictions, 0, "nothing evicted")
       // and a write by another client still evicts a filled key
       const raw = yield* plainClient(server)
@@ -252,52 +263,54 @@ describe("RedisCacheBus", () => {
       deepStrictEqual(seen.evicted, [{ _tag: "Keys", keys: ["cache:nbus:1:k"] }, { _tag: "All" }])
     }))
 
-  it.scopedLive("after this process stalls, reads do not use the near cache before the invalidations that arrived are read", () =>
-    Effect.gen(function*() {
-      const server = yield* RedisServer.make
-      const context = yield* storeAndBus(server, "200 millis")
-      let version = 1
-      const cache = yield* CacheAside.make({
-        namespace: "stall",
-        key: (key: string) => key,
-        schema: Schema.Number,
-        lookup: () => Effect.sync(() => Option.some(version)),
-        ttl: "1 minute",
-        nearCache: { maxEntries: 10, ttl: "1 minute" }
-      }).pipe(Effect.provide(context))
-      const bus = Context.get(context, CacheBus.CacheBus)
-      yield* eventually("healthy", () => bus.healthy())
-      assertSome(yield* cache.get("k"), 1)
-      assertSome(yield* cache.get("k"), 1) // held by the near cache
-      const raw = yield* plainClient(server)
-      yield* Effect.promise(() => raw.ping())
-      const runtime = yield* Effect.runtime<never>()
-      const [atOnce, answer] = yield* Effect.async<
-        readonly [Exit.Exit<Option.Option<number>>, Exit.Exit<Option.Option<number>>]
-      >((resume) => {
-        version = 2
-        // a get due while the process stalls: when the stall ends, Node runs due timers before it
-        // reads the sockets again
-        setTimeout(() => {
-          // what a fiber woken by this timer would answer now (a near hit is synchronous)
-          const atOnce = Runtime.runSyncExit(runtime)(cache.get("k"))
-          Runtime.runCallback(runtime)(cache.get("k"), { onExit: (exit) => resume(Effect.succeed([atOnce, exit])) })
-        }, 50)
-        setImmediate(() => {
-          void raw.del(cache.keyOf("k")) // another client's write: its invalidation arrives during the stall
-          const until = Date.now() + 500
-          while (Date.now() < until) {
-            // a stalled process: a long GC pause, a starved CPU
-          }
+  for (const [heartbeat, stall] of [["200 millis", 500], ["1 second", 300]] as const) {
+    it.scopedLive(`after this process stalls (${stall} ms, heartbeat ${heartbeat}), reads do not use the near cache before the invalidations that arrived are read`, () =>
+      Effect.gen(function*() {
+        const server = yield* RedisServer.make
+        const context = yield* storeAndBus(server, heartbeat)
+        let version = 1
+        const cache = yield* CacheAside.make({
+          namespace: "stall",
+          key: (key: string) => key,
+          schema: Schema.Number,
+          lookup: () => Effect.sync(() => Option.some(version)),
+          ttl: "1 minute",
+          nearCache: { maxEntries: 10, ttl: "1 minute" }
+        }).pipe(Effect.provide(context))
+        const bus = Context.get(context, CacheBus.CacheBus)
+        yield* eventually("healthy", () => bus.healthy())
+        assertSome(yield* cache.get("k"), 1)
+        assertSome(yield* cache.get("k"), 1) // held by the near cache
+        const raw = yield* plainClient(server)
+        yield* Effect.promise(() => raw.ping())
+        const runtime = yield* Effect.runtime<never>()
+        const [atOnce, answer] = yield* Effect.async<
+          readonly [Exit.Exit<Option.Option<number>>, Exit.Exit<Option.Option<number>>]
+        >((resume) => {
+          version = 2
+          // a get due while the process stalls: when the stall ends, Node runs due timers before it
+          // reads the sockets again
+          setTimeout(() => {
+            // what a fiber woken by this timer would answer now (a near hit is synchronous)
+            const atOnce = Runtime.runSyncExit(runtime)(cache.get("k"))
+            Runtime.runCallback(runtime)(cache.get("k"), { onExit: (exit) => resume(Effect.succeed([atOnce, exit])) })
+          }, 50)
+          setImmediate(() => {
+            void raw.del(cache.keyOf("k")) // another client's write: its invalidation arrives during the stall
+            const until = Date.now() + stall
+            while (Date.now() < until) {
+              // a stalled process: a long GC pause, a starved CPU
+            }
+          })
         })
-      })
-      // without the currency check the near cache answered 1 here, before the eviction was read
-      assert.isFalse(
-        Exit.isSuccess(atOnce) && Option.isSome(atOnce.value) && atOnce.value.value === 1,
-        "a stale near hit"
-      )
-      assertSuccess(answer, Option.some(2))
-    }))
+        // without the currency check the near cache answered 1 here, before the eviction was read
+        assert.isFalse(
+          Exit.isSuccess(atOnce) && Option.isSome(atOnce.value) && atOnce.value.value === 1,
+          "a stale near hit"
+        )
+        assertSuccess(answer, Option.some(2))
+      }))
+  }
 
   it.scopedLive("a stall of this process while a heartbeat PING is in flight: the answer that arrived meanwhile counts, no flush", () =>
     Effect.gen(function*() {

@@ -397,7 +397,8 @@ export const make = <K, A, I, E = never, R = never, T extends LookupTimeouts | u
       const bus = Option.getOrElse(yield* Effect.serviceOption(CacheBus.CacheBus), CacheBus.memory)
       const near = new NearCacheImpl<A>(config.nearCache, bus.healthy, {
         evicted: (count) => recorder.increment("nearEvictions", count),
-        flushed: () => recorder.increment("nearFlushes")
+        flushed: () => recorder.increment("nearFlushes"),
+        bypassed: () => recorder.increment("nearBypasses")
       })
       impl.near = { cache: near, bus, namespace: `${config.prefix}:${config.namespace}:` }
       yield* bus.subscribe(impl.near.namespace, {

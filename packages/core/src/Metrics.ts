@@ -36,6 +36,8 @@ export const eventDescriptions = {
   nearEvictions: "near cache entries evicted by an invalidation from another process or a write by any Redis client",
   nearFlushes:
     "near cache flushes because the bus connection was lost or came back (invalidations may have been missed)",
+  nearBypasses:
+    "gets of a key the near cache held that it did not answer: the bus was not current (lost, silent, or this process stalled)",
   lookupTimeouts: "lookups that passed their soft or hard timeout",
   ttlErrors: "values not cached because the ttl function gave an invalid duration (NaN, infinite, too long)",
   integrityErrors: "stored entries whose signature did not verify, with a signing key (treated as misses and evicted)"

@@ -7,10 +7,11 @@ import { CacheBus } from "../src/index.js"
 import * as NearCache from "../src/internal/nearCache.js"
 
 const counting = () => {
-  const counts = { evicted: 0, flushed: 0 }
+  const counts = { evicted: 0, flushed: 0, bypassed: 0 }
   const events: NearCache.Events = {
     evicted: (n) => (counts.evicted += n),
-    flushed: () => counts.flushed++
+    flushed: () => counts.flushed++,
+    bypassed: () => counts.bypassed++
   }
   return { counts, events }
 }
@@ -109,6 +110,9 @@ describe("near cache (L1)", () => {
     cache.set("a", Option.some("A"), 1000, 1, cache.token(), 0)
     const before = cache.token()
     healthy = false
+    assert.isUndefined(cache.get("a", 1)) // held, not answered: counted
+    assert.isUndefined(cache.get("other", 1)) // not held: not counted
+    assert.strictEqual(counts.bypassed, 1)
     cache.flush()
     assert.strictEqual(counts.flushed, 1)
     assert.isUndefined(cache.get("a", 1))

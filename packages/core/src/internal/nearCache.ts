@@ -66,6 +66,8 @@ export interface Events {
   readonly evicted: (count: number) => void
   /** The L1 was flushed because the bus lost (or regained) its connection. */
   readonly flushed: () => void
+  /** A get of a key the L1 holds was not answered from it: the bus was not current. */
+  readonly bypassed: () => void
 }
 
 /** @internal */
@@ -120,7 +122,12 @@ export class NearCache<A> {
 
   /** The value held for `key`, if fresh at `now` and the bus is healthy; `undefined` otherwise. */
   get(key: string, now: number): Option.Option<A> | undefined {
-    if (this.lru.size === 0 || !this.healthy()) return undefined
+    if (this.lru.size === 0) return undefined
+    if (!this.healthy()) {
+      // held, but the bus is not current (lost, silent, or this process stalled): not answered
+      if (this.lru.peek(key) !== undefined) this.events.bypassed()
+      return undefined
+    }
     const slot = this.lru.get(key)
     if (slot === undefined) return undefined
     if (slot.expiresAt <= now) {

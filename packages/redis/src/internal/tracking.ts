@@ -50,6 +50,15 @@ import type { Redis } from "ioredis"
  */
 export const maxMessageBytes = 64 * 1024
 
+/** How often the event loop's progress past its I/O poll is noted (see `Connection.pollWatch`). */
+const pollTickMillis = 20
+
+/**
+ * A loop that has not got past its I/O poll for this long may hold unread invalidations: the near
+ * cache is bypassed until it has (counted in `nearBypasses`).
+ */
+const pollSlackMillis = 60
+
 /** The channel Redis sends client-side caching invalidations to (RESP2 redirect). */
 export const invalidationChannel = "__redis__:invalidate"
 
@@ -115,12 +124,41 @@ class Connection {
     this.keyPrefix = data.options.keyPrefix ?? ""
   }
 
+  /** When the event loop last got past its poll for I/O (see `pollWatch`). */
+  lastPoll = 0
+
   heard(): void {
     this.lastHeard = this.live.unsafeCurrentTimeMillis()
   }
 
-  healthy = (): boolean =>
-    this.healthyNow && this.live.unsafeCurrentTimeMillis() - this.lastHeard <= this.heartbeatMillis
+  healthy = (): boolean => {
+    const now = this.live.unsafeCurrentTimeMillis()
+    return this.healthyNow && now - this.lastHeard <= this.heartbeatMillis && now - this.lastPoll <= pollSlackMillis
+  }
+
+  /**
+   * Notes, every `pollTickMillis`, when the event loop gets past its poll for I/O (a `setImmediate`
+   * runs right after it). After a stall (a long GC pause, a starved CPU, a CPU-bound handler) Node
+   * runs the due timers before it reads the sockets: a get started by one would answer from the near
+   * cache before the invalidations that arrived during the stall are read. Until the loop has polled
+   * again, `healthy` is false (the near cache is bypassed, not flushed: nothing was lost).
+   */
+  pollWatch(): () => void {
+    let immediate: ReturnType<typeof setImmediate> | undefined
+    const polled = () => {
+      immediate = undefined
+      this.lastPoll = this.live.unsafeCurrentTimeMillis()
+    }
+    polled()
+    const timer = setInterval(() => {
+      if (immediate === undefined) immediate = setImmediate(polled)
+    }, pollTickMillis)
+    timer.unref()
+    return () => {
+      clearInterval(timer)
+      if (immediate !== undefined) clearImmediate(immediate)
+    }
+  }
 
   setHealthy(next: boolean): void {
     if (next === this.healthyNow) return
@@ -325,6 +363,7 @@ export const make = (
       })
     )
     yield* Effect.forkScoped(c.heartbeat())
+    yield* Effect.acquireRelease(Effect.sync(() => c.pollWatch()), (stop) => Effect.sync(stop))
     yield* Effect.sync(() => {
       subscriber.connect().catch(() => {})
     })
