@@ -38,6 +38,16 @@ const instance = (server: RedisServer["Type"], heartbeat: Duration.DurationInput
     return { bus, client }
   })
 
+/** One instance's bus with a recording subscriber on `namespace`, once healthy. */
+const subscribedInstance = (server: RedisServer["Type"], heartbeat?: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const a = yield* instance(server, heartbeat)
+    const seen = recorder()
+    yield* a.bus.subscribe(namespace, seen.subscriber)
+    yield* eventually("healthy", () => a.bus.healthy())
+    return { a, seen }
+  })
+
 /** What an application with near caches provides: the store and the bus on one client, and metrics. */
 const storeAndBus = (server: RedisServer["Type"], heartbeat?: Duration.DurationInput) =>
   Layer.build(
@@ -315,10 +325,7 @@ describe("RedisCacheBus", () => {
   it.scopedLive("a stall of this process while a heartbeat PING is in flight: the answer that arrived meanwhile counts, no flush", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make
-      const a = yield* instance(server, "200 millis")
-      const seen = recorder()
-      yield* a.bus.subscribe(namespace, seen.subscriber)
-      yield* eventually("healthy", () => a.bus.healthy())
+      const { a, seen } = yield* subscribedInstance(server, "200 millis")
       const flushesBefore = seen.flushes()
       const raw = yield* plainClient(server)
       // Redis busy for 150 ms: the heartbeat PING sent meanwhile (one every 100 ms) is answered when
@@ -347,10 +354,7 @@ describe("RedisCacheBus", () => {
   it.scopedLive("a message larger than any the bus sends is not read: its namespace is flushed instead", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make
-      const a = yield* instance(server)
-      const seen = recorder()
-      yield* a.bus.subscribe(namespace, seen.subscriber)
-      yield* eventually("healthy", () => a.bus.healthy())
+      const { seen } = yield* subscribedInstance(server)
       const raw = yield* plainClient(server)
       // well-formed, from "another instance": a 1 MB pattern would take seconds to compile and match
       // against every near-cache entry, in every process

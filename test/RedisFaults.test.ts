@@ -20,10 +20,17 @@ import {
 
 const rows = Array.from({ length: 50 }, (_, id) => [id, new User({ id, name: `user ${id}` })] as const)
 
-const setup = (server: RedisServer["Type"], commandTimeout: Duration.DurationInput = "300 millis") =>
+const setup = (
+  server: RedisServer["Type"],
+  commandTimeout: Duration.DurationInput = "300 millis",
+  resilience?: false
+) =>
   Effect.gen(function*() {
     const context = yield* Layer.build(
-      Layer.provideMerge(RedisCacheStore.layer({ url: Redacted.make(server.url), commandTimeout }), Metrics.layer)
+      Layer.provideMerge(
+        RedisCacheStore.layer({ url: Redacted.make(server.url), commandTimeout, resilience }),
+        Metrics.layer
+      )
     )
     const source = yield* DataSource.memory<number, User>(rows)
     const cache = yield* CacheAside.make({
@@ -57,20 +64,7 @@ describe("Redis faults", () => {
         lines.push(Array.isArray(message) ? message.join(" ") : String(message))
       })
       // the bare store: every failure is logged (no breaker refusing calls after five)
-      const context = yield* Layer.build(
-        Layer.provideMerge(
-          RedisCacheStore.layer({ url: Redacted.make(server.url), commandTimeout: "300 millis", resilience: false }),
-          Metrics.layer
-        )
-      )
-      const source = yield* DataSource.memory<number, User>(rows)
-      const cache = yield* CacheAside.make({
-        namespace: "down",
-        key: (id: number) => String(id),
-        schema: User,
-        lookup: source,
-        ttl: "1 minute"
-      }).pipe(Effect.provide(context))
+      const { cache } = yield* setup(server, "300 millis", false)
       yield* server.kill
       // until the client has seen the connection close (a command written before that fails
       // otherwise), bounded: every get answers from the lookup meanwhile
