@@ -111,8 +111,10 @@ export const record = <T extends object>(what: string, input: T | undefined): Ei
 /**
  * Edit distance of two short strings, an adjacent swap counting as one edit (optimal string
  * alignment): enough to name the option a typo meant (`wiat` is one edit from `wait`).
+ *
+ * @internal
  */
-const distance = (a: string, b: string): number => {
+export const distance = (a: string, b: string): number => {
   const rows: Array<Array<number>> = [Array.from({ length: b.length + 1 }, (_, j) => j)]
   for (let i = 1; i <= a.length; i++) {
     const row = [i]
@@ -131,12 +133,24 @@ const distance = (a: string, b: string): number => {
 /** The longest option name shown or compared: a key is developer input, but need not be short. */
 const maxShownName = 64
 
-/** The option `key` most likely misspells (same letters but case, or an edit or two away), if any. */
-const misspelled = (key: string, names: ReadonlyArray<string>): string | undefined => {
+/**
+ * The option `key` most likely misspells, if any: the nearest name, case aside, within two edits
+ * (one for names of four letters or fewer: "ref" is not a typo of "key").
+ *
+ * @internal
+ */
+export const misspelled = (key: string, names: ReadonlyArray<string>): string | undefined => {
   const lower = key.slice(0, maxShownName).toLowerCase()
-  return names.find((name) => name.toLowerCase() === lower) ??
-    // short names allow one edit: "ref" is not a typo of "key"
-    names.find((name) => distance(name.toLowerCase(), lower) <= (name.length <= 4 ? 1 : 2))
+  let nearest: string | undefined
+  let nearestDistance = Number.POSITIVE_INFINITY
+  for (const name of names) {
+    const edits = distance(name.toLowerCase(), lower)
+    if (edits <= (name.length <= 4 ? 1 : 2) && edits < nearestDistance) {
+      nearest = name
+      nearestDistance = edits
+    }
+  }
+  return nearest
 }
 
 /**
