@@ -56,12 +56,18 @@ interface Slot {
 
 const sizeOf = (key: string, value: Bytes): number => key.length * 2 + value.length + overheadBytes
 
-const checkOptions = (options: Options): Either.Either<{ maxEntries: number; maxBytes: number }, string> =>
+/** Every option: a key that misspells one is refused, any other is logged and ignored. */
+const optionNames: { readonly [K in keyof Required<Options>]: true } = { maxEntries: true, maxBytes: true }
+
+const checkOptions = (
+  options: Options
+): Either.Either<{ maxEntries: number; maxBytes: number; unknown: ReadonlyArray<string> }, string> =>
   Either.gen(function*() {
     yield* validate.record("options", options)
+    const unknown = yield* validate.known(undefined, options, optionNames)
     const maxEntries = yield* validate.integer("maxEntries", options.maxEntries ?? 10_000, 1)
     const maxBytes = yield* validate.integer("maxBytes", options.maxBytes ?? 64 * 1024 * 1024, 8 * 1024)
-    return { maxEntries, maxBytes }
+    return { maxEntries, maxBytes, unknown }
   })
 
 /**
@@ -195,7 +201,9 @@ class MemoryStore {
 }
 
 /**
- * Makes a memory store.
+ * Makes a memory store. Options that cannot make a working store fail with `InvalidStoreOptions`, and
+ * so does an option name that misspells one (`maxEntires`); other keys it does not know are logged
+ * at WARN and ignored.
  *
  * @example
  * ```ts
@@ -211,7 +219,13 @@ export const make = (options: Options = {}): Effect.Effect<CacheStore["Type"], I
   Effect.gen(function*() {
     const checked = checkOptions(options)
     if (Either.isLeft(checked)) return yield* new InvalidStoreOptions({ message: checked.left })
-    const { maxBytes, maxEntries } = checked.right
+    const { maxBytes, maxEntries, unknown } = checked.right
+    if (unknown.length > 0) {
+      // not a typo of an option (those are refused): a field of a larger config spread in, say
+      yield* Effect.logWarning(
+        `cache-aside: options MemoryCacheStore.make does not know, ignored: ${unknown.join(", ")}`
+      )
+    }
     const store = new MemoryStore(
       new Lru<Slot>({ maxEntries, maxSize: maxBytes }),
       yield* Effect.clock,

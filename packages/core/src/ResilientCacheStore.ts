@@ -198,8 +198,74 @@ const configOf = (options: Options): Either.Either<internal.Config, string> =>
     }
   })
 
+/** Every option: a key that misspells one is refused, any other is logged and ignored. */
+const optionNames: { readonly [K in keyof Required<Options>]: true } = {
+  name: true,
+  timeout: true,
+  storeEnforcesTimeout: true,
+  deletePatternTimeout: true,
+  failureThreshold: true,
+  cooldown: true,
+  maxCooldown: true,
+  cooldownJitter: true,
+  readRetry: true,
+  writeRetry: true,
+  invalidationRetry: true,
+  maxQueuedInvalidations: true,
+  replayInterval: true,
+  overflowPattern: true
+}
+
+/**
+ * The options checked, before any store is touched: `InvalidStoreOptions` for a value that cannot
+ * work or a name that misspells an option; the keys that are no option and misspell none are
+ * logged once and ignored.
+ */
+const checked = (options: Options): Effect.Effect<internal.Config, InvalidStoreOptions> =>
+  Effect.gen(function*() {
+    const unknown = Either.flatMap(validate.record("options", options), (fields) =>
+      validate.known(undefined, fields, optionNames))
+    if (Either.isLeft(unknown)) {
+      return yield* new InvalidStoreOptions({ message: unknown.left })
+    }
+    const config = configOf(options)
+    if (Either.isLeft(config)) {
+      return yield* new InvalidStoreOptions({ message: config.left })
+    }
+    if (unknown.right.length > 0) {
+      // not a typo of an option (those are refused): a field of a larger config spread in, say
+      yield* Effect.logWarning(
+        `cache-aside: options ResilientCacheStore.make does not know, ignored: ${unknown.right.join(", ")}`
+      ).pipe(Effect.annotateLogs({ store: config.right.name }))
+    }
+    return config.right
+  })
+
+/** The wrapper over `inner`, with checked options. */
+const makeChecked = (
+  inner: CacheStore["Type"],
+  config: internal.Config
+): Effect.Effect<CacheStore["Type"], never, Metrics | Scope.Scope> =>
+  Effect.gen(function*() {
+    const clock = yield* Effect.clock
+    const resilient = new internal.ResilientStore(config, {
+      inner,
+      circuitOpen: new CircuitOpen(),
+      isCircuitOpen: (cause) => cause instanceof CircuitOpen,
+      recorder: (yield* Metrics).storeRecorder(config.name),
+      now: () => clock.unsafeCurrentTimeMillis(),
+      random: yield* Effect.random,
+      scope: yield* Effect.scope
+    })
+    // replays without waiting for traffic; the rounds live in the store's scope
+    yield* Effect.forkScoped(resilient.replayRounds())
+    return resilient.store()
+  })
+
 /**
  * Wraps a store. Needs a `Scope`: the background replay fiber and the breaker's probes live in it.
+ * Options that cannot work fail with `InvalidStoreOptions`, and so does an option name that
+ * misspells one (`failureTreshold`); other keys it does not know are logged at WARN and ignored.
  *
  * @example
  * ```ts
@@ -219,27 +285,12 @@ export const make = (
   inner: CacheStore["Type"],
   options: Options = {}
 ): Effect.Effect<CacheStore["Type"], InvalidStoreOptions, Metrics | Scope.Scope> =>
-  Effect.gen(function*() {
-    const checked = configOf(options)
-    if (Either.isLeft(checked)) return yield* new InvalidStoreOptions({ message: checked.left })
-    const clock = yield* Effect.clock
-    const resilient = new internal.ResilientStore(checked.right, {
-      inner,
-      circuitOpen: new CircuitOpen(),
-      isCircuitOpen: (cause) => cause instanceof CircuitOpen,
-      recorder: (yield* Metrics).storeRecorder(checked.right.name),
-      now: () => clock.unsafeCurrentTimeMillis(),
-      random: yield* Effect.random,
-      scope: yield* Effect.scope
-    })
-    // replays without waiting for traffic; the rounds live in the store's scope
-    yield* Effect.forkScoped(resilient.replayRounds())
-    return resilient.store()
-  })
+  Effect.flatMap(checked(options), (config) => makeChecked(inner, config))
 
 /**
  * Wraps the store of another layer. The other services that layer provides pass through (so
- * `ResilientCacheStore.layer(FaultInjection.layer(store))` still provides `FaultInjection`).
+ * `ResilientCacheStore.layer(FaultInjection.layer(store))` still provides `FaultInjection`). The
+ * options are checked as `make` checks them, before the inner layer is built.
  *
  * @example
  * ```ts
@@ -258,7 +309,12 @@ export const layer = <ROut, E, R>(
   inner: Layer.Layer<CacheStore | ROut, E, R>,
   options: Options = {}
 ): Layer.Layer<CacheStore | ROut, E | InvalidStoreOptions, R | Metrics> =>
-  Layer.flatMap(inner, (context) =>
-    Layer.scopedContext(
-      Effect.map(make(Context.get(context, CacheStore), options), (store) => Context.add(context, CacheStore, store))
-    ))
+  // the options first: a bad one fails before the inner layer is built (before it connects, say)
+  Layer.unwrapEffect(Effect.map(checked(options), (config) =>
+    Layer.flatMap(inner, (context) =>
+      Layer.scopedContext(
+        Effect.map(
+          makeChecked(Context.get(context, CacheStore), config),
+          (store) => Context.add(context, CacheStore, store)
+        )
+      ))))
