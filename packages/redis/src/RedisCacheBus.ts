@@ -43,6 +43,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
+import * as internalOptions from "./internal/options.js"
 import * as tracking from "./internal/tracking.js"
 import * as validate from "./internal/validate.js"
 import * as RedisCacheStore from "./RedisCacheStore.js"
@@ -72,9 +73,9 @@ const heartbeatOf = (options: Options): Either.Either<Duration.Duration, string>
 /**
  * Makes a bus over the data connection of the `RedisClient` in context, with its own subscriber
  * connection, for the scope's lifetime. Fails only for invalid options (`InvalidStoreOptions`: a
- * `heartbeat` that is not a duration of 2 ms to about 24 days); while Redis is unreachable the bus
- * is unhealthy (near caches are bypassed). A `RedisClient` without an ioredis connection gives a
- * bus that is never healthy.
+ * `heartbeat` that is not a duration of 2 ms to about 24 days, or a key that misspells it; other
+ * unknown keys are logged at WARN); while Redis is unreachable the bus is unhealthy (near caches
+ * are bypassed). A `RedisClient` without an ioredis connection gives a bus that is never healthy.
  *
  * @example
  * ```ts
@@ -94,6 +95,7 @@ export const make = (
   Effect.gen(function*() {
     const heartbeat = heartbeatOf(options)
     if (Either.isLeft(heartbeat)) return yield* new InvalidStoreOptions({ message: `RedisCacheBus: ${heartbeat.left}` })
+    yield* internalOptions.checkNames("RedisCacheBus.make", options, internalOptions.busShape, "bus")
     const client = yield* RedisClient.RedisClient
     const instanceId = randomUUID()
     const registry = new CacheBus.Registry()
@@ -196,7 +198,14 @@ export const layer = (
   RedisCacheStore.resilientOnClient(
     "RedisCacheBus",
     options,
-    Layer.suspend(() => Layer.merge(RedisCacheStore.layerWithClient, layerWithClient(options.bus)))
+    // the bus gets its own options only: `resilientOnClient` has checked (and logged) the rest
+    Layer.suspend(() =>
+      Layer.merge(
+        RedisCacheStore.layerWithClient,
+        layerWithClient(internalOptions.onlyKnown(options.bus, internalOptions.busShape))
+      )
+    ),
+    internalOptions.busLayerShape
   )
 
 /**

@@ -201,35 +201,41 @@ const storeName = (
  * @since 0.1.0
  */
 export const layer = (options: Options = {}): Layer.Layer<CacheStore, InvalidStoreOptions, Metrics> =>
-  resilientOnClient("RedisCacheStore", options, layerWithClient)
+  resilientOnClient("RedisCacheStore", options, layerWithClient, internalOptions.storeShape)
 
 /**
  * What `layer` builds, over any layer of the store (and more, the bus's) on the client `options`
- * configure: options checked (a typed `InvalidStoreOptions` naming `what`), one client named as
- * the store, and the store wrapped in a `ResilientCacheStore` of that name unless `resilience` is
- * `false`. `RedisCacheBus.layer` builds the same way.
+ * configure: options checked before anything connects (a typed `InvalidStoreOptions` naming
+ * `what`; `shape` lists the option names, a misspelled one fails, other unknown keys are logged
+ * once), one client named as the store, and the store wrapped in a `ResilientCacheStore` of that
+ * name unless `resilience` is `false`. `RedisCacheBus.layer` builds the same way.
  *
  * @internal
  */
 export const resilientOnClient = <ROut, E>(
   what: string,
   options: Options & { readonly bus?: unknown },
-  onClient: Layer.Layer<CacheStore | ROut, E, RedisClient.RedisClient>
+  onClient: Layer.Layer<CacheStore | ROut, E, RedisClient.RedisClient>,
+  shape: internalOptions.Shape
 ): Layer.Layer<CacheStore | ROut, E | InvalidStoreOptions, Metrics> =>
-  Layer.unwrapEffect(Effect.suspend(() => {
+  Layer.unwrapEffect(Effect.gen(function*() {
     // read field by field, `null` or a string where an object goes would be a TypeError (a defect)
     const notAnObject = validate.objectsIn(options)
     if (notAnObject !== undefined) {
-      return Effect.fail(new InvalidStoreOptions({ message: `${what}: ${notAnObject}` }))
+      return yield* new InvalidStoreOptions({ message: `${what}: ${notAnObject}` })
     }
+    yield* internalOptions.checkNames(`${what}.layer`, options, shape)
     const name = storeName(options)
     const resolved = internalOptions.resolve({ ...options, name })
     if (Either.isLeft(resolved)) {
-      return Effect.fail(new InvalidStoreOptions({ message: `${what}: ${resolved.left}` }))
+      return yield* new InvalidStoreOptions({ message: `${what}: ${resolved.left}` })
     }
     const clientTimeout = internalOptions.ownTimeout(resolved.right.redis.commandTimeout)
-    const bare = Layer.provide(onClient, RedisClient.layer({ ...options, name: resolved.right.name }))
-    return Effect.succeed(resilient(bare, options.resilience, resolved.right.name, clientTimeout))
+    // the client and the wrapper get their own options only: they do not warn again
+    const client = internalOptions.onlyKnown(options, internalOptions.clientShape)
+    const bare = Layer.provide(onClient, RedisClient.layer({ ...client, name: resolved.right.name }))
+    const resilience = internalOptions.onlyKnown(options.resilience, internalOptions.resilienceShape)
+    return resilient(bare, resilience, resolved.right.name, clientTimeout)
   }))
 
 /**
@@ -315,12 +321,19 @@ export interface FromClientOptions extends RedisClient.FromClientOptions {
 export const layerFromClient = (
   client: RedisClient.IORedis,
   options: FromClientOptions = {}
-): Layer.Layer<CacheStore, InvalidStoreOptions, Metrics> => {
-  const name = storeName(options) ?? "default"
-  return resilient(
-    Layer.provide(layerWithClient, RedisClient.layerFromClient(client, { ...options, name })),
-    options.resilience,
-    name,
-    internalOptions.ownTimeout(client.options.commandTimeout)
-  )
-}
+): Layer.Layer<CacheStore, InvalidStoreOptions, Metrics> =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    const notAnObject = validate.objectsIn(options)
+    if (notAnObject !== undefined) {
+      return yield* new InvalidStoreOptions({ message: `RedisCacheStore: ${notAnObject}` })
+    }
+    yield* internalOptions.checkNames("RedisCacheStore.layerFromClient", options, internalOptions.storeFromClientShape)
+    const known = internalOptions.onlyKnown(options, internalOptions.storeFromClientShape)
+    const name = storeName(known) ?? "default"
+    return resilient(
+      Layer.provide(layerWithClient, RedisClient.layerFromClient(client, { maxEntryBytes: known.maxEntryBytes, name })),
+      known.resilience,
+      name,
+      internalOptions.ownTimeout(client.options.commandTimeout)
+    )
+  }))

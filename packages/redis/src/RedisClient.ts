@@ -5,8 +5,9 @@
  *
  * Building the layer never fails when Redis is down: the client keeps reconnecting in the
  * background and each operation fails fast with `CacheUnavailable` until Redis is back. Options
- * are validated first: a value that cannot make a working client is an `InvalidStoreOptions`
- * (a `ConfigError` through `Config`), never a defect.
+ * are validated first: a value that cannot make a working client, or an option name that
+ * misspells one (`comandTimeout`), is an `InvalidStoreOptions` (a `ConfigError` through `Config`),
+ * never a defect; other keys the options do not know are logged at WARN, by name, and ignored.
  *
  * Secrets never leave: the URL is parsed here (ioredis never sees it), errors are reduced to their
  * message with the password removed (ioredis errors carry the command's arguments, AUTH's
@@ -628,6 +629,7 @@ const resolveOptions = (options: Options): Effect.Effect<internalOptions.Resolve
  */
 export const make = (options: Options = {}): Effect.Effect<Service, InvalidStoreOptions, Scope.Scope> =>
   Effect.gen(function*() {
+    yield* internalOptions.checkNames("RedisClient.make", options, internalOptions.clientShape)
     const resolved = yield* resolveOptions(options)
     const settings = yield* makeSettings(resolved.name, resolved.secrets, resolved.maxEntryBytes)
     const client = yield* Effect.acquireRelease(
@@ -702,6 +704,7 @@ export const fromClient = (
   options: FromClientOptions = {}
 ): Effect.Effect<Service, InvalidStoreOptions, Scope.Scope> =>
   Effect.gen(function*() {
+    yield* internalOptions.checkNames("RedisClient.fromClient", options, internalOptions.fromClientShape)
     const resolved = yield* resolveOptions({ maxEntryBytes: options.maxEntryBytes, name: options.name })
     const password = client.options.password
     const secrets = typeof password === "string" && password !== "" ? [password] : []
@@ -770,7 +773,11 @@ export const layerFromConfig = (
  */
 export const validatedConfig = (config: Config.Config.Wrap<Options>): Config.Config<Options> =>
   Config.mapOrFail(Config.unwrap(config), (options) => {
-    const resolved = internalOptions.resolve(options)
+    // a misspelled name fails here; other unknown names are logged when the layer is built
+    const resolved = Either.flatMap(
+      internalOptions.unknownNames(undefined, options, internalOptions.clientShape),
+      () => internalOptions.resolve(options)
+    )
     return Either.isLeft(resolved)
       ? Either.left(ConfigError.InvalidData([], `Redis: ${resolved.left}`))
       : Either.right(options)

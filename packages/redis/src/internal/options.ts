@@ -8,14 +8,19 @@
  *
  * @internal
  */
+import { InvalidStoreOptions } from "@cache-aside/core/CacheStore"
+import type * as ResilientCacheStore from "@cache-aside/core/ResilientCacheStore"
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type { RedisOptions } from "ioredis"
 import * as Crypto from "node:crypto"
 import * as Tls from "node:tls"
-import type { Options, TlsOptions } from "../RedisClient.js"
+import type * as RedisCacheBus from "../RedisCacheBus.js"
+import type * as RedisCacheStore from "../RedisCacheStore.js"
+import type { FromClientOptions, Options, TlsOptions } from "../RedisClient.js"
 import * as validate from "./validate.js"
 
 /** @internal */
@@ -278,3 +283,142 @@ export const resolve = (input: Input): Either.Either<Resolved, string> =>
       secrets
     }
   })
+
+/** Every key of an options type, so the compiler keeps a names list complete (none missing, none extra). */
+type Names<T> = { readonly [P in keyof Required<T>]: true }
+
+/**
+ * The option names of one options object, and the shapes of its object-valued options.
+ *
+ * @internal
+ */
+export interface Shape {
+  readonly names: Readonly<Record<string, true>>
+  readonly nested?: Readonly<Record<string, Shape>> | undefined
+}
+
+const tlsNames: Names<TlsOptions> = { ca: true, cert: true, key: true, servername: true, rejectUnauthorized: true }
+const clientNames: Names<Options> = {
+  url: true,
+  host: true,
+  port: true,
+  db: true,
+  username: true,
+  password: true,
+  keyPrefix: true,
+  commandTimeout: true,
+  connectTimeout: true,
+  maxEntryBytes: true,
+  tls: true,
+  name: true
+}
+const fromClientNames: Names<FromClientOptions> = { maxEntryBytes: true, name: true }
+const resilienceNames: Names<ResilientCacheStore.Options> = {
+  name: true,
+  timeout: true,
+  storeEnforcesTimeout: true,
+  deletePatternTimeout: true,
+  failureThreshold: true,
+  cooldown: true,
+  maxCooldown: true,
+  cooldownJitter: true,
+  readRetry: true,
+  writeRetry: true,
+  invalidationRetry: true,
+  maxQueuedInvalidations: true,
+  replayInterval: true,
+  overflowPattern: true
+}
+const storeNames: Names<RedisCacheStore.Options> = { ...clientNames, resilience: true }
+const storeFromClientNames: Names<RedisCacheStore.FromClientOptions> = { ...fromClientNames, resilience: true }
+const busLayerNames: Names<RedisCacheStore.Options & { readonly bus?: RedisCacheBus.Options | undefined }> = {
+  ...storeNames,
+  bus: true
+}
+
+/** `RedisClient.Options` (`make`, `layer`). @internal */
+export const clientShape: Shape = { names: clientNames, nested: { tls: { names: tlsNames } } }
+/** `RedisClient.FromClientOptions` (`fromClient`, `layerFromClient`). @internal */
+export const fromClientShape: Shape = { names: fromClientNames }
+/** `RedisCacheBus.Options` (`make`, `layerWithClient`, and `bus` of `layer`). @internal */
+export const busShape: Shape = { names: { heartbeat: true } satisfies Names<RedisCacheBus.Options> }
+/** `ResilientCacheStore.Options`, the stores' `resilience`. @internal */
+export const resilienceShape: Shape = { names: resilienceNames }
+/** `RedisCacheStore.Options` (`layer`): the client's and `resilience`. @internal */
+export const storeShape: Shape = { names: storeNames, nested: { ...clientShape.nested, resilience: resilienceShape } }
+/** `RedisCacheStore.FromClientOptions` (`layerFromClient`). @internal */
+export const storeFromClientShape: Shape = { names: storeFromClientNames, nested: { resilience: resilienceShape } }
+/** The options of `RedisCacheBus.layer`: the store's and `bus`. @internal */
+export const busLayerShape: Shape = { names: busLayerNames, nested: { ...storeShape.nested, bus: busShape } }
+
+/** An options object as a record of its fields, or `undefined` (its own check reports what else it is). */
+const fieldsOf = (input: unknown): Readonly<Record<string, unknown>> | undefined =>
+  typeof input === "object" && input !== null && !Array.isArray(input)
+    ? input as Readonly<Record<string, unknown>>
+    : undefined
+
+const pathOf = (what: string | undefined, key: string) => what === undefined ? key : `${what}.${key}`
+
+/**
+ * The keys of `input`, and of its object-valued options, that are no option: a misspelled one is
+ * the message; the others are answered (quoted, clipped, names only).
+ *
+ * @internal
+ */
+export const unknownNames = (
+  what: string | undefined,
+  input: unknown,
+  shape: Shape
+): Either.Either<ReadonlyArray<string>, string> =>
+  Either.gen(function*() {
+    const fields = fieldsOf(input)
+    const unknown = [...yield* validate.known(what, fields, shape.names)]
+    for (const [key, nested] of Object.entries(shape.nested ?? {})) {
+      unknown.push(...yield* unknownNames(pathOf(what, key), fields?.[key], nested))
+    }
+    return unknown
+  })
+
+/**
+ * Checks the option names of `input` when a layer is built: a misspelled one fails with
+ * `InvalidStoreOptions`; the other unknown keys are logged once at WARN, by name only, and ignored.
+ * `what` is the function (`RedisClient.make`): the log line names it, the error its module, as
+ * the other option errors do. `path` names nested options (`bus`).
+ *
+ * @internal
+ */
+export const checkNames = (
+  what: string,
+  input: unknown,
+  shape: Shape,
+  path?: string
+): Effect.Effect<void, InvalidStoreOptions> =>
+  Effect.suspend(() => {
+    const unknown = unknownNames(path, input, shape)
+    if (Either.isLeft(unknown)) {
+      return Effect.fail(new InvalidStoreOptions({ message: `${what.split(".")[0]}: ${unknown.left}` }))
+    }
+    return unknown.right.length === 0
+      ? Effect.void
+      // not a typo of an option (those are refused): a field of a larger config spread in, say
+      : Effect.logWarning(`cache-aside: options ${what} does not know, ignored: ${unknown.right.join(", ")}`)
+  })
+
+/**
+ * A copy of `input` with only its options (and only theirs in its object-valued options): what a
+ * layer hands to the layers it builds on, so that they neither warn again nor see what is not theirs.
+ *
+ * @internal
+ */
+export const onlyKnown = <T>(input: T, shape: Shape): T => {
+  const fields = fieldsOf(input)
+  if (fields === undefined) return input
+  const out: Record<string, unknown> = {}
+  for (const key of Object.keys(shape.names)) {
+    const value = fields[key]
+    if (value === undefined) continue
+    const nested = shape.nested?.[key]
+    out[key] = nested === undefined ? value : onlyKnown(value, nested)
+  }
+  return out as T
+}
