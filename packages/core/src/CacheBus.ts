@@ -145,7 +145,7 @@ export class CacheBus extends Context.Tag("@cache-aside/core/CacheBus")<CacheBus
   readonly publish: (namespace: string, invalidation: Invalidation) => Effect.Effect<void>
   /**
    * Registers `subscriber` for `namespace` for the scope's lifetime (on Redis: the namespace's
-   * channel, and its key prefix for client-side caching).
+   * channel, counted per namespace and unsubscribed when its last subscriber is released).
    */
   readonly subscribe: (namespace: string, subscriber: Subscriber) => Effect.Effect<void, never, Scope.Scope>
 }>() {}

@@ -16,17 +16,24 @@
  * - **A lost connection**: when the subscriber or the data connection drops, or the subscriber
  *   misses a heartbeat (a paused server), every near cache on the bus is flushed and bypassed
  *   until both connections are back, subscribed and tracking (invalidations may have been missed).
+ * - **Namespaces are let go**: a namespace is watched while at least one near cache of it is open
+ *   (counted per namespace, released with the cache's scope, interruptions included). When its last
+ *   one closes, its channel is unsubscribed; when no near cache is left, tracking is turned off. The
+ *   namespaces still in use keep their channels and tracking untouched, and a namespace used again
+ *   is subscribed (and tracking on) before its near cache answers anything.
  *
  * The bus needs a second connection (the subscriber) and, with Redis ACLs, these permissions in
  * addition to the store's minimal ACL (packages/redis/README.md):
  *
- *     +publish +subscribe +ping +client|id +client|tracking &cache-aside-bus:* &__redis__:invalidate
+ *     +publish +subscribe +unsubscribe +ping +client|id +client|tracking &cache-aside-bus:* &__redis__:invalidate
  *
- * (`+publish`: invalidation messages; `+subscribe`, `+client|id`: the subscriber; `+client|tracking`:
- * client-side caching on the data connection; `+ping`: the subscriber's heartbeat, without which
- * the bus flaps; the two channels: Redis 7 denies channels not listed). Optionally
- * `+client|setname`: the subscriber names itself `cache-aside-bus` in `CLIENT LIST`.
- * `test/NearCacheBus.test.ts` runs the bus as a user with exactly these. Client-side caching needs
+ * (`+publish`: invalidation messages; `+subscribe`, `+client|id`: the subscriber; `+unsubscribe`:
+ * letting go of a namespace whose near caches all closed (without it the channel stays subscribed,
+ * which costs traffic, not coherence); `+client|tracking`: client-side caching on the data
+ * connection; `+ping`: the subscriber's heartbeat, without which the bus flaps; the two channels:
+ * Redis 7 denies channels not listed). Optionally `+client|setname`: the subscriber names itself
+ * `cache-aside-bus` in `CLIENT LIST`. `test/BusNamespaces.test.ts` runs the bus as a user with
+ * exactly these, and without `+unsubscribe`. Client-side caching needs
  * Redis 6 or later. This module is, with `RedisClient.ts`, the only one that talks to ioredis
  * (through `internal/tracking.ts`).
  *

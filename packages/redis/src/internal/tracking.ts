@@ -4,9 +4,9 @@
  * the package that talks to ioredis; `RedisCacheBus` sees it through the narrow `Tracker` interface.
  *
  * The subscriber connection (a duplicate of the data connection, without its `keyPrefix`) is
- * subscribed to `__redis__:invalidate` and to one channel per namespace. After each connect of
- * the subscriber it reads its `CLIENT ID`, subscribes, and, once a namespace is watched, enables on
- * the data connection
+ * subscribed to `__redis__:invalidate` and to one channel per watched namespace. After each connect
+ * of the subscriber it reads its `CLIENT ID`, subscribes, and, while a namespace is watched, enables
+ * on the data connection
  *
  *     CLIENT TRACKING on REDIRECT <subscriber id> NOLOOP
  *
@@ -21,6 +21,17 @@
  * tracked: tracking is on before a near cache exists (its `subscribe`, in `make`, returns after
  * `watch` turned it on) and before the bus turns healthy again after a reconnect (`establish`), and
  * the near caches flush on every change of health, so nothing read while it was off is served.
+ *
+ * Namespaces are reference-counted (`watch` is a scoped resource): when the last subscriber of one
+ * is released, its channel is unsubscribed at once; when no namespace is left, tracking is turned
+ * off. Tracking holds nothing per namespace (no `BCAST` prefixes), so releasing one never touches the
+ * tracking of the others: no gap in which a write goes unnoticed. Turning it off with nothing watched
+ * cannot lose an invalidation anyone needs, and the next `watch` turns it on again before it returns.
+ * Every command is sent synchronously with the change that calls for it, and Redis runs a
+ * connection's commands in order, so the last one sent wins: a release and an immediate re-watch
+ * leave the channel subscribed, the `SUBSCRIBE` answered after the `UNSUBSCRIBE`. Releases send and
+ * do not wait (a hung Redis must not hang a scope's close); a refused `UNSUBSCRIBE` (an ACL without
+ * `+unsubscribe`) leaves a channel nobody listens to, which costs traffic, never coherence.
  *
  * Health: `healthy` is `false` from the moment either connection closes, or the subscriber misses
  * a heartbeat (a paused server), until both are back, subscribed and tracking again. Each change
@@ -81,8 +92,12 @@ export interface Handlers {
 /** @internal */
 export interface Tracker {
   readonly healthy: () => boolean
-  /** Subscribes to a namespace's channel (and turns tracking on with the first); done (or failed and re-establishing) when it returns. */
-  readonly watch: (namespace: string) => Effect.Effect<void>
+  /**
+   * Watches a namespace for the scope's lifetime: its channel subscribed (and tracking on) when it
+   * returns, or the bus unhealthy until an `establish` has covered it. Counted per namespace: the
+   * last release unsubscribes the channel (and turns tracking off when no namespace is left).
+   */
+  readonly watch: (namespace: string) => Effect.Effect<void, never, Scope.Scope>
   /** Publishes on a namespace's channel; `false` when it could not be sent. */
   readonly publish: (namespace: string, payload: string) => Effect.Effect<boolean>
 }
@@ -95,15 +110,30 @@ export interface Options {
 
 const toText = (value: unknown): string => Buffer.isBuffer(value) ? value.toString("utf8") : String(value)
 
+/** A watched namespace: how many subscribers hold it, and when its channel is in place. */
+interface Watched {
+  refs: number
+  /** Settles when the channel is subscribed and tracking on (or the bus went unhealthy trying). */
+  ready: Promise<void>
+}
+
+const settled = Promise.resolve()
+
 /**
  * The state of one bus connection: the namespaces watched, whether tracking is on on the data
  * connection, the subscriber's id and health. `generation` abandons an `establish` overtaken by a
- * newer connect or close.
+ * newer connect or close; `changes` makes an `establish` that saw another set of namespaces run again.
  */
 class Connection {
-  readonly namespaces = new Set<string>()
-  /** Tracking is on on the data connection since it last connected. */
+  readonly namespaces = new Map<string, Watched>()
+  /** Bumped by every namespace added or removed. */
+  changes = 0
+  /** The namespaces whose channel a `SUBSCRIBE` was sent for on the current subscriber connection. */
+  readonly channels = new Set<string>()
+  /** The last tracking command sent on the data connection since it connected was `on`. */
   tracking = false
+  /** The reply to that `on`: a namespace's watchers wait for it. */
+  trackingOn: Promise<void> = settled
   healthyNow = false
   /** When the subscriber last delivered anything (a message, a PING reply). */
   lastHeard = 0
@@ -170,10 +200,36 @@ class Connection {
     return `${channelPrefix}${this.keyPrefix}${namespace}`
   }
 
-  enableTracking(id: number): Promise<void> {
-    return this.data.call("CLIENT", "TRACKING", "on", "REDIRECT", String(id), "NOLOOP").then(() => {
+  /** Turns tracking on (once: later callers wait for the same reply). */
+  trackOn(id: number): Promise<void> {
+    if (!this.tracking) {
       this.tracking = true
-    })
+      this.trackingOn = this.data.call("CLIENT", "TRACKING", "on", "REDIRECT", String(id), "NOLOOP").then(() => {})
+    }
+    return this.trackingOn
+  }
+
+  /** Turns tracking off, when nothing is watched. Not waited for: a failure leaves it on (harmless). */
+  trackOff(): void {
+    if (!this.tracking) return
+    this.tracking = false
+    this.data.call("CLIENT", "TRACKING", "off").catch(() => {})
+  }
+
+  /** Subscribes channels on the subscriber connection, noting them at once (a release may follow before the reply). */
+  subscribeChannels(namespaces: ReadonlyArray<string>, extra: ReadonlyArray<string> = []): Promise<unknown> {
+    for (const namespace of namespaces) this.channels.add(namespace)
+    return this.subscriber.subscribe(...extra, ...namespaces.map((n) => this.channelOf(n)))
+  }
+
+  /**
+   * Unsubscribes a namespace's channel if the current subscriber connection has it. Not waited
+   * for; on a connection that is not ready there is nothing to do (it closes, and the next one
+   * subscribes only what is watched then).
+   */
+  unsubscribeChannel(namespace: string): void {
+    if (!this.channels.delete(namespace) || this.subscriber.status !== "ready") return
+    this.subscriber.unsubscribe(this.channelOf(namespace)).catch(() => {})
   }
 
   /**
@@ -189,18 +245,20 @@ class Connection {
       const id = this.subscribed && this.subscriberId !== undefined
         ? this.subscriberId
         : Number(await this.subscriber.client("ID"))
-      const watched = Array.from(this.namespaces)
-      await this.subscriber.subscribe(invalidationChannel, ...watched.map((n) => this.channelOf(n)))
+      const changes = this.changes
+      const watched = Array.from(this.namespaces.keys())
+      await this.subscribeChannels(watched, [invalidationChannel])
       // facts about this connection, whichever attempt learnt them (a close resets them)
       this.subscriberId = id
       this.subscribed = true
       if (mine !== this.generation) return
       this.tracking = false
       await this.data.call("CLIENT", "TRACKING", "off")
-      if (watched.length > 0) await this.enableTracking(id)
       if (mine !== this.generation) return
-      // a namespace watched meanwhile is not covered yet: once more
-      if (this.namespaces.size !== watched.length) return this.establish()
+      if (watched.length > 0) await this.trackOn(id)
+      if (mine !== this.generation) return
+      // a namespace watched or released meanwhile is not accounted for: once more
+      if (this.changes !== changes) return this.establish()
       this.heard()
       this.setHealthy(true)
     } catch {
@@ -219,6 +277,7 @@ class Connection {
 
   onClose = (): void => {
     this.subscribed = false
+    this.channels.clear()
     this.lost()
   }
 
@@ -301,19 +360,52 @@ class Connection {
     ).pipe(Effect.withClock(this.live))
   }
 
-  watch = (namespace: string): Effect.Effect<void> =>
-    Effect.promise(async () => {
-      if (namespace.length === 0 || this.namespaces.has(namespace)) return
-      this.namespaces.add(namespace)
-      if (!this.healthyNow || this.subscriberId === undefined) return // the next establish covers it
-      const mine = this.generation
-      try {
-        await this.subscriber.subscribe(this.channelOf(namespace))
-        if (!this.tracking) await this.enableTracking(this.subscriberId)
-      } catch {
-        if (mine === this.generation) this.drop()
-      }
-    })
+  /** One more subscriber of `namespace`; the first subscribes its channel. Settles when it is in place. */
+  acquire(namespace: string): Promise<void> {
+    if (namespace.length === 0) return settled
+    const held = this.namespaces.get(namespace)
+    if (held !== undefined) {
+      held.refs++
+      return held.ready
+    }
+    this.changes++
+    const watched: Watched = { refs: 1, ready: settled }
+    this.namespaces.set(namespace, watched)
+    watched.ready = this.cover(namespace)
+    return watched.ready
+  }
+
+  /** Subscribes a namespace's channel and turns tracking on, on a healthy bus; sends both before it returns. */
+  async cover(namespace: string): Promise<void> {
+    if (!this.healthyNow || this.subscriberId === undefined) return // the next establish covers it
+    const mine = this.generation
+    try {
+      await Promise.all([this.subscribeChannels([namespace]), this.trackOn(this.subscriberId)])
+    } catch {
+      if (mine === this.generation) this.drop()
+    }
+  }
+
+  /** One subscriber of `namespace` less; the last unsubscribes its channel, and the last of all turns tracking off. */
+  release(namespace: string): void {
+    const held = this.namespaces.get(namespace)
+    if (held === undefined || --held.refs > 0) return
+    this.namespaces.delete(namespace)
+    this.changes++
+    this.unsubscribeChannel(namespace)
+    // while unhealthy, the establish to come sets tracking for what is watched then
+    if (this.namespaces.size === 0 && this.healthyNow) this.trackOff()
+  }
+
+  watch = (namespace: string): Effect.Effect<void, never, Scope.Scope> =>
+    Effect.flatMap(
+      Effect.acquireRelease(
+        Effect.sync(() => this.acquire(namespace)),
+        () => Effect.sync(() => this.release(namespace))
+      ),
+      // waited for outside the acquisition: interruptible, and released if interrupted
+      (ready) => Effect.promise(() => ready)
+    )
 
   publish = (namespace: string, payload: string): Effect.Effect<boolean> =>
     Effect.promise(() => this.data.publish(this.channelOf(namespace), payload).then(() => true, () => false))
