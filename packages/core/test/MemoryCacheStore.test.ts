@@ -83,7 +83,8 @@ describe("MemoryCacheStore", () => {
         const values = yield* store.getMany(all)
         deepStrictEqual(all.filter((_, i) => Option.isSome(values[i]!)), all.filter((k) => model.includes(k)))
       }),
-    { fastCheck: { numRuns: 300 } }
+    // 300 runs of up to a few hundred store calls: seconds of CPU, more on a loaded machine
+    { timeout: 60_000, fastCheck: { numRuns: 300 } }
   )
 
   it.effect("an entry larger than an eighth of the budget is refused (replied), and set drops the older value", () =>
