@@ -56,6 +56,11 @@ export * as NearCache from "./NearCache.js"
 /**
  * @since 0.1.0
  */
+export * as OptionNames from "./OptionNames.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as PromiseCache from "./PromiseCache.js"
 
 /**

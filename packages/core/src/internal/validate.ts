@@ -109,77 +109,8 @@ export const record = <T extends object>(what: string, input: T | undefined): Ei
     )
 
 /**
- * Edit distance of two short strings, an adjacent swap counting as one edit (optimal string
- * alignment): enough to name the option a typo meant (`wiat` is one edit from `wait`).
+ * Option names (`distance`, `misspelled`, `known`): public in `OptionNames`, for custom stores too.
  *
  * @internal
  */
-export const distance = (a: string, b: string): number => {
-  const rows: Array<Array<number>> = [Array.from({ length: b.length + 1 }, (_, j) => j)]
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i]
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1
-      row[j] = Math.min(rows[i - 1]![j]! + 1, row[j - 1]! + 1, rows[i - 1]![j - 1]! + cost)
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        row[j] = Math.min(row[j]!, rows[i - 2]![j - 2]! + 1)
-      }
-    }
-    rows.push(row)
-  }
-  return rows[a.length]![b.length]!
-}
-
-/** The longest option name shown or compared: a key is developer input, but need not be short. */
-const maxShownName = 64
-
-/**
- * The option `key` most likely misspells, if any: the nearest name, case aside, within two edits
- * (one for names of four letters or fewer: "ref" is not a typo of "key").
- *
- * @internal
- */
-export const misspelled = (key: string, names: ReadonlyArray<string>): string | undefined => {
-  const lower = key.slice(0, maxShownName).toLowerCase()
-  let nearest: string | undefined
-  let nearestDistance = Number.POSITIVE_INFINITY
-  for (const name of names) {
-    const edits = distance(name.toLowerCase(), lower)
-    if (edits <= (name.length <= 4 ? 1 : 2) && edits < nearestDistance) {
-      nearest = name
-      nearestDistance = edits
-    }
-  }
-  return nearest
-}
-
-/**
- * Checks an option object's own keys that are not options. One that misspells an option
- * (`negativeTTL`, `lock.wiat`) is the message, naming the option it probably meant: ignored, it
- * would leave that option's feature silently off. Others (a field of the application's own config
- * spread into the options, a class's own field) are answered, to be logged, not refused.
- * `names` maps every known option to `true`, so a type lists them all (none missing, none extra).
- *
- * @internal
- */
-export const known = (
-  what: string | undefined,
-  input: object | undefined,
-  names: Readonly<Record<string, true>>
-): Either.Either<ReadonlyArray<string>, string> => {
-  if (input === undefined) return Either.right([])
-  const path = (key: string) => what === undefined ? key : `${what}.${key}`
-  const shown = (key: string) =>
-    JSON.stringify(path(key.length > maxShownName ? `${key.slice(0, maxShownName)}…` : key))
-  const candidates = Object.keys(names)
-  const unknown: Array<string> = []
-  for (const key of Object.keys(input)) {
-    if (Object.hasOwn(names, key)) continue
-    const near = misspelled(key, candidates)
-    if (near !== undefined) {
-      return Either.left(`unknown option ${shown(key)}; did you mean ${JSON.stringify(path(near))}?`)
-    }
-    unknown.push(shown(key))
-  }
-  return Either.right(unknown)
-}
+export { check as known, distance, misspelled } from "../OptionNames.js"

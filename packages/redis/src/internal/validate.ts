@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import * as OptionNames from "@cache-aside/core/OptionNames"
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
@@ -107,73 +108,11 @@ export const objectsIn = (options: { readonly resilience?: unknown; readonly bus
     (options.resilience === false ? undefined : notAnObject("resilience", options.resilience)) ??
     notAnObject("bus", options.bus)
 
-/*
- * Option names. The same rules and code as core's `internal/validate.ts` (`distance`, `misspelled`,
- * `known`), copied: core's internals are not exported (`"./internal/*": null`, and `stripInternal`
- * drops them from its declarations), and this package must build against core's published types.
- * A change to one is a change to both; `test/RedisOptionNames.test.ts` checks the messages match.
- */
-
-/** Edit distance, an adjacent swap counting as one edit (optimal string alignment). */
-const distance = (a: string, b: string): number => {
-  const rows: Array<Array<number>> = [Array.from({ length: b.length + 1 }, (_, j) => j)]
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i]
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1
-      row[j] = Math.min(rows[i - 1]![j]! + 1, row[j - 1]! + 1, rows[i - 1]![j - 1]! + cost)
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        row[j] = Math.min(row[j]!, rows[i - 2]![j - 2]! + 1)
-      }
-    }
-    rows.push(row)
-  }
-  return rows[a.length]![b.length]!
-}
-
-/** The longest option name shown or compared: a key is developer input, but need not be short. */
-const maxShownName = 64
-
-/** The option `key` most likely misspells: the nearest name, case aside, within two edits (one up to four letters). */
-const misspelled = (key: string, names: ReadonlyArray<string>): string | undefined => {
-  const lower = key.slice(0, maxShownName).toLowerCase()
-  let nearest: string | undefined
-  let nearestDistance = Number.POSITIVE_INFINITY
-  for (const name of names) {
-    const edits = distance(name.toLowerCase(), lower)
-    if (edits <= (name.length <= 4 ? 1 : 2) && edits < nearestDistance) {
-      nearest = name
-      nearestDistance = edits
-    }
-  }
-  return nearest
-}
-
 /**
  * The option object's own keys that are no option: one that misspells an option is the message
  * (naming the option it probably meant); the others are answered, quoted and clipped, to be
- * logged. Only names are shown, never a value (it may be a URL or a password).
+ * logged. Only names are shown, never a value (it may be a URL or a password). Core's check.
  *
  * @internal
  */
-export const known = (
-  what: string | undefined,
-  input: object | undefined,
-  names: Readonly<Record<string, true>>
-): Either.Either<ReadonlyArray<string>, string> => {
-  if (input === undefined) return Either.right([])
-  const path = (key: string) => what === undefined ? key : `${what}.${key}`
-  const shown = (key: string) =>
-    JSON.stringify(path(key.length > maxShownName ? `${key.slice(0, maxShownName)}…` : key))
-  const candidates = Object.keys(names)
-  const unknown: Array<string> = []
-  for (const key of Object.keys(input)) {
-    if (Object.hasOwn(names, key)) continue
-    const near = misspelled(key, candidates)
-    if (near !== undefined) {
-      return Either.left(`unknown option ${shown(key)}; did you mean ${JSON.stringify(path(near))}?`)
-    }
-    unknown.push(shown(key))
-  }
-  return Either.right(unknown)
-}
+export const known = OptionNames.check
