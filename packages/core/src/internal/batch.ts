@@ -35,7 +35,8 @@ export const getMany = <K, A, E, R>(
 ): Effect.Effect<Array<Option.Option<A>>, E> =>
   Effect.suspend(() => {
     const keys = Array.from(input)
-    const userKeys = keys.map(impl.config.key)
+    // one argument: `map` would pass (key, index, array) to a key function with optional parameters
+    const userKeys = keys.map((key) => impl.config.key(key))
     const fulls = userKeys.map((userKey) => impl.keys.full(userKey))
     return Effect.uninterruptibleMask((restore) => {
       const flights = new Map<string, Flight<A, E>>()
