@@ -49,7 +49,7 @@ export interface LookupTimeouts {
  * @since 0.1.0
  */
 export interface Options<K, A, I, E, R, T extends LookupTimeouts | undefined = LookupTimeouts | undefined> {
-  /** Groups the keys of one kind of value; `invalidateAll` clears it. Must not contain `:` or control characters. */
+  /** Groups the keys of one kind of value; `invalidateAll` clears it. Must not contain `:`, control characters or lone surrogates. */
   readonly namespace: string
   /** Turns a lookup key into the cache key's last part. Any text is safe (ill-formed UTF-16 too). */
   readonly key: (key: K) => string
@@ -67,9 +67,9 @@ export interface Options<K, A, I, E, R, T extends LookupTimeouts | undefined = L
   readonly negativeTtl?: Duration.DurationInput | undefined
   /** Random fraction (0 to 1) taken off each TTL so keys written together do not expire together. Default 0.1. */
   readonly jitter?: number | undefined
-  /** Part of every key; bump it when the value's shape changes. No `:` or control characters. Default `"1"`. */
+  /** Part of every key; bump it when the value's shape changes. No `:`, control characters or lone surrogates. Default `"1"`. */
   readonly version?: string | undefined
-  /** First part of every key. No `:` or control characters (so no two caches' keys overlap). Default `"cache"`. */
+  /** First part of every key. No `:`, control characters or lone surrogates (so no two caches' keys overlap). Default `"cache"`. */
   readonly prefix?: string | undefined
   /** Entries larger than this many bytes (as JSON) are gzip-compressed. Default 2048; `false` never compresses. */
   readonly compressAbove?: number | false | undefined

@@ -215,14 +215,22 @@ describe("the forms of an option", () => {
 describe("what is refused, and the message names the option", () => {
   it("names: empty, ':', any control character, DEL, or not a string", () => {
     for (const bad of ["", "a:b", "a\u0000", "a\u001f", "a\u007f", "\n"]) {
-      assert.match(refusal({ namespace: bad }), /^namespace must be non-empty, without ":" or control characters, got /)
+      assert.match(
+        refusal({ namespace: bad }),
+        /^namespace must be non-empty well-formed text, without ":" or control characters, got /
+      )
     }
     assert.match(refusal({ namespace: ["user"] }), /^namespace /)
     assert.match(refusal({ namespace: 7 }), /^namespace /)
     assert.match(refusal({ prefix: "a\u007f" }), /^prefix /)
     assert.match(refusal({ version: "" }), /^version /)
     assert.match(refusal({ version: "v:2" }), /^version /)
-    for (const good of ["user", "a b", "é", "v-2.1_x", "\u0080", " "]) {
+    // a lone surrogate is U+FFFD's bytes in Redis: "t\uD800" and "t\uFFFD" would share keys
+    assert.match(refusal({ namespace: "tenant\uD800" }), /^namespace must be non-empty well-formed text/)
+    assert.match(refusal({ namespace: "\uDFFFtenant" }), /^namespace /)
+    assert.match(refusal({ prefix: "c\uD811" }), /^prefix /)
+    assert.match(refusal({ version: "\uDBFF" }), /^version /)
+    for (const good of ["user", "a b", "é", "v-2.1_x", "\u0080", " ", "\uFFFD", "😀", "\uD83D\uDE00"]) {
       assert.strictEqual(config({ namespace: good, version: good, prefix: good }).namespace, good)
     }
   })

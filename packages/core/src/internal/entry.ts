@@ -232,9 +232,14 @@ export class Entries<A> {
     } catch {
       return "the ttl function threw"
     }
-    if (notPositive(input)) return 0
-    const decoded = validate.duration("ttl (function result)", input)
-    return Either.isRight(decoded) ? Duration.toMillis(decoded.right) : decoded.left
+    try {
+      if (notPositive(input)) return 0
+      const decoded = validate.duration("ttl (function result)", input)
+      return Either.isRight(decoded) ? Duration.toMillis(decoded.right) : decoded.left
+    } catch {
+      // an answer that throws when read (a Proxy, a getter): as invalid as one that is not a duration
+      return "the ttl function gave a value that cannot be read as a duration"
+    }
   }
 
   /** An invalid TTL function result: not cached, counted, and logged once per cache (not per value). */

@@ -100,7 +100,9 @@ export class Lookup<K, A, E, R, T> {
     thunk: () => Effect.Effect<X, E, R>,
     count: number,
     label: () => string,
-    attributes: () => Record<string, unknown>
+    attributes: () => Record<string, unknown>,
+    /** What is wrong with the answer (a JavaScript caller's lookup can answer anything), if anything. */
+    check: (answer: X) => TypeError | undefined
   ): Effect.Effect<readonly [X, number], E | T> {
     return Effect.contextWithEffect((caller: Context.Context<never>) => {
       const start = this.now()
@@ -139,6 +141,11 @@ export class Lookup<K, A, E, R, T> {
           return Effect.failCause(cause)
         },
         onSuccess: (value) => {
+          const wrong = check(value)
+          if (wrong !== undefined) {
+            this.recorder.increment("loadErrors", count)
+            return Effect.die(wrong)
+          }
           const delta = this.now() - start
           this.recorder.observeLoad(delta)
           return Effect.succeed([value, delta] as const)
@@ -151,7 +158,13 @@ export class Lookup<K, A, E, R, T> {
   load(key: K, userKey: string): Effect.Effect<readonly [Option.Option<A>, number], E | T> {
     // keys can be secrets: a short hash unless logKeys, computed only when a span or an error needs it
     const label = () => this.config.keyLabel(userKey)
-    return this.run(() => this.config.load(key), 1, label, () => ({ namespace: this.config.namespace, key: label() }))
+    return this.run(
+      () => this.config.load(key),
+      1,
+      label,
+      () => ({ namespace: this.config.namespace, key: label() }),
+      (answer) => Option.isOption(answer) ? undefined : this.notAnOption("lookup", answer)
+    )
   }
 
   /**
@@ -163,12 +176,33 @@ export class Lookup<K, A, E, R, T> {
     const answers = () =>
       Effect.map(loadMany(keys), (pairs) => {
         const byKey = new Map<string, Option.Option<A>>()
-        for (const [k, value] of pairs) byKey.set(this.config.key(k), value)
+        for (const [k, value] of pairs) {
+          // thrown inside `map`: a defect of this batch, as a lookup's wrong answer is of its load
+          if (!Option.isOption(value)) throw this.notAnOption("loadMany", value)
+          byKey.set(this.config.key(k), value)
+        }
         return byKey
       })
     return this.run(answers, keys.length, () => `${keys.length} keys`, () => ({
       namespace: this.config.namespace,
       keys: keys.length
-    }))
+    }), () => undefined)
+  }
+
+  /**
+   * The defect of a lookup that answers something else than an `Option` (a JavaScript caller's
+   * row, `null`): cached as "not found" it would hide a row that exists, so the load fails instead.
+   */
+  private notAnOption(what: "lookup" | "loadMany", answer: unknown): TypeError {
+    const got = answer === null
+      ? "null"
+      : Array.isArray(answer)
+      ? "an array"
+      : typeof answer === "object"
+      ? "an object that is not an Option"
+      : typeof answer
+    return new TypeError(
+      `cache-aside: the ${what} of namespace "${this.config.namespace}" must answer Option.some(value) or Option.none() for a key, got ${got}`
+    )
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The options of `CacheAside.make`, validated and decoded once: every duration finite and within
- * what Redis accepts as `PX`, every name free of `:` and control characters, every number in its
+ * what Redis accepts as `PX`, every name free of `:`, control characters and lone surrogates, every number in its
  * range. A value that cannot make a working cache is a message for `InvalidOptions`, never a defect
  * and never a silently disabled cache.
  *
@@ -72,10 +72,19 @@ export interface Config<K, A, E, R> {
 // eslint-disable-next-line no-control-regex
 const badName = /[:\u0000-\u001f\u007f]/
 
+/**
+ * A lone surrogate (ill-formed UTF-16): Redis keeps keys as UTF-8 bytes, where every lone
+ * surrogate becomes U+FFFD's, so "a\uD800" and "a\uFFFD" would name the same keys. (With the `u`
+ * flag, a surrogate pair is one code point: only unpaired halves match.)
+ */
+const loneSurrogate = /\p{Cs}/u
+
 const name = (what: string, value: unknown): Either.Either<string, string> =>
-  typeof value === "string" && value.length > 0 && !badName.test(value)
+  typeof value === "string" && value.length > 0 && !badName.test(value) && !loneSurrogate.test(value)
     ? Either.right(value)
-    : Either.left(`${what} must be non-empty, without ":" or control characters, got ${JSON.stringify(value)}`)
+    : Either.left(
+      `${what} must be non-empty well-formed text, without ":" or control characters, got ${JSON.stringify(value)}`
+    )
 
 const isDataSource = <K, A, E, R>(
   lookup: ((key: K) => Effect.Effect<Option.Option<A>, E, R>) | DataSource<K, A, E, R>

@@ -32,6 +32,20 @@ const isNegative = (input: unknown): boolean =>
   (typeof input === "string" && /^\s*-/.test(input))
 
 /**
+ * How a value is shown in a message: strings quoted, so `"100"` is told apart from `100`; a value
+ * that cannot be turned into text (`Object.create(null)`, a throwing `toString`, a revoked
+ * `Proxy`) by its type, never a throw out of a check.
+ */
+const show = (input: unknown): string => {
+  if (typeof input === "string") return JSON.stringify(input)
+  try {
+    return String(input)
+  } catch {
+    return typeof input
+  }
+}
+
+/**
  * Decodes a user-supplied duration, rejecting what `Duration.decode` would silently clamp or accept
  * (negative numbers, NaN, infinity, unparsable strings, values out of bounds). The message names
  * the option; it never needs more than the option's own value, which is not a secret.
@@ -46,7 +60,7 @@ export const duration = (
   const min = bounds.min ?? 0
   const max = bounds.max ?? maxTtlMillis
   const decoded = isNegative(input) ? Option.none() : Duration.decodeUnknown(input)
-  const shown = typeof input === "string" ? JSON.stringify(input) : String(input)
+  const shown = show(input)
   if (Option.isNone(decoded) || !Duration.isFinite(decoded.value)) {
     return Either.left(`${what} must be a finite, non-negative duration, got ${shown}`)
   }
@@ -61,9 +75,6 @@ export const duration = (
   return Either.right(decoded.value)
 }
 
-/** How a value is shown in a message: strings quoted, so `"100"` is told apart from `100`. */
-const shown = (input: unknown): string => typeof input === "string" ? JSON.stringify(input) : String(input)
-
 /**
  * An integer in `[min, max]`.
  *
@@ -77,7 +88,7 @@ export const integer = (
 ): Either.Either<number, string> =>
   typeof input === "number" && Number.isInteger(input) && input >= min && input <= max
     ? Either.right(input)
-    : Either.left(`${what} must be an integer between ${min} and ${max}, got ${shown(input)}`)
+    : Either.left(`${what} must be an integer between ${min} and ${max}, got ${show(input)}`)
 
 /**
  * A finite number in `[min, max]`.
@@ -92,7 +103,7 @@ export const fraction = (
 ): Either.Either<number, string> =>
   typeof input === "number" && Number.isFinite(input) && input >= min && input <= max
     ? Either.right(input)
-    : Either.left(`${what} must be a number between ${min} and ${max}, got ${shown(input)}`)
+    : Either.left(`${what} must be a number between ${min} and ${max}, got ${show(input)}`)
 
 /**
  * An object-shaped option (`failSafe`, `lock`, ...): absent (`undefined`), or a non-null object that
