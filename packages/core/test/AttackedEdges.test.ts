@@ -114,3 +114,26 @@ describe("a ttl function whose answer cannot be read", () => {
       assert.strictEqual(snapshot.ttlErrors, 3)
     }).pipe(Effect.scoped, Effect.provide(Live)))
 })
+
+describe("ttl function answers that Duration would silently turn into zero", () => {
+  it.effect("[NaN, 0] and [0, NaN] are invalid (counted in ttlErrors), not the zero they decode to", () =>
+    Effect.gen(function*() {
+      const answers: Array<unknown> = [[Number.NaN, 0], [0, Number.NaN], 0.3, 0]
+      let next = 0
+      const cache = yield* CacheAside.make({
+        namespace: "ttl-zero",
+        key: (id: number) => String(id),
+        schema: Schema.String,
+        lookup: (id: number) => Effect.succeed(Option.some(`v${id}`)),
+        ttl: () => answers[next++] as number
+      })
+      const metrics = yield* Metrics.Metrics
+      for (const id of [1, 2, 3, 4]) {
+        assertSome(yield* cache.get(id), `v${id}`)
+        assertNone(yield* cache.getOption(id))
+      }
+      // below 1 ms and zero are the documented "do not cache" answers, not errors
+      const snapshot = yield* metrics.snapshot("ttl-zero")
+      assert.strictEqual(snapshot.ttlErrors, 2)
+    }).pipe(Effect.scoped, Effect.provide(Live)))
+})

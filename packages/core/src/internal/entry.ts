@@ -121,6 +121,11 @@ export interface Prepared<A> {
  */
 const notPositive = (input: unknown): boolean => {
   if (typeof input === "number") return input <= 0
+  // `[NaN, 0]` decodes to zero: invalid, not a "do not cache" (see `validate.duration`)
+  if (Array.isArray(input)) {
+    const [seconds, nanos] = input as ReadonlyArray<unknown>
+    return typeof seconds === "number" && typeof nanos === "number" && seconds * 1e9 + nanos <= 0
+  }
   const decoded = Duration.isDuration(input) ? Option.some(input) : Duration.decodeUnknown(input)
   return Option.isSome(decoded) && Duration.toMillis(decoded.value) <= 0
 }

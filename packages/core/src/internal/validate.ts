@@ -26,7 +26,13 @@ export interface DurationBounds {
   readonly max?: number | undefined
 }
 
+/**
+ * A value `Duration.decode` would silently turn into zero or another duration: a negative number,
+ * NaN, a negative text, or an `[seconds, nanos]` pair with a part that is not a finite number
+ * (`[NaN, 0]` decodes to zero).
+ */
 const isNegative = (input: unknown): boolean =>
+  (Array.isArray(input) && !input.every((part) => typeof part === "number" && Number.isFinite(part) && part >= 0)) ||
   (typeof input === "number" && !(input >= 0)) ||
   (typeof input === "bigint" && input < 0n) ||
   (typeof input === "string" && /^\s*-/.test(input))
