@@ -6,12 +6,19 @@
  * backtracks to the last `*`), so it runs in O(pattern × key) steps for any pattern; a backtracking
  * regular expression takes exponential time on patterns such as `*a*a*a*a*a*a*a*a*b`.
  *
- * Differences from Redis, which compares bytes: a key is compared by UTF-16 code units, so `?` and
- * classes match one code unit where Redis matches one byte of the UTF-8 encoding (the two agree on
- * ASCII). Redis gives up on patterns nested more than 1,000 stars deep; this matcher does not.
+ * Keys and patterns are matched as Redis matches them: over the bytes of their UTF-8 encoding (the
+ * bytes Redis is sent; a lone surrogate is sent, and matched, as U+FFFD). `?` and every class item
+ * stand for one byte, so `?` does not match `é` (two bytes) and `??` does; a class is a set of
+ * bytes, and a range compares bytes as signed `char`s as Redis' C code does on x86-64 and most
+ * builds (`[a-é]` is the range from `a` down to the byte 0xC3, which holds 0x00–0x61 and
+ * 0xC3–0xFF). The near cache, the memory store and the Redis store therefore remove the same keys.
+ *
+ * One difference from Redis remains: Redis gives up (no match) on patterns nested more than 1,000
+ * stars deep; this matcher does not. (`invalidatePattern` refuses patterns long enough for that.)
  *
  * @since 0.1.0
  */
+import { Buffer } from "node:buffer"
 
 const special = /[*?[\]\\]/g
 
@@ -28,10 +35,29 @@ const special = /[*?[\]\\]/g
  */
 export const escape = (text: string): string => text.replace(special, "\\$&")
 
-/** One element of a character class: a single code unit, or an inclusive range of them. */
+/**
+ * A text as the string of its UTF-8 bytes (one code unit per byte, as Latin-1 decodes them), which
+ * makes code-unit matching byte matching. ASCII is returned as it is, without allocating.
+ *
+ * @internal
+ */
+export const utf8Bytes = (text: string): string => {
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) >= 0x80) return Buffer.from(text, "utf8").toString("latin1")
+  }
+  return text
+}
+
+/**
+ * The order in which Redis compares the ends of a range: bytes as signed `char`s (0x80–0xFF below
+ * 0x00–0x7F). Flipping the top bit maps that order onto 0–255.
+ */
+const signed = (byte: number): number => byte ^ 0x80
+
+/** One element of a character class: a single byte, or an inclusive range of them (in `signed` order). */
 type ClassItem = { readonly lo: number; readonly hi: number }
 
-/** A pattern compiled into tokens; every token but `Star` matches exactly one code unit. */
+/** A pattern compiled into tokens; every token but `Star` matches exactly one byte. */
 type Token =
   | { readonly _tag: "Star" }
   | { readonly _tag: "Any" }
@@ -39,7 +65,7 @@ type Token =
   | {
     readonly _tag: "Class"
     readonly negate: boolean
-    /** The class's code units as disjoint ranges sorted by `lo`: membership is a binary search. */
+    /** The class's bytes (`signed`) as disjoint ranges sorted by `lo`: membership is a binary search. */
     readonly ranges: ReadonlyArray<ClassItem>
   }
 
@@ -59,17 +85,18 @@ const parseClass = (pattern: string, start: number): readonly [Token, number] =>
   while (i < pattern.length) {
     const c = pattern.charCodeAt(i)
     if (c === 0x5c && pattern.length - i >= 2) { // "\"
-      const quoted = pattern.charCodeAt(i + 1)
+      const quoted = signed(pattern.charCodeAt(i + 1))
       items.push({ lo: quoted, hi: quoted })
       i += 2
     } else if (c === 0x5d) { // "]"
       return [{ _tag: "Class", negate, ranges: disjoint(items) }, i + 1]
     } else if (pattern.length - i >= 3 && pattern[i + 1] === "-") {
-      const end = pattern.charCodeAt(i + 2)
-      items.push({ lo: Math.min(c, end), hi: Math.max(c, end) })
+      const start = signed(c)
+      const end = signed(pattern.charCodeAt(i + 2))
+      items.push({ lo: Math.min(start, end), hi: Math.max(start, end) })
       i += 3
     } else {
-      items.push({ lo: c, hi: c })
+      items.push({ lo: signed(c), hi: signed(c) })
       i++
     }
   }
@@ -78,7 +105,7 @@ const parseClass = (pattern: string, start: number): readonly [Token, number] =>
 
 /**
  * A class's items as disjoint ranges sorted by `lo` (overlapping and adjacent ones merged), so
- * that a class of thousands of items (a hostile pattern) costs a binary search per code unit, not
+ * that a class of thousands of items (a hostile pattern) costs a binary search per byte, not
  * a scan of every item.
  */
 const disjoint = (items: Array<ClassItem>): ReadonlyArray<ClassItem> => {
@@ -141,21 +168,36 @@ const matchesOne = (token: Token, code: number): boolean => {
     case "Literal":
       return token.code === code
     case "Class":
-      return inRanges(token.ranges, code) !== token.negate
+      return inRanges(token.ranges, signed(code)) !== token.negate
   }
 }
 
 /**
- * The two-pointer wildcard match: every token but a star consumes one code unit; on a mismatch the
- * last star absorbs one more code unit and matching resumes after it. Earlier stars never need to
+ * A count of matching steps that several matches share: each step takes one, and a match that finds
+ * none left gives up (answers `false`) and sets `exceeded`.
+ *
+ * @internal
+ */
+export interface Budget {
+  steps: number
+  exceeded: boolean
+}
+
+/**
+ * The two-pointer wildcard match: every token but a star consumes one byte; on a mismatch the
+ * last star absorbs one more byte and matching resumes after it. Earlier stars never need to
  * be revisited, so the work is at most (key length + 1) × (tokens + 1) steps.
  */
-const run = (tokens: ReadonlyArray<Token>, text: string): boolean => {
+const run = (tokens: ReadonlyArray<Token>, text: string, budget: Budget | undefined): boolean => {
   let t = 0
   let s = 0
   let starAt = -1
   let starText = 0
   while (s < text.length) {
+    if (budget !== undefined && --budget.steps < 0) {
+      budget.exceeded = true
+      return false
+    }
     const token = tokens[t]
     if (token !== undefined && token._tag === "Star") {
       starAt = t++
@@ -175,9 +217,23 @@ const run = (tokens: ReadonlyArray<Token>, text: string): boolean => {
 }
 
 /**
- * Compiles a Redis glob pattern into a predicate over whole keys. Compile once, match many keys:
- * the pattern is parsed here, and each match takes at most (key length + 1) × (pattern length + 1)
- * steps, whatever the pattern.
+ * A matcher over byte strings (`utf8Bytes` of the pattern and of each text), optionally counting
+ * its steps against a budget.
+ *
+ * @internal
+ */
+export const bytesMatcher = (pattern: string, budget?: Budget): (text: string) => boolean => {
+  // Redis' SCAN and KEYS treat a lone "*" as "every key", the empty key included; for any other
+  // pattern its matcher needs at least one byte of key to match a star against
+  if (pattern === "*") return () => true
+  const tokens = compile(pattern)
+  return (text) => text.length === 0 ? pattern.length === 0 : run(tokens, text, budget)
+}
+
+/**
+ * Compiles a Redis glob pattern into a predicate over whole keys, matched over their UTF-8 bytes as
+ * Redis matches them. Compile once, match many keys: the pattern is parsed here, and each match
+ * takes at most (key bytes + 1) × (pattern bytes + 1) steps, whatever the pattern.
  *
  * @example
  * ```ts
@@ -189,9 +245,6 @@ const run = (tokens: ReadonlyArray<Token>, text: string): boolean => {
  * @since 0.1.0
  */
 export const matcher = (pattern: string): (text: string) => boolean => {
-  // Redis' SCAN and KEYS treat a lone "*" as "every key", the empty key included; for any other
-  // pattern its matcher needs at least one character of key to match a star against
-  if (pattern === "*") return () => true
-  const tokens = compile(pattern)
-  return (text) => text.length === 0 ? pattern.length === 0 : run(tokens, text)
+  const matches = bytesMatcher(utf8Bytes(pattern))
+  return (text) => matches(utf8Bytes(text))
 }

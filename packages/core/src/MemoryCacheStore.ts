@@ -10,6 +10,10 @@
  * refused write never leaves a stale value behind. The read path drops failed cache writes, so the
  * caller still gets its value; the write is counted as a write error.
  *
+ * `deletePattern` matches keys as Redis does (over their UTF-8 bytes, see `Glob`), so it removes the
+ * keys Redis would. A pattern whose matching takes more than 50 million steps over the keys held
+ * (a long pattern against long keys) is refused the same way, with nothing deleted.
+ *
  * @since 0.1.0
  */
 import type * as Clock from "effect/Clock"
@@ -39,6 +43,13 @@ export interface Options {
 
 /** The bytes an entry is charged beyond its value and key: the slot, the map's node, the timestamps. */
 const overheadBytes = 64
+
+/**
+ * The matching steps one `deletePattern` may take over every key (each step compares a byte of a
+ * key with a token of the pattern): about a quarter of a second. Ordinary patterns take a few steps
+ * per key; only a long pattern against long keys (hostile input) reaches it, and is refused.
+ */
+const maxPatternSteps = 50_000_000
 
 /** An entry larger than this fraction of `maxBytes` is refused. */
 const maxEntryFraction = 1 / 8
@@ -190,11 +201,28 @@ class MemoryStore {
         }),
       delete: (keys) => Effect.sync(() => this.remove(keys)),
       deletePattern: (pattern) =>
-        Effect.sync(() => {
-          const matches = Glob.matcher(pattern)
+        Effect.suspend(() => {
+          // matched as Redis matches (over UTF-8 bytes), within a budget of steps: a long pattern
+          // against long keys would otherwise hold the process for seconds
+          const budget: Glob.Budget = { steps: maxPatternSteps, exceeded: false }
+          const matches = Glob.bytesMatcher(Glob.utf8Bytes(pattern), budget)
           const doomed: Array<string> = []
-          for (const key of this.slots.keys()) if (matches(key)) doomed.push(key)
-          return this.remove(doomed)
+          for (const key of this.slots.keys()) {
+            if (matches(Glob.utf8Bytes(key))) doomed.push(key)
+            if (budget.exceeded) {
+              return Effect.fail(
+                new CacheUnavailable({
+                  operation: "deletePattern",
+                  cause: new RangeError(
+                    `cache-aside: the pattern (${pattern.length} characters) takes more than ${maxPatternSteps} ` +
+                      "matching steps over the memory store's keys; nothing was deleted: use a shorter pattern"
+                  ),
+                  replied: true
+                })
+              )
+            }
+          }
+          return Effect.succeed(this.remove(doomed))
         })
     })
   }

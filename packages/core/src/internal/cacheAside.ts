@@ -20,7 +20,8 @@ import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import type { CacheAside } from "../CacheAside.js"
 import type { CacheBus, Invalidation } from "../CacheBus.js"
-import type { CacheStore, CacheUnavailable } from "../CacheStore.js"
+import type { CacheStore } from "../CacheStore.js"
+import { CacheUnavailable } from "../CacheStore.js"
 import * as Codec from "../Codec.js"
 import * as Glob from "../Glob.js"
 import type { Recorder } from "../Metrics.js"
@@ -552,10 +553,20 @@ export class CacheAsideImpl<K, A, E, R> {
 
   invalidatePattern = (pattern: string): Effect.Effect<number, CacheUnavailable> =>
     Effect.suspend(() => {
-      const full = this.keys.pattern(pattern)
-      const matches = Glob.matcher(pattern)
-      this.invalidateLocal((flight) => matches(flight.userKey))
-      return this.invalidateNear({ _tag: "Pattern", pattern: full }, this.store.deletePattern(full))
+      const patterns = this.keys.patterns(pattern)
+      if (Either.isLeft(patterns)) {
+        // refused before anything is deleted: the store answered nothing, so no breaker counts it
+        const cause = new RangeError(patterns.left)
+        return Effect.fail(new CacheUnavailable({ operation: "invalidatePattern", cause, replied: true }))
+      }
+      // flights of the keys the store deletes (matched as Redis matches the full keys) do not cache
+      const matchers = patterns.right.map((full) => Glob.matcher(full))
+      this.invalidateLocal((flight) => matchers.some((matches) => matches(flight.full)))
+      return Effect.reduce(patterns.right, 0, (count, full) =>
+        Effect.map(
+          this.invalidateNear({ _tag: "Pattern", pattern: full }, this.store.deletePattern(full)),
+          (deleted) => count + deleted
+        ))
     })
 
   /** The handle. */

@@ -15,6 +15,7 @@
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import type * as Option from "effect/Option"
+import { Buffer } from "node:buffer"
 import type { Invalidation } from "../CacheBus.js"
 import * as Glob from "../Glob.js"
 import { Lru } from "./lru.js"
@@ -51,8 +52,8 @@ interface Slot<A> {
 }
 
 /**
- * The matching steps a pattern eviction may take at worst (pattern length × the entries' key
- * characters); above it, the near cache is cleared instead: 10,000 entries of 50-character keys
+ * The matching steps a pattern eviction may take at worst (pattern bytes × the entries' key
+ * bytes, in UTF-8); above it, the near cache is cleared instead: 10,000 entries of 50-character keys
  * allow a pattern of 200 characters. (Not timed here; the unit test bounds a hostile pattern's
  * eviction, cleared, under 2 s with generous slack.)
  */
@@ -172,14 +173,17 @@ export class NearCache<A> {
    */
   evictPattern(pattern: string): number {
     const keys = this.lru.keys()
+    // matched as Redis matches, over UTF-8 bytes: this process evicts what its own delete removed
+    // from Redis (which sends this process no invalidation for it) and what a message names
+    const bytes = Glob.utf8Bytes(pattern)
     let chars = 0
-    for (const key of keys) chars += key.length
-    if (pattern.length * chars > maxPatternWork) return this.clear()
-    const matches = Glob.matcher(pattern)
+    for (const key of keys) chars += Buffer.byteLength(key, "utf8")
+    if (bytes.length * chars > maxPatternWork) return this.clear()
+    const matches = Glob.bytesMatcher(bytes)
     this.raiseFloor()
     let removed = 0
     for (const key of keys) {
-      if (matches(key) && this.lru.delete(key)) removed++
+      if (matches(Glob.utf8Bytes(key)) && this.lru.delete(key)) removed++
     }
     return removed
   }
