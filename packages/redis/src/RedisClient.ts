@@ -277,8 +277,13 @@ export const defaultMaxEntryBytes: number = internalOptions.defaultMaxEntryBytes
 
 const quitTimeoutMillis = 1000
 
-/** ioredis rejects a command that passed `commandTimeout` with a plain `Error("Command timed out")`. */
-const isCommandTimeout = (cause: unknown): boolean => cause instanceof Error && cause.message === "Command timed out"
+/**
+ * A command that passed `commandTimeout` is rejected with a plain `Error("Command timed out")`: by
+ * this library's deadline queue for its own commands (decided after the next poll for I/O, see
+ * `internal/commands.ts`), by ioredis for any other.
+ */
+const isCommandTimeout = (cause: unknown): boolean =>
+  cause instanceof Error && cause.message === commands.commandTimedOut
 
 /** Everything the wrapped client needs besides the client. */
 interface Settings {

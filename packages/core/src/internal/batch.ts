@@ -1,7 +1,8 @@
 /**
  * `getMany`: one store round trip for every key; the keys another get already has in flight are
  * joined; the others are led by one batch fiber in the cache's `FiberSet` (registered together with
- * their flights in one uninterruptible step). Misses are leased and loaded with one `loadMany`
+ * their flights in one uninterruptible step). Misses are leased (absent keys by lease-reads, which
+ * a store gathers into one call per turn) and loaded with one `loadMany`
  * (with the lookup's hard timeout, span and metrics), answers matched by key; a key the batch does
  * not answer loads on its own. Keys another process holds the lease of wait for its fill (the lock)
  * *while* this batch loads its own keys, so overlapping batches never wait on each other. Without
@@ -12,7 +13,8 @@
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
-import type * as Option from "effect/Option"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import type { CacheUnavailable } from "../CacheStore.js"
 import type { CacheAsideImpl } from "./cacheAside.js"
 import { unavailable } from "./entry.js"
@@ -141,6 +143,36 @@ const isBatchable = (read: Read<unknown>): boolean =>
 
 type Done<K, A, E> = readonly [Led<K, A, E>, Exit.Exit<Option.Option<A>, E>]
 
+const held: Lease.Taken = { _tag: "Held" }
+
+/**
+ * A miss's lease, a resource of the batch's scope (released on every exit unless a fill consumed
+ * it). An absent key's is taken by a lease-read (`getOrLease`), as a single get takes it: a store
+ * gathers the lease-reads of one turn (the Redis store sends them as one script call per chunk,
+ * not one `SET NX` per key, which made a batch of thousands of keys thousands of commands). What
+ * the key holds by then (another loader's lease, or a value filled meanwhile) is `Held`, as a
+ * refused `SET NX` was. A dead or corrupt entry's lease is a compare-and-set over its bytes.
+ */
+const takeLease = <K, A, E, R>(
+  impl: CacheAsideImpl<K, A, E, R>,
+  full: string,
+  read: Read<A>
+): Effect.Effect<Lease.Taken | undefined, never, Scope.Scope> => {
+  if (read._tag === "Unavailable") return Effect.succeed(undefined)
+  const over = overOf(read)
+  if (over !== undefined) return Lease.take(impl.store, full, impl.config.leaseTtl, over)
+  return Effect.acquireRelease(
+    Effect.suspend(() => {
+      const lease = Lease.fresh(full)
+      return Effect.match(impl.store.getOrLease(full, lease.bytes, impl.config.leaseTtl), {
+        onFailure: (error): Lease.Taken => ({ _tag: "Unavailable", error }),
+        onSuccess: (stored): Lease.Taken => Option.isNone(stored) ? { _tag: "Mine", lease } : held
+      })
+    }),
+    (taken) => taken._tag === "Mine" ? Lease.releaseUnlessConsumed(impl.store, taken.lease) : Effect.void
+  )
+}
+
 /**
  * Misses leased (each one's lease a resource of this scope) and loaded with one `loadMany`. Their
  * flights are answered once the scope has closed: every lease is released before anyone reads on.
@@ -160,10 +192,9 @@ const loadBatch = <K, A, E, R>(
       if (read._tag === "Corrupt") yield* impl.corrupt(l.full, read.error)
     }
     const done = yield* Effect.scoped(Effect.gen(function*() {
-      const taken = yield* Effect.forEach(misses, ([l, read]) =>
-        read._tag === "Unavailable"
-          ? Effect.succeed(undefined)
-          : Lease.take(impl.store, l.full, impl.config.leaseTtl, overOf(read)), { concurrency: "unbounded" })
+      const taken = yield* Effect.forEach(misses, ([l, read]) => takeLease(impl, l.full, read), {
+        concurrency: "unbounded"
+      })
       const waiting: Array<Led<K, A, E>> = []
       const loading: Array<readonly [Led<K, A, E>, Lease.Lease | undefined]> = []
       misses.forEach(([l], i) => {

@@ -9,6 +9,16 @@
  * (64 fibers taking their leases after one batched read) leave in two writes, which Redis reads
  * as a pipeline. A lone command is written at once and pays no cork.
  *
+ * The client's `commandTimeout` is enforced here, not by ioredis' timer per command: ioredis arms
+ * a `setTimeout` per command, and after a stall (a CPU-bound handler, a long GC pause, decoding a
+ * big batch) Node runs due timers *before* it reads the sockets, so a reply that has arrived but
+ * not been read times out (5,000 lease writes answered by Redis in 18 ms gave 3,584 "timeouts").
+ * A command of this sender has a deadline in its connection's queue, checked by one timer; when a
+ * deadline passes, the decision waits for a `setImmediate` (which runs after the loop's next poll
+ * for I/O), so only a command still unanswered after its socket was read times out, with the same
+ * `Error("Command timed out")` ioredis gives. A hung Redis still fails commands within about the
+ * timeout.
+ *
  * @internal
  */
 import { Command } from "ioredis"
@@ -35,6 +45,161 @@ export const isOne = (reply: unknown): boolean => reply === 1
 
 const isNoScript = (error: unknown): boolean => error instanceof Error && error.message.startsWith("NOSCRIPT")
 
+/** The message ioredis rejects a timed-out command with (`RedisClient` maps it to a timeout). @internal */
+export const commandTimedOut = "Command timed out"
+
+/**
+ * A command whose `commandTimeout` is a deadline in its sender's queue instead of ioredis' timer:
+ * ioredis calls `setTimeout(ms)` from `sendCommand` when the client has a `commandTimeout`.
+ * `settled` is set when ioredis settles it (`_clearTimers` runs on every resolve and reject; should
+ * a later ioredis not call it, a settled command is still found by `isResolved` or its rejection
+ * is a no-op).
+ */
+class QueuedCommand extends Command {
+  /** When the command times out (`performance.now()`); `-1`: no deadline. */
+  deadline = -1
+  settled = false
+  constructor(
+    readonly queue: DeadlineQueue,
+    name: string,
+    args: Array<Arg>,
+    options: CommandOptions
+  ) {
+    super(name, args, options)
+  }
+  override setTimeout(ms: number): void {
+    if (this.deadline < 0) this.queue.add(this, ms)
+  }
+}
+
+// ioredis settles every command through its (private) `_clearTimers`: extended once here, on the
+// subclass's prototype, to note the settlement and let the queue drop it
+const clearTimers = (Command.prototype as unknown as { _clearTimers?: (this: Command) => void })._clearTimers
+Object.defineProperty(QueuedCommand.prototype, "_clearTimers", {
+  value(this: QueuedCommand) {
+    this.settled = true
+    clearTimers?.call(this)
+    this.queue.settled()
+  }
+})
+
+/**
+ * The deadlines of one connection's commands, in the order they were sent (a connection answers in
+ * that order, so settled commands leave from the head), checked by one timer for the head.
+ *
+ * When the timer fires it notes the connection's state (bytes read, bytes waiting in the socket's
+ * write buffer) and waits for a `setImmediate`: the loop has then been through a poll for I/O and
+ * read what had arrived. The commands past their deadline (at the fire) and still unanswered then
+ * time out, unless the connection moved meanwhile: bytes were read (the oldest unanswered reply may
+ * be under way: a big reply takes more than one poll) or bytes of ours left the write buffer (a
+ * burst of commands the process wrote faster than the socket took them: they were not even sent
+ * when their timer started). Then they are looked at again one timeout later, and time out if the
+ * connection did not move since. A hung Redis sends nothing: its commands fail one poll after the
+ * timeout, or one timeout later when the kernel was still taking a backlog of our writes.
+ *
+ * @internal
+ */
+export class DeadlineQueue {
+  private readonly commands: Array<QueuedCommand | undefined> = []
+  private head = 0
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private immediate: ReturnType<typeof setImmediate> | undefined
+  /** When the timer fired (the cutoff of the check after the next poll). */
+  private firedAt = 0
+  /** The connection's state when last looked at (`bytesRead`, bytes in the write buffer). */
+  private bytesSeen = 0
+  private pendingSeen = 0
+  /** The state to compare with is the last check's (a second look after the connection moved). */
+  private again = false
+  /** The last timeout asked for (one per client). */
+  private ms = 0
+
+  constructor(
+    private readonly bytesRead: () => number,
+    private readonly bytesPending: () => number
+  ) {}
+
+  /** Commands waiting for an answer (tests). */
+  get size(): number {
+    return this.commands.length - this.head
+  }
+
+  add(command: QueuedCommand, ms: number): void {
+    const last = this.commands.length > this.head ? this.commands[this.commands.length - 1] : undefined
+    this.ms = ms
+    // one timeout per client: deadlines stay in order even should the option change meanwhile
+    command.deadline = Math.max(performance.now() + ms, last?.deadline ?? 0)
+    this.commands.push(command)
+    if (this.timer === undefined && this.immediate === undefined) this.arm()
+  }
+
+  /** A command settled: drop the settled ones at the head (they release their replies at once). */
+  settled(): void {
+    const commands = this.commands
+    while (this.head < commands.length && (commands[this.head]!.settled || commands[this.head]!.isResolved)) {
+      commands[this.head++] = undefined
+    }
+    if (this.head === commands.length) {
+      commands.length = 0
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > commands.length) {
+      commands.splice(0, this.head)
+      this.head = 0
+    }
+  }
+
+  private arm(): void {
+    const first = this.commands[this.head]
+    if (first === undefined) return
+    this.schedule(first.deadline - performance.now())
+  }
+
+  private schedule(millis: number): void {
+    this.timer = setTimeout(this.fire, Math.max(1, Math.ceil(millis)))
+    // the socket keeps the process alive while a command waits, not this timer
+    this.timer.unref()
+  }
+
+  private readonly fire = (): void => {
+    this.timer = undefined
+    this.firedAt = performance.now()
+    if (!this.again) {
+      this.bytesSeen = this.bytesRead()
+      this.pendingSeen = this.bytesPending()
+    }
+    this.again = false
+    this.immediate = setImmediate(this.check)
+  }
+
+  private readonly check = (): void => {
+    this.immediate = undefined
+    this.settled()
+    const commands = this.commands
+    const expired: Array<QueuedCommand> = []
+    for (let i = this.head; i < commands.length; i++) {
+      const command = commands[i]!
+      if (command.deadline > this.firedAt) break
+      if (!command.settled && !command.isResolved) expired.push(command)
+    }
+    if (expired.length === 0) return this.arm()
+    const bytes = this.bytesRead()
+    const pending = this.bytesPending()
+    if (bytes !== this.bytesSeen || pending < this.pendingSeen) {
+      // the connection moved: replies are being read, or our writes are still leaving
+      this.bytesSeen = bytes
+      this.pendingSeen = pending
+      this.again = true
+      return this.schedule(this.ms)
+    }
+    for (const command of expired) {
+      command.settled = true
+      command.reject(new Error(commandTimedOut))
+    }
+    this.settled()
+    this.arm()
+  }
+}
+
 /**
  * A sender over one client: `send(name, args, buffers)` and `evalScript(script, args, buffers)`.
  * Keys get the client's `keyPrefix` from ioredis' `Command`, as with its own methods.
@@ -43,6 +208,8 @@ const isNoScript = (error: unknown): boolean => error instanceof Error && error.
  */
 export const sender = (client: Redis) => {
   const keyPrefix = client.options.keyPrefix
+  const stream = () => client.stream as Socket | undefined
+  const queue = new DeadlineQueue(() => stream()?.bytesRead ?? 0, () => stream()?.writableLength ?? 0)
   // shared, never mutated by `Command`
   const asBuffers: CommandOptions = keyPrefix ? { keyPrefix, replyEncoding: null } : { replyEncoding: null }
   const asStrings: CommandOptions = keyPrefix ? { keyPrefix, replyEncoding: "utf8" } : { replyEncoding: "utf8" }
@@ -69,7 +236,9 @@ export const sender = (client: Redis) => {
       }
     }
     // `sendCommand` returns the command's promise (typed `unknown` by ioredis)
-    return client.sendCommand(new Command(name, args, buffers ? asBuffers : asStrings)) as Promise<unknown>
+    return client.sendCommand(new QueuedCommand(queue, name, args, buffers ? asBuffers : asStrings)) as Promise<
+      unknown
+    >
   }
   /**
    * `args`: `[script.sha, keyCount, ...keys, ...argv]`, built by the caller in one array; `onReply`
@@ -82,7 +251,7 @@ export const sender = (client: Redis) => {
       args[0] = lua.lua
       return send("eval", args, buffers).then(onReply)
     })
-  return { send, evalScript }
+  return { send, evalScript, queue }
 }
 
 /** The commands sent over one client (see `sender`). @internal */
