@@ -124,6 +124,8 @@ export type StoreSnapshot = { readonly [K in StoreEvent]: number } & {
   readonly breaker: BreakerState
   /** Invalidations waiting to be replayed. */
   readonly queueSize: number
+  /** Estimated bytes the queued invalidations hold (bounded by `maxQueuedInvalidationBytes`). */
+  readonly queueBytes: number
 }
 
 /**
@@ -136,6 +138,8 @@ export interface StoreRecorder {
   readonly increment: (event: StoreEvent, by?: number) => void
   readonly setBreaker: (state: BreakerState) => void
   readonly setQueueSize: (size: number) => void
+  /** Estimated bytes the invalidation queue holds (optional for recorders made elsewhere). */
+  readonly setQueueBytes?: ((bytes: number) => void) | undefined
 }
 
 /**
@@ -233,18 +237,24 @@ const queueGauge = Metric.gauge("cache_aside_invalidation_queue_size", {
   description: "invalidations waiting to be replayed"
 })
 
+const queueBytesGauge = Metric.gauge("cache_aside_invalidation_queue_bytes", {
+  description: "estimated bytes held by the invalidations waiting to be replayed"
+})
+
 const breakerLevel: { readonly [K in BreakerState]: number } = { closed: 0, "half-open": 1, open: 2 }
 
 interface StoreState {
   readonly counts: Record<StoreEvent, number>
   breaker: BreakerState
   queueSize: number
+  queueBytes: number
 }
 
 const emptyStoreState = (): StoreState => ({
   counts: Object.fromEntries(storeEvents.map((event) => [event, 0])) as Record<StoreEvent, number>,
   breaker: "closed",
-  queueSize: 0
+  queueSize: 0,
+  queueBytes: 0
 })
 
 const toStoreSnapshot = (states: Iterable<StoreState>): StoreSnapshot => {
@@ -252,9 +262,10 @@ const toStoreSnapshot = (states: Iterable<StoreState>): StoreSnapshot => {
   for (const state of states) {
     for (const event of storeEvents) total.counts[event] += state.counts[event]
     total.queueSize += state.queueSize
+    total.queueBytes += state.queueBytes
     if (breakerLevel[state.breaker] > breakerLevel[total.breaker]) total.breaker = state.breaker
   }
-  return { ...total.counts, breaker: total.breaker, queueSize: total.queueSize }
+  return { ...total.counts, breaker: total.breaker, queueSize: total.queueSize, queueBytes: total.queueBytes }
 }
 
 const emptyCounts = (): Record<Event, number> =>
@@ -348,6 +359,10 @@ export const make: Effect.Effect<Context.Tag.Service<Metrics>> = Effect.sync(() 
       setQueueSize: (size) => {
         state.queueSize = size
         queueGauge.unsafeUpdate(size, tags)
+      },
+      setQueueBytes: (bytes) => {
+        state.queueBytes = bytes
+        queueBytesGauge.unsafeUpdate(bytes, tags)
       }
     }
     storeRecorders.set(store, created)

@@ -107,6 +107,14 @@ export interface Options {
   /** The most invalidations (distinct keys or patterns) kept for replay. Default 10,000. */
   readonly maxQueuedInvalidations?: number | undefined
   /**
+   * The most memory the queued invalidations hold, in bytes: keys can be long (up to 1 MB), so the
+   * count alone does not bound it. Estimated as two bytes per character of each string the queue
+   * keeps (a queued key is held twice: as the key and as its entry's id) plus 128 bytes per entry,
+   * which over-counts ASCII keys. Reaching it is an overflow, as reaching `maxQueuedInvalidations`
+   * is (see `overflowPattern`). Default 16 MiB (16,777,216).
+   */
+  readonly maxQueuedInvalidationBytes?: number | undefined
+  /**
    * How often a background fiber replays queued invalidations. Default 1 second. Reads and writes
    * of keys a queued invalidation covers do not wait for the round: they delete their own keys first
    * (or wait, at most one `timeout`, for a queued pattern that matches them).
@@ -116,6 +124,7 @@ export interface Options {
    * A glob pattern covering every key the caches on this store write, e.g. `"cache:*"` for
    * `CacheAside`'s default prefix. When the invalidation queue overflows, it is replaced by one
    * delete of this pattern: on recovery the whole cache is cleared and nothing stale survives.
+   * An overflow is either bound reached (`maxQueuedInvalidations` or `maxQueuedInvalidationBytes`).
    * Without it, an overflow drops the oldest queued invalidation (its entry, the oldest written,
    * is the nearest to expiring anyway), logged as an error and counted. Either way it is a
    * `queueOverflows` metric and an error log line.
@@ -145,6 +154,9 @@ export const defaultRetry: Schedule.Schedule<unknown, CacheUnavailable> = Schedu
   Schedule.intersect(Schedule.recurs(2))
 )
 
+/** The default of `maxQueuedInvalidationBytes`: 16 MiB. */
+const defaultMaxQueuedBytes = 16 * 1024 * 1024
+
 const isRetry = (retry: unknown): retry is Retry => retry === false || Schedule.isSchedule(retry)
 
 /** Validates the options (every duration decoded once, zero timeouts rejected); safe defaults first. */
@@ -167,6 +179,11 @@ const configOf = (options: Options): Either.Either<internal.Config, string> =>
     })
     const jitter = yield* validate.fraction("cooldownJitter", options.cooldownJitter ?? 0.2, 0, 1)
     const maxQueued = yield* validate.integer("maxQueuedInvalidations", options.maxQueuedInvalidations ?? 10_000, 1)
+    const maxQueuedBytes = yield* validate.integer(
+      "maxQueuedInvalidationBytes",
+      options.maxQueuedInvalidationBytes ?? defaultMaxQueuedBytes,
+      1
+    )
     const replayInterval = yield* validate.duration("replayInterval", options.replayInterval ?? "1 second", timer)
     for (const what of ["readRetry", "writeRetry", "invalidationRetry"] as const) {
       const retry = options[what]
@@ -189,6 +206,7 @@ const configOf = (options: Options): Either.Either<internal.Config, string> =>
       maxCooldownMillis: Math.max(Duration.toMillis(cooldown), Duration.toMillis(maxCooldown)),
       jitter,
       maxQueued,
+      maxQueuedBytes,
       replayInterval,
       readRetry: retryOf(options.readRetry, false),
       writeRetry: retryOf(options.writeRetry, defaultRetry),
@@ -212,6 +230,7 @@ const optionNames: { readonly [K in keyof Required<Options>]: true } = {
   writeRetry: true,
   invalidationRetry: true,
   maxQueuedInvalidations: true,
+  maxQueuedInvalidationBytes: true,
   replayInterval: true,
   overflowPattern: true
 }

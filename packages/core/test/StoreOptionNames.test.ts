@@ -151,6 +151,7 @@ describe("ResilientCacheStore option names", () => {
         writeRetry: ResilientCacheStore.defaultRetry,
         invalidationRetry: false,
         maxQueuedInvalidations: 10,
+        maxQueuedInvalidationBytes: 1_000_000,
         replayInterval: "1 second",
         overflowPattern: "cache:*"
       }

@@ -11,6 +11,12 @@
  * cleared, so later reads of that key (and the fill that follows the miss) are not deleted again
  * by the read path. Keys no queued invalidation covers are never held up.
  *
+ * Bounded twice: by entries (`maxQueued`) and by the memory they hold (`maxBytes`, an estimate: see
+ * `entryBytes`; keys can be long, so a count alone does not bound memory). Keys remembered as
+ * cleared count against the same bytes and are forgotten first (forgetting one only makes a read
+ * delete its key again). Either bound reached is the same overflow: the queue collapses into the
+ * overflow pattern, or drops its oldest entries, counted and logged.
+ *
  * Logs are proportional to incidents, not to traffic: one warning when the queue starts, one error
  * when an overflow episode starts and one summary (with the count dropped) when it ends.
  *
@@ -38,6 +44,8 @@ export interface PatternInvalidation {
   readonly cleared: Set<string>
   /** Failed replay attempts (each gets a longer time limit). */
   attempts: number
+  /** Estimated bytes of the keys in `cleared` (see `clearedBytes`). */
+  clearedBytes: number
 }
 
 /** @internal */
@@ -59,6 +67,8 @@ export interface Claim {
 /** @internal */
 export interface Config {
   readonly maxQueued: number
+  /** The most bytes the queue holds (see `entryBytes`); default `defaultMaxBytes`. */
+  readonly maxBytes?: number | undefined
   /** A pattern that covers every key: an overflowing queue collapses into it. */
   readonly overflowPattern: string | undefined
   readonly recorder: StoreRecorder
@@ -67,6 +77,33 @@ export interface Config {
 
 /** The most keys remembered as cleared, over all queued patterns (past it, reads delete again). */
 const maxCleared = 100_000
+
+/** The default of `Config.maxBytes`: 16 MiB. */
+export const defaultMaxBytes = 16 * 1024 * 1024
+
+/**
+ * Estimated heap bytes of a string: two per UTF-16 code unit (V8 stores text that fits Latin-1
+ * with one, so this over-counts ASCII keys: the bound errs on the safe side).
+ */
+const stringBytes = (text: string): number => 2 * text.length
+
+/** A fixed estimate of what an entry costs besides its strings: the object, its map and order slots. */
+const entryOverhead = 128
+
+/**
+ * Estimated heap bytes of a queued entry: its strings (a key entry holds the key and its id, a
+ * pattern its text, its id and its compiled matcher, counted as the text once more) and the
+ * objects around them. Keys a pattern remembers as cleared are counted apart (`clearedBytes`).
+ *
+ * @internal
+ */
+export const entryBytes = (entry: Invalidation): number =>
+  entry._tag === "Key"
+    ? entryOverhead + stringBytes(entry.id) + stringBytes(entry.key)
+    : entryOverhead + stringBytes(entry.id) + 2 * stringBytes(entry.pattern)
+
+/** Estimated heap bytes of a key remembered as cleared: the string and its set slot. */
+const clearedBytes = (key: string): number => 32 + stringBytes(key)
 
 const keyId = (key: string) => `k:${key}`
 const patternId = (pattern: string) => `p:${pattern}`
@@ -83,17 +120,34 @@ export class InvalidationQueue {
    */
   private order: Array<Invalidation> = []
   private head0 = 0
+  /**
+   * Estimated bytes of the removed entries `order` still holds: compacted once past a quarter of
+   * `maxBytes`, so that removed long keys do not outlive the bound.
+   */
+  private dead = 0
   private readonly patterns = new Set<PatternInvalidation>()
   private cleared = 0
+  /** Estimated bytes held: live entries and the keys their patterns remember as cleared. */
+  private held = 0
+  private readonly maxBytes: number
+  /** The bound the current overflow episode hit first (named in its log line). */
+  private overflowBound: "entries" | "bytes" = "entries"
   /** Invalidations dropped in the current overflow episode (which ends when the queue empties). */
   private dropped = 0
   private overflowLogged = false
   private replayedInEpisode = 0
 
-  constructor(readonly config: Config) {}
+  constructor(readonly config: Config) {
+    this.maxBytes = config.maxBytes ?? defaultMaxBytes
+  }
 
   get size(): number {
     return this.queue.size
+  }
+
+  /** Estimated bytes held (see `entryBytes`): never more than `maxBytes` after an `enqueue`. */
+  get bytes(): number {
+    return this.held
   }
 
   makePattern(pattern: string): PatternInvalidation {
@@ -103,7 +157,8 @@ export class InvalidationQueue {
       pattern,
       matches: Glob.matcher(pattern),
       cleared: new Set(),
-      attempts: 0
+      attempts: 0,
+      clearedBytes: 0
     }
   }
 
@@ -111,20 +166,71 @@ export class InvalidationQueue {
     const previous = this.queue.get(entry.id)
     if (previous !== undefined) this.remove(previous)
     this.queue.set(entry.id, entry)
+    this.held += entryBytes(entry)
     this.order.push(entry)
-    // removed entries past the head (re-queued keys, replayed ones) are dropped now and then
-    if (this.order.length > 2 * this.queue.size + 1024) {
-      this.order = this.order.filter((queued) => this.isLive(queued))
-      this.head0 = 0
-    }
+    this.compact()
     if (entry._tag === "Pattern") this.patterns.add(entry)
   }
 
   private remove(entry: Invalidation): void {
     this.queue.delete(entry.id)
+    this.held -= entryBytes(entry)
+    this.dead += entryBytes(entry)
     if (entry._tag === "Pattern") {
       this.patterns.delete(entry)
       this.cleared -= entry.cleared.size
+      this.held -= entry.clearedBytes
+      // `order` may keep the entry a while: not its keys (a claim in flight skips a removed entry)
+      entry.cleared.clear()
+      entry.clearedBytes = 0
+    }
+    this.compact()
+  }
+
+  /** Drops removed entries (re-queued keys, replayed ones) from `order` now and then. */
+  private compact(): void {
+    if (this.order.length > 2 * this.queue.size + 1024 || this.dead > this.maxBytes / 4) {
+      this.order = this.order.filter((queued) => this.isLive(queued))
+      this.head0 = 0
+      this.dead = 0
+    }
+  }
+
+  private forgetCleared(entry: PatternInvalidation, key: string): void {
+    if (entry.cleared.delete(key)) {
+      this.cleared--
+      entry.clearedBytes -= clearedBytes(key)
+      this.held -= clearedBytes(key)
+    }
+  }
+
+  /** Which bound the queue is past, if any. */
+  private pastBound(): "entries" | "bytes" | undefined {
+    return this.queue.size > this.config.maxQueued ? "entries" : this.held > this.maxBytes ? "bytes" : undefined
+  }
+
+  /**
+   * Brings the queue back within its bounds: first forgets the keys remembered as cleared (reads
+   * delete them again, nothing is lost), then overflows: collapses into the overflow pattern
+   * (once: a pattern longer than the bound stays, alone), or drops the oldest entries until it fits.
+   */
+  private fit(): void {
+    let past = this.pastBound()
+    if (past === undefined) return
+    if (past === "bytes" && this.cleared > 0) {
+      for (const pattern of this.patterns) {
+        this.held -= pattern.clearedBytes
+        pattern.cleared.clear()
+        pattern.clearedBytes = 0
+      }
+      this.cleared = 0
+      past = this.pastBound()
+    }
+    if (past !== undefined && !this.overflowLogged) this.overflowBound = past
+    while (past !== undefined && this.queue.size > 0) {
+      this.overflow()
+      if (this.config.overflowPattern !== undefined) return
+      past = this.pastBound()
     }
   }
 
@@ -136,6 +242,7 @@ export class InvalidationQueue {
   private oldest(): Invalidation | undefined {
     while (this.head0 < this.order.length && !this.isLive(this.order[this.head0]!)) this.head0++
     if (this.head0 > 1024 && this.head0 * 2 > this.order.length) {
+      for (let i = 0; i < this.head0; i++) this.dead -= entryBytes(this.order[i]!) // all removed
       this.order = this.order.slice(this.head0)
       this.head0 = 0
     }
@@ -157,12 +264,15 @@ export class InvalidationQueue {
       this.dropped++
       return
     }
-    this.dropped += this.queue.size - 1 // one slot goes to the pattern that replaces them
+    // one slot goes to the pattern that replaces them (an entry alone past the bytes is replaced too)
+    this.dropped += Math.max(1, this.queue.size - 1)
     this.queue.clear()
     this.order = []
     this.head0 = 0
+    this.dead = 0
     this.patterns.clear()
     this.cleared = 0
+    this.held = 0
     this.put(this.makePattern(pattern))
   }
 
@@ -176,16 +286,16 @@ export class InvalidationQueue {
         // a key the queued overflow pattern covers needs no entry: make reads delete it again
         const covering = entry._tag === "Key" ? this.overflowEntry() : undefined
         if (covering !== undefined && covering.matches((entry as KeyInvalidation).key)) {
-          if (covering.cleared.delete((entry as KeyInvalidation).key)) this.cleared--
+          this.forgetCleared(covering, (entry as KeyInvalidation).key)
           continue
         }
         this.put(entry)
         queued++
-        if (this.queue.size > this.config.maxQueued) this.overflow()
+        this.fit()
       }
       const recorder = this.config.recorder
       if (queued > 0) recorder.increment("invalidationsQueued", queued)
-      recorder.setQueueSize(this.queue.size)
+      this.recordSize()
       const logs: Array<Effect.Effect<void>> = []
       if (wasEmpty && this.queue.size > 0) {
         logs.push(Effect.logWarning(
@@ -204,12 +314,19 @@ export class InvalidationQueue {
     })
   }
 
+  private recordSize(): void {
+    const recorder = this.config.recorder
+    recorder.setQueueSize(this.queue.size)
+    recorder.setQueueBytes?.(this.held)
+  }
+
   private overflowMessage(): string {
     const { maxQueued, overflowPattern } = this.config
+    const bound = this.overflowBound === "entries" ? `${maxQueued}` : `${this.maxBytes} bytes`
     return overflowPattern !== undefined
-      ? `cache-aside: invalidation queue full (${maxQueued}); replaced by one delete of "${overflowPattern}", ` +
+      ? `cache-aside: invalidation queue full (${bound}); replaced by one delete of "${overflowPattern}", ` +
         "the whole cache will be cleared when the store answers (logged once per overflow)"
-      : `cache-aside: invalidation queue full (${maxQueued}); dropping the oldest invalidations, their keys may be ` +
+      : `cache-aside: invalidation queue full (${bound}); dropping the oldest invalidations, their keys may be ` +
         "served stale until they expire (set overflowPattern to clear the cache instead; logged once per overflow, " +
         "with the count when it ends)"
   }
@@ -251,8 +368,13 @@ export class InvalidationQueue {
           done++
         } else {
           for (const key of claim.keys) {
-            if (this.cleared < maxCleared && !entry.cleared.has(key) && entry.matches(key)) {
+            if (
+              this.cleared < maxCleared && this.held + clearedBytes(key) <= this.maxBytes &&
+              !entry.cleared.has(key) && entry.matches(key)
+            ) {
               entry.cleared.add(key)
+              entry.clearedBytes += clearedBytes(key)
+              this.held += clearedBytes(key)
               this.cleared++
             }
           }
@@ -295,7 +417,7 @@ export class InvalidationQueue {
   private replayed(count: number): Effect.Effect<void> {
     const recorder = this.config.recorder
     recorder.increment("invalidationsReplayed", count)
-    recorder.setQueueSize(this.queue.size)
+    this.recordSize()
     this.replayedInEpisode += count
     if (this.queue.size > 0) return Effect.void
     const replayed = this.replayedInEpisode

@@ -38,6 +38,7 @@ export interface Config {
   readonly maxCooldownMillis: number
   readonly jitter: number
   readonly maxQueued: number
+  readonly maxQueuedBytes: number
   readonly replayInterval: Duration.Duration
   readonly readRetry: RetryPolicy
   readonly writeRetry: RetryPolicy
@@ -99,6 +100,7 @@ export class ResilientStore {
     })
     this.queue = new InvalidationQueue({
       maxQueued: config.maxQueued,
+      maxBytes: config.maxQueuedBytes,
       overflowPattern: config.overflowPattern,
       recorder: env.recorder,
       log: this.log

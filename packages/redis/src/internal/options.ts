@@ -326,6 +326,7 @@ const resilienceNames: Names<ResilientCacheStore.Options> = {
   writeRetry: true,
   invalidationRetry: true,
   maxQueuedInvalidations: true,
+  maxQueuedInvalidationBytes: true,
   replayInterval: true,
   overflowPattern: true
 }
