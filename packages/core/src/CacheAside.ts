@@ -375,10 +375,8 @@ export const make = <K, A, I, E = never, R = never, T extends LookupTimeouts | u
     }
     const base = yield* CacheStore
     const store = config.storeTimeout === undefined ? base : limitStore(base, config.storeTimeout)
-    const metrics = yield* Effect.serviceOption(Metrics.Metrics)
-    const recorder = Option.isSome(metrics)
-      ? metrics.value.recorder(config.namespace)
-      : Metrics.globalRecorder(config.namespace)
+    // held until the scope closes: the last cache of a namespace to close lets its metrics state go
+    const recorder = yield* Metrics.namespaceRecorder(config.namespace)
     const fibers = yield* FiberSet.make<unknown, unknown>()
     const impl = new CacheAsideImpl<K, A, ErrorOf<E, T>, R>(
       config as options_.Config<K, A, ErrorOf<E, T>, R>,

@@ -10,6 +10,8 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricLabel from "effect/MetricLabel"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 
 /**
  * What the read path records, per namespace, with the description each Effect `Metric` carries
@@ -170,8 +172,22 @@ export interface Recorder {
  * @since 0.1.0
  */
 export class Metrics extends Context.Tag("@cache-aside/core/Metrics")<Metrics, {
+  /** The recorder of a namespace, kept as long as the service (see `scopedRecorder`). */
   readonly recorder: (namespace: string) => Recorder
-  /** Counters of one namespace, or summed over all of them. */
+  /**
+   * The recorder of a namespace, held until the scope closes: what the service keeps for the
+   * namespace is let go when the last holder closes (kept among the recently closed, at most
+   * 1,024, then folded into the total of `snapshot()`). `CacheAside.make` takes its recorder here,
+   * through `namespaceRecorder`. Optional, so that a service written before it still fits: without
+   * it, `recorder` is used and nothing is let go.
+   */
+  readonly scopedRecorder?: ((namespace: string) => Effect.Effect<Recorder, never, Scope.Scope>) | undefined
+  /**
+   * Counters of one namespace, or summed over all of them. A closed namespace (its last cache
+   * closed) stays readable, and counts on if a cache of it opens again, while it is among the
+   * 1,024 closed most recently; past that its counts are in the total only, and a cache of it
+   * opened again starts from zero.
+   */
   readonly snapshot: (namespace?: string) => Effect.Effect<Snapshot>
   /** The recorder of a store (by the store's name). */
   readonly storeRecorder: (store: string) => StoreRecorder
@@ -276,16 +292,16 @@ const toSnapshot = (counts: Record<Event, number>, store: StoreSnapshot): Snapsh
   return { ...counts, hitRatio: reads === 0 ? 0 : counts.hits / reads, store }
 }
 
-/** One tags array per namespace (see `make`): shared by every recorder of that namespace. */
-const namespaceTags = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
-const tagsOf = (namespace: string): ReadonlyArray<MetricLabel.MetricLabel> => {
-  let tags = namespaceTags.get(namespace)
-  if (tags === undefined) {
-    tags = [MetricLabel.make("namespace", namespace)]
-    namespaceTags.set(namespace, tags)
-  }
-  return tags
-}
+/**
+ * The tags of a namespace's series: one array per recorder, passed as is. Effect caches a metric's
+ * hook per tags array (by identity, in a `WeakMap`), so the hit path skips the registry lookup
+ * (`Metric.taggedWithLabels` would build a new array on every update and miss that cache); the
+ * cached hooks go with the recorder. Nothing is kept per namespace at module level: a closed
+ * namespace leaves only its series in Effect's registry (which never removes one).
+ */
+const tagsOf = (namespace: string): ReadonlyArray<MetricLabel.MetricLabel> => [
+  MetricLabel.make("namespace", namespace)
+]
 
 /**
  * The recorder used when no `Metrics` service is provided: it feeds Effect's global `Metric`
@@ -308,6 +324,9 @@ export const globalRecorder = (namespace: string): Recorder => {
   }
 }
 
+/** Closed namespaces kept readable in `snapshot(namespace)` (about 1 KB each). */
+const maxClosed = 1_024
+
 /**
  * Makes a metrics service with counters of its own (two layers never share counts), which also
  * feeds the global Effect metrics tagged with `namespace`.
@@ -315,28 +334,81 @@ export const globalRecorder = (namespace: string): Recorder => {
  * @since 0.1.0
  */
 export const make: Effect.Effect<Context.Tag.Service<Metrics>> = Effect.sync(() => {
-  const perNamespace = new Map<string, Record<Event, number>>()
-  const recorders = new Map<string, Recorder>()
+  /**
+   * What the service keeps per namespace, while a holder (a scoped recorder: a cache) is open or
+   * it was asked for unscoped (`pinned`), then among the recently closed (`closed`, bounded). The
+   * recorder writes through `state.counts`: once the namespace is folded into `retired`, that is
+   * `retired`, so a late update (a closing cache's) still counts.
+   */
+  interface NamespaceState {
+    counts: Record<Event, number>
+    holders: number
+    pinned: boolean
+    readonly recorder: Recorder
+  }
+  const namespaces = new Map<string, NamespaceState>()
+  /** Namespaces whose last holder closed, oldest first: `snapshot(namespace)` still reads them. */
+  const closed = new Map<string, NamespaceState>()
+  /** The counts of the namespaces let go for good, kept in the total. */
+  const retired = emptyCounts()
+
+  const stateOf = (namespace: string): NamespaceState => {
+    const existing = namespaces.get(namespace)
+    if (existing !== undefined) return existing
+    const reopened = closed.get(namespace)
+    if (reopened !== undefined) {
+      closed.delete(namespace)
+      namespaces.set(namespace, reopened)
+      return reopened
+    }
+    const tags = tagsOf(namespace)
+    const state: NamespaceState = {
+      counts: emptyCounts(),
+      holders: 0,
+      pinned: false,
+      recorder: {
+        increment: (event, by = 1) => {
+          state.counts[event] += by
+          counters[event].unsafeUpdate(by, tags)
+        },
+        observeLoad: (millis) => loadDuration.unsafeUpdate(millis, tags)
+      }
+    }
+    namespaces.set(namespace, state)
+    return state
+  }
 
   const recorder = (namespace: string): Recorder => {
-    const existing = recorders.get(namespace)
-    if (existing !== undefined) return existing
-    const counts = emptyCounts()
-    perNamespace.set(namespace, counts)
-    // One tags array per namespace, passed as is: Effect caches a metric's hook per tags array
-    // (by identity), so the hit path skips the registry lookup. `Metric.taggedWithLabels` would
-    // build a new array on every update and miss that cache.
-    const tags = tagsOf(namespace)
-    const created: Recorder = {
-      increment: (event, by = 1) => {
-        counts[event] += by
-        counters[event].unsafeUpdate(by, tags)
-      },
-      observeLoad: (millis) => loadDuration.unsafeUpdate(millis, tags)
-    }
-    recorders.set(namespace, created)
-    return created
+    const state = stateOf(namespace)
+    state.pinned = true
+    return state.recorder
   }
+
+  const release = (namespace: string, state: NamespaceState) =>
+    Effect.sync(() => {
+      state.holders--
+      if (state.holders > 0 || state.pinned || namespaces.get(namespace) !== state) return
+      namespaces.delete(namespace)
+      closed.set(namespace, state)
+      if (closed.size <= maxClosed) return
+      const [oldest, evicted] = closed.entries().next().value!
+      closed.delete(oldest)
+      for (const event of events) retired[event] += evicted.counts[event]
+      evicted.counts = retired
+    })
+
+  const scopedRecorder = (namespace: string) =>
+    Effect.map(
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          const state = stateOf(namespace)
+          state.holders++
+          return state
+        }),
+        (state) => release(namespace, state)
+      ),
+      (state) => state.recorder
+    )
 
   const perStore = new Map<string, StoreState>()
   const storeRecorders = new Map<string, StoreRecorder>()
@@ -379,16 +451,49 @@ export const make: Effect.Effect<Context.Tag.Service<Metrics>> = Effect.sync(() 
   const snapshot = (namespace?: string) =>
     Effect.sync(() => {
       const store = toStoreSnapshot(perStore.values())
-      if (namespace !== undefined) return toSnapshot(perNamespace.get(namespace) ?? emptyCounts(), store)
-      const total = emptyCounts()
-      for (const counts of perNamespace.values()) {
-        for (const event of events) total[event] += counts[event]
+      if (namespace !== undefined) {
+        const state = namespaces.get(namespace) ?? closed.get(namespace)
+        return toSnapshot(state?.counts ?? emptyCounts(), store)
+      }
+      const total = { ...retired }
+      for (const states of [namespaces, closed]) {
+        for (const state of states.values()) {
+          for (const event of events) total[event] += state.counts[event]
+        }
       }
       return toSnapshot(total, store)
     })
 
-  return Metrics.of({ recorder, snapshot, storeRecorder, storeSnapshot })
+  return Metrics.of({ recorder, scopedRecorder, snapshot, storeRecorder, storeSnapshot })
 })
+
+/**
+ * The recorder a cache of `namespace` uses, held until the scope closes: the `Metrics` service's
+ * (`scopedRecorder`, or `recorder` for a service without it), or without a service one that feeds
+ * Effect's global registry only (`globalRecorder`). What the service keeps for the namespace goes
+ * when its last cache closes.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Metrics } from "@cache-aside/core"
+ *
+ * const program = Effect.gen(function* () {
+ *   const recorder = yield* Metrics.namespaceRecorder("user")
+ *   recorder.increment("hits")
+ * }).pipe(Effect.scoped, Effect.provide(Metrics.layer))
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const namespaceRecorder = (namespace: string): Effect.Effect<Recorder, never, Scope.Scope> =>
+  Effect.flatMap(Effect.serviceOption(Metrics), (metrics) => {
+    if (Option.isNone(metrics)) return Effect.succeed(globalRecorder(namespace))
+    const service = metrics.value
+    return service.scopedRecorder === undefined
+      ? Effect.succeed(service.recorder(namespace))
+      : service.scopedRecorder(namespace)
+  })
 
 /**
  * @since 0.1.0
