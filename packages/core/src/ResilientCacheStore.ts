@@ -216,8 +216,21 @@ const configOf = (options: Options): Either.Either<internal.Config, string> =>
     }
   })
 
-/** Every option: a key that misspells one is refused, any other is logged and ignored. */
-const optionNames: { readonly [K in keyof Required<Options>]: true } = {
+/**
+ * The name of every option of `ResilientCacheStore.layer` (for `OptionNames.check`): a layer that
+ * takes these options inside its own (`RedisCacheStore.layer`'s `resilience`) checks them with it.
+ *
+ * @example
+ * ```ts
+ * import { OptionNames, ResilientCacheStore } from "@cache-aside/core"
+ *
+ * OptionNames.check("resilience", { failureTreshold: 3 }, ResilientCacheStore.optionNames)
+ * // Either.left('unknown option "resilience.failureTreshold"; did you mean "resilience.failureThreshold"?')
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const optionNames: { readonly [K in keyof Required<Options>]: true } = {
   name: true,
   timeout: true,
   storeEnforcesTimeout: true,

@@ -9,7 +9,7 @@
  * @internal
  */
 import { InvalidStoreOptions } from "@cache-aside/core/CacheStore"
-import type * as ResilientCacheStore from "@cache-aside/core/ResilientCacheStore"
+import * as ResilientCacheStore from "@cache-aside/core/ResilientCacheStore"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -313,23 +313,7 @@ const clientNames: Names<Options> = {
   name: true
 }
 const fromClientNames: Names<FromClientOptions> = { maxEntryBytes: true, name: true }
-const resilienceNames: Names<ResilientCacheStore.Options> = {
-  name: true,
-  timeout: true,
-  storeEnforcesTimeout: true,
-  deletePatternTimeout: true,
-  failureThreshold: true,
-  cooldown: true,
-  maxCooldown: true,
-  cooldownJitter: true,
-  readRetry: true,
-  writeRetry: true,
-  invalidationRetry: true,
-  maxQueuedInvalidations: true,
-  maxQueuedInvalidationBytes: true,
-  replayInterval: true,
-  overflowPattern: true
-}
+const resilienceNames: Names<ResilientCacheStore.Options> = ResilientCacheStore.optionNames
 const storeNames: Names<RedisCacheStore.Options> = { ...clientNames, resilience: true }
 const storeFromClientNames: Names<RedisCacheStore.FromClientOptions> = { ...fromClientNames, resilience: true }
 const busLayerNames: Names<RedisCacheStore.Options & { readonly bus?: RedisCacheBus.Options | undefined }> = {
