@@ -127,6 +127,24 @@ const trackingOf = (raw: Redis, dataId: string) =>
 const dataIdOf = (context: Built) =>
   Effect.promise(() => Context.get(context, RedisClient.RedisClient).connection!.client("ID").then(String))
 
+/**
+ * A fresh redis-server with the store and bus of this process over it, and a plain client of the
+ * server (for PUBSUB, CLIENT LIST and writes by "another client").
+ */
+const fixture = (heartbeat?: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const server = yield* RedisServer.make
+    const context = yield* storeAndBus(server, heartbeat)
+    const raw = yield* plainClient(server)
+    return {
+      server,
+      context,
+      raw,
+      bus: Context.get(context, CacheBus.CacheBus),
+      client: Context.get(context, RedisClient.RedisClient)
+    }
+  })
+
 const snapshotOf = (context: Built, namespace: string) =>
   Effect.provide(Effect.flatMap(Metrics.Metrics, (metrics) => metrics.snapshot(namespace)), context)
 
@@ -150,10 +168,7 @@ const heldInNear = <A, E>(context: Built, namespace: string, get: Effect.Effect<
 describe("RedisCacheBus namespaces", () => {
   it.scopedLive("short-lived near caches in distinct namespaces: their channels go when they close, tracking once none is left", () =>
     Effect.gen(function*() {
-      const server = yield* RedisServer.make
-      const context = yield* storeAndBus(server)
-      const bus = Context.get(context, CacheBus.CacheBus)
-      const raw = yield* plainClient(server)
+      const { bus, context, raw } = yield* fixture()
       const dataId = yield* dataIdOf(context)
       yield* eventually("healthy", Effect.sync(() => bus.healthy()))
       const n = 20
@@ -187,10 +202,7 @@ describe("RedisCacheBus namespaces", () => {
 
   it.scopedLive("a namespace in use keeps its channel and tracking, and sees every plain-client write, across the release of others", () =>
     Effect.gen(function*() {
-      const server = yield* RedisServer.make
-      const context = yield* storeAndBus(server)
-      const bus = Context.get(context, CacheBus.CacheBus)
-      const raw = yield* plainClient(server)
+      const { bus, context, raw } = yield* fixture()
       const dataId = yield* dataIdOf(context)
       let version = 0
       const keep = yield* nearCache(context, "keep", () => version)
@@ -221,10 +233,7 @@ describe("RedisCacheBus namespaces", () => {
 
   it.scopedLive("two near caches of one namespace: the channel stays until the second closes, and evictions reach the one left", () =>
     Effect.gen(function*() {
-      const server = yield* RedisServer.make
-      const context = yield* storeAndBus(server)
-      const bus = Context.get(context, CacheBus.CacheBus)
-      const raw = yield* plainClient(server)
+      const { bus, context, raw, server } = yield* fixture()
       let version = 1
       const first = yield* Scope.make()
       const second = yield* Scope.make()
@@ -251,11 +260,7 @@ describe("RedisCacheBus namespaces", () => {
 
   it.scopedLive("a namespace subscribed again right after its release (UNSUBSCRIBE in flight) has its channel and evictions", () =>
     Effect.gen(function*() {
-      const server = yield* RedisServer.make
-      const context = yield* storeAndBus(server)
-      const bus = Context.get(context, CacheBus.CacheBus)
-      const client = Context.get(context, RedisClient.RedisClient)
-      const raw = yield* plainClient(server)
+      const { bus, client, raw, server } = yield* fixture()
       const namespace = busNamespace("again")
       const before = recorder()
       const after = recorder()
@@ -279,10 +284,7 @@ describe("RedisCacheBus namespaces", () => {
 
   it.scopedLive("a near cache made again after the last one closed (tracking off, then on) is coherent", () =>
     Effect.gen(function*() {
-      const server = yield* RedisServer.make
-      const context = yield* storeAndBus(server)
-      const bus = Context.get(context, CacheBus.CacheBus)
-      const raw = yield* plainClient(server)
+      const { bus, context, raw } = yield* fixture()
       const dataId = yield* dataIdOf(context)
       let version = 1
       yield* Effect.scoped(Effect.gen(function*() {
@@ -313,10 +315,7 @@ describe("RedisCacheBus namespaces", () => {
 
   it.scopedLive("a subscription interrupted while its SUBSCRIBE waits for a paused server is released", () =>
     Effect.gen(function*() {
-      const server = yield* RedisServer.make
-      const context = yield* storeAndBus(server)
-      const bus = Context.get(context, CacheBus.CacheBus)
-      const raw = yield* plainClient(server)
+      const { bus, raw, server } = yield* fixture()
       yield* bus.subscribe(busNamespace("stays"), recorder().subscriber)
       yield* eventually("healthy", Effect.sync(() => bus.healthy()))
       yield* server.pause
@@ -334,12 +333,8 @@ describe("RedisCacheBus namespaces", () => {
 
   it.scopedLive("released and subscribed while the bus reconnects: once healthy, exactly the watched channels, and coherent", () =>
     Effect.gen(function*() {
-      const server = yield* RedisServer.make
       // a short heartbeat: a paused server counts as a lost bus, which stays unhealthy until it answers
-      const context = yield* storeAndBus(server, "100 millis")
-      const bus = Context.get(context, CacheBus.CacheBus)
-      const client = Context.get(context, RedisClient.RedisClient)
-      const raw = yield* plainClient(server)
+      const { bus, client, context, raw, server } = yield* fixture("100 millis")
       const gone = yield* Scope.make()
       yield* Scope.extend(bus.subscribe(busNamespace("gone"), recorder().subscriber), gone)
       const stays = recorder()
@@ -368,11 +363,7 @@ describe("RedisCacheBus namespaces", () => {
 
   it.scopedLive("released and subscribed while an establish is under way (after the data connection's reconnect): the establish runs again", () =>
     Effect.gen(function*() {
-      const server = yield* RedisServer.make
-      const context = yield* storeAndBus(server)
-      const bus = Context.get(context, CacheBus.CacheBus)
-      const client = Context.get(context, RedisClient.RedisClient)
-      const raw = yield* plainClient(server)
+      const { bus, client, context, raw } = yield* fixture()
       const gone = yield* Scope.make()
       const late = yield* Scope.make()
       yield* Scope.extend(bus.subscribe(busNamespace("gone"), recorder().subscriber), gone)
