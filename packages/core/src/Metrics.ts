@@ -328,37 +328,33 @@ export const globalRecorder = (namespace: string): Recorder => {
 const maxClosed = 1_024
 
 /**
- * Makes a metrics service with counters of its own (two layers never share counts), which also
- * feeds the global Effect metrics tagged with `namespace`.
- *
- * @since 0.1.0
+ * What one service keeps per namespace, while a holder (a scoped recorder: a cache) is open or it
+ * was asked for unscoped (`pinned`), then among the recently closed (`closed`, bounded). A
+ * recorder writes through `state.counts`: once its namespace is folded into `retired`, that is
+ * `retired`, so a late update (a closing cache's) still counts.
  */
-export const make: Effect.Effect<Context.Tag.Service<Metrics>> = Effect.sync(() => {
-  /**
-   * What the service keeps per namespace, while a holder (a scoped recorder: a cache) is open or
-   * it was asked for unscoped (`pinned`), then among the recently closed (`closed`, bounded). The
-   * recorder writes through `state.counts`: once the namespace is folded into `retired`, that is
-   * `retired`, so a late update (a closing cache's) still counts.
-   */
-  interface NamespaceState {
-    counts: Record<Event, number>
-    holders: number
-    pinned: boolean
-    readonly recorder: Recorder
-  }
-  const namespaces = new Map<string, NamespaceState>()
-  /** Namespaces whose last holder closed, oldest first: `snapshot(namespace)` still reads them. */
-  const closed = new Map<string, NamespaceState>()
-  /** The counts of the namespaces let go for good, kept in the total. */
-  const retired = emptyCounts()
+interface NamespaceState {
+  counts: Record<Event, number>
+  holders: number
+  pinned: boolean
+  readonly recorder: Recorder
+}
 
-  const stateOf = (namespace: string): NamespaceState => {
-    const existing = namespaces.get(namespace)
+/** The namespaces of one `Metrics` service: open, recently closed, and the retired total. */
+class Namespaces {
+  private readonly open = new Map<string, NamespaceState>()
+  /** Namespaces whose last holder closed, oldest first: `snapshot(namespace)` still reads them. */
+  private readonly closed = new Map<string, NamespaceState>()
+  /** The counts of the namespaces let go for good, kept in the total. */
+  private readonly retired = emptyCounts()
+
+  private stateOf(namespace: string): NamespaceState {
+    const existing = this.open.get(namespace)
     if (existing !== undefined) return existing
-    const reopened = closed.get(namespace)
+    const reopened = this.closed.get(namespace)
     if (reopened !== undefined) {
-      closed.delete(namespace)
-      namespaces.set(namespace, reopened)
+      this.closed.delete(namespace)
+      this.open.set(namespace, reopened)
       return reopened
     }
     const tags = tagsOf(namespace)
@@ -374,51 +370,70 @@ export const make: Effect.Effect<Context.Tag.Service<Metrics>> = Effect.sync(() 
         observeLoad: (millis) => loadDuration.unsafeUpdate(millis, tags)
       }
     }
-    namespaces.set(namespace, state)
+    this.open.set(namespace, state)
     return state
   }
 
-  const recorder = (namespace: string): Recorder => {
-    const state = stateOf(namespace)
+  /** A recorder kept for the service's life (`Metrics.recorder`). */
+  pinned(namespace: string): Recorder {
+    const state = this.stateOf(namespace)
     state.pinned = true
     return state.recorder
   }
 
-  const release = (namespace: string, state: NamespaceState) =>
-    Effect.sync(() => {
-      state.holders--
-      if (state.holders > 0 || state.pinned || namespaces.get(namespace) !== state) return
-      namespaces.delete(namespace)
-      closed.set(namespace, state)
-      if (closed.size <= maxClosed) return
-      const [oldest, evicted] = closed.entries().next().value!
-      closed.delete(oldest)
-      for (const event of events) retired[event] += evicted.counts[event]
-      evicted.counts = retired
-    })
-
-  const scopedRecorder = (namespace: string) =>
-    Effect.map(
+  /** A recorder held until the scope closes (`Metrics.scopedRecorder`). */
+  scoped(namespace: string): Effect.Effect<Recorder, never, Scope.Scope> {
+    return Effect.map(
       Effect.acquireRelease(
         Effect.sync(() => {
-          const state = stateOf(namespace)
+          const state = this.stateOf(namespace)
           state.holders++
           return state
         }),
-        (state) => release(namespace, state)
+        (state) => Effect.sync(() => this.release(namespace, state))
       ),
       (state) => state.recorder
     )
+  }
 
-  const perStore = new Map<string, StoreState>()
-  const storeRecorders = new Map<string, StoreRecorder>()
+  private release(namespace: string, state: NamespaceState): void {
+    state.holders--
+    if (state.holders > 0 || state.pinned || this.open.get(namespace) !== state) return
+    this.open.delete(namespace)
+    this.closed.set(namespace, state)
+    if (this.closed.size <= maxClosed) return
+    const [oldest, evicted] = this.closed.entries().next().value!
+    this.closed.delete(oldest)
+    for (const event of events) this.retired[event] += evicted.counts[event]
+    evicted.counts = this.retired
+  }
 
-  const storeRecorder = (store: string): StoreRecorder => {
-    const existing = storeRecorders.get(store)
+  /** The counts of one namespace (open or recently closed), or of all of them. */
+  counts(namespace: string | undefined): Record<Event, number> {
+    if (namespace !== undefined) {
+      return (this.open.get(namespace) ?? this.closed.get(namespace))?.counts ?? emptyCounts()
+    }
+    const total = { ...this.retired }
+    for (const states of [this.open, this.closed]) {
+      for (const state of states.values()) {
+        for (const event of events) total[event] += state.counts[event]
+      }
+    }
+    return total
+  }
+}
+
+/** The stores of one `Metrics` service: a recorder and counts per store name. */
+class Stores {
+  private readonly states = new Map<string, StoreState>()
+  private readonly recorders = new Map<string, StoreRecorder>()
+
+  recorder(store: string): StoreRecorder {
+    const existing = this.recorders.get(store)
     if (existing !== undefined) return existing
     const state = emptyStoreState()
-    perStore.set(store, state)
-    const tags = [MetricLabel.make("store", store)] // one array: see `recorder`
+    this.states.set(store, state)
+    const tags = [MetricLabel.make("store", store)] // one array: see `tagsOf`
     const created: StoreRecorder = {
       increment: (event, by = 1) => {
         state.counts[event] += by
@@ -437,34 +452,34 @@ export const make: Effect.Effect<Context.Tag.Service<Metrics>> = Effect.sync(() 
         queueBytesGauge.unsafeUpdate(bytes, tags)
       }
     }
-    storeRecorders.set(store, created)
+    this.recorders.set(store, created)
     return created
   }
 
-  const storeSnapshot = (store?: string) =>
-    Effect.sync(() => {
-      if (store === undefined) return toStoreSnapshot(perStore.values())
-      const state = perStore.get(store)
-      return toStoreSnapshot(state === undefined ? [] : [state])
-    })
+  /** The snapshot of one store, or of all of them. */
+  snapshot(store?: string): StoreSnapshot {
+    if (store === undefined) return toStoreSnapshot(this.states.values())
+    const state = this.states.get(store)
+    return toStoreSnapshot(state === undefined ? [] : [state])
+  }
+}
 
-  const snapshot = (namespace?: string) =>
-    Effect.sync(() => {
-      const store = toStoreSnapshot(perStore.values())
-      if (namespace !== undefined) {
-        const state = namespaces.get(namespace) ?? closed.get(namespace)
-        return toSnapshot(state?.counts ?? emptyCounts(), store)
-      }
-      const total = { ...retired }
-      for (const states of [namespaces, closed]) {
-        for (const state of states.values()) {
-          for (const event of events) total[event] += state.counts[event]
-        }
-      }
-      return toSnapshot(total, store)
-    })
-
-  return Metrics.of({ recorder, scopedRecorder, snapshot, storeRecorder, storeSnapshot })
+/**
+ * Makes a metrics service with counters of its own (two layers never share counts), which also
+ * feeds the global Effect metrics tagged with `namespace`.
+ *
+ * @since 0.1.0
+ */
+export const make: Effect.Effect<Context.Tag.Service<Metrics>> = Effect.sync(() => {
+  const namespaces = new Namespaces()
+  const stores = new Stores()
+  return Metrics.of({
+    recorder: (namespace) => namespaces.pinned(namespace),
+    scopedRecorder: (namespace) => namespaces.scoped(namespace),
+    snapshot: (namespace) => Effect.sync(() => toSnapshot(namespaces.counts(namespace), stores.snapshot())),
+    storeRecorder: (store) => stores.recorder(store),
+    storeSnapshot: (store) => Effect.sync(() => stores.snapshot(store))
+  })
 })
 
 /**

@@ -53,7 +53,7 @@ describe("a lookup that answers something else than an Option", () => {
         namespace: "rows",
         key: (id: number) => String(id),
         schema: Schema.Unknown,
-        // a JavaScript caller's lookup (or an `as any`): a plain row, null, ...
+        // a JavaScript caller's lookup (or one cast past its type): a plain row, null, ...
         lookup: () => Effect.sync(() => answers[next++] as Option.Option<unknown>),
         ttl: "1 hour"
       })
