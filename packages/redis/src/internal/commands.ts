@@ -70,6 +70,78 @@ class QueuedCommand extends Command {
   override setTimeout(ms: number): void {
     if (this.deadline < 0) this.queue.add(this, ms)
   }
+  /**
+   * The command in RESP, the bytes ioredis' own `toWritable` makes, written into one buffer: its
+   * string concatenations (about six strings per argument) were a third of a hit's allocations.
+   */
+  override toWritable(socket: object): string | Buffer {
+    return resp(this.name, this.args) ?? super.toWritable(socket)
+  }
+}
+
+const CR = 13
+const LF = 10
+
+/** Writes `n` (a non-negative integer) in decimal at `offset`; the offset after it. */
+const writeDecimal = (buffer: Buffer, offset: number, n: number): number => {
+  let end = offset + decimalLength(n)
+  const after = end
+  do {
+    buffer[--end] = 48 + (n % 10)
+    n = Math.floor(n / 10)
+  } while (n > 0)
+  return after
+}
+
+const decimalLength = (n: number): number => {
+  let digits = 1
+  while (n >= 10) {
+    n = Math.floor(n / 10)
+    digits++
+  }
+  return digits
+}
+
+/** `*count\r\n` or `$length\r\n` at `offset`; the offset after it. */
+const writeHeader = (buffer: Buffer, offset: number, mark: number, n: number): number => {
+  buffer[offset] = mark
+  offset = writeDecimal(buffer, offset + 1, n)
+  buffer[offset] = CR
+  buffer[offset + 1] = LF
+  return offset + 2
+}
+
+/**
+ * `name` and `args` (strings and buffers, as `Command` leaves them) as one RESP array of bulk
+ * strings; `undefined` for any other argument (left to ioredis).
+ */
+const resp = (name: string, args: ReadonlyArray<unknown>): Buffer | undefined => {
+  const lengths = new Array<number>(args.length)
+  const nameLength = Buffer.byteLength(name)
+  let size = 1 + decimalLength(args.length + 1) + 2 + 1 + decimalLength(nameLength) + 2 + nameLength + 2
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]
+    let length: number
+    if (typeof arg === "string") length = Buffer.byteLength(arg)
+    else if (Buffer.isBuffer(arg)) length = arg.length
+    else return undefined
+    lengths[i] = length
+    size += 1 + decimalLength(length) + 2 + length + 2
+  }
+  const buffer = Buffer.allocUnsafe(size)
+  let offset = writeHeader(buffer, 0, 42, args.length + 1)
+  offset = writeHeader(buffer, offset, 36, nameLength)
+  offset += buffer.write(name, offset)
+  for (let i = 0; i < args.length; i++) {
+    buffer[offset] = CR
+    buffer[offset + 1] = LF
+    offset = writeHeader(buffer, offset + 2, 36, lengths[i]!)
+    const arg = args[i]
+    offset += typeof arg === "string" ? buffer.write(arg, offset) : (arg as Buffer).copy(buffer, offset)
+  }
+  buffer[offset] = CR
+  buffer[offset + 1] = LF
+  return buffer
 }
 
 // ioredis settles every command through its (private) `_clearTimers`: extended once here, on the
