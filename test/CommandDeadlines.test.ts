@@ -198,7 +198,10 @@ describe("command deadlines", () => {
         for (let k = 1; k <= 3; k++) assertSome(yield* cache.get(k), `v ${k}`)
         yield* server.resume
         const metrics = yield* snapshot("hung")
-        strictEqual(metrics.store.timeouts, 3)
+        // the 3 gets, and the releases (compare-and-delete) of the leases their lease-reads may have
+        // written, sent in the background: those that were due before the resume timed out too
+        assert.isAtLeast(metrics.store.timeouts, 3)
+        assert.isAtMost(metrics.store.timeouts, 6)
         strictEqual(lookups, 4)
         assert.isAtLeast(metrics.fallbacks, 3)
       }),

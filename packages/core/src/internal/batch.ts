@@ -160,13 +160,14 @@ const takeLease = <K, A, E, R>(
 ): Effect.Effect<Lease.Taken | undefined, never, Scope.Scope> => {
   if (read._tag === "Unavailable") return Effect.succeed(undefined)
   const over = overOf(read)
-  if (over !== undefined) return Lease.take(impl.store, full, impl.config.leaseTtl, over)
+  if (over !== undefined) return Lease.take(impl, full, impl.config.leaseTtl, over)
   return Effect.acquireRelease(
     Effect.suspend(() => {
       const lease = Lease.fresh(full)
-      return Effect.match(impl.store.getOrLease(full, lease.bytes, impl.config.leaseTtl), {
-        onFailure: (error): Lease.Taken => ({ _tag: "Unavailable", error }),
-        onSuccess: (stored): Lease.Taken => Option.isNone(stored) ? { _tag: "Mine", lease } : held
+      return Effect.matchEffect(impl.store.getOrLease(full, lease.bytes, impl.config.leaseTtl), {
+        // a lease-read without an answer may have written the lease: released in the background
+        onFailure: (error) => Lease.failed(impl, lease, error),
+        onSuccess: (stored) => Effect.succeed<Lease.Taken>(Option.isNone(stored) ? { _tag: "Mine", lease } : held)
       })
     }),
     (taken) => taken._tag === "Mine" ? Lease.releaseUnlessConsumed(impl.store, taken.lease) : Effect.void

@@ -17,7 +17,6 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
-import * as Predicate from "effect/Predicate"
 import type { CacheAside } from "../CacheAside.js"
 import type { CacheBus, Invalidation } from "../CacheBus.js"
 import type { CacheStore } from "../CacheStore.js"
@@ -36,16 +35,6 @@ import { Lookup, whenTraced } from "./lookup.js"
 import type { NearCache } from "./nearCache.js"
 import type { Config } from "./options.js"
 import * as refresh from "./refresh.js"
-
-/** Whether a store failure is (or wraps, at any depth) a circuit breaker's refusal: logged once by the store. */
-export const isBreakerOpen = (error: unknown): boolean => {
-  let current: unknown = error
-  for (let depth = 0; depth < 16 && typeof current === "object" && current !== null; depth++) {
-    if (Predicate.isTagged(current, "CircuitOpen")) return true
-    current = "cause" in current ? current.cause : undefined
-  }
-  return false
-}
 
 /**
  * XFetch refreshes when `-beta * delta * ln(random) >= time left`: 4 lookup durations before expiry
@@ -142,7 +131,8 @@ export class CacheAsideImpl<K, A, E, R> {
   cacheError(error: CacheUnavailable, event: "fallbacks" | "writeErrors" | undefined): Effect.Effect<void> {
     this.recorder.increment("cacheErrors")
     if (event !== undefined) this.recorder.increment(event)
-    if (isBreakerOpen(error)) return Effect.void
+    // a circuit breaker's refusal: logged once by the store
+    if (Lease.isBreakerOpen(error)) return Effect.void
     return Effect.logWarning("cache-aside: cache store unavailable", error.message).pipe(
       Effect.annotateLogs({ ...this.logAnnotations, operation: error.operation })
     )
@@ -252,7 +242,7 @@ export class CacheAsideImpl<K, A, E, R> {
     over: Uint8Array | undefined,
     deadline: number | undefined
   ): Effect.Effect<Option.Option<A>, E> {
-    return Lease.use(this.store, full, this.config.leaseTtl, over, (taken) => {
+    return Lease.use(this, full, this.config.leaseTtl, over, (taken) => {
       switch (taken._tag) {
         case "Mine":
           return this.loadAndFill(key, userKey, full, flight, taken.lease)
@@ -446,7 +436,8 @@ export class CacheAsideImpl<K, A, E, R> {
    * The leader's read is a lease-read (`getOrLease`): a miss holds its lease after one round trip,
    * and its load runs with the release as the load fiber's finalizer (released on every exit unless
    * the fill consumed it). From the read's answer to the fork nothing can interrupt the leader; an
-   * interrupt during the read releases the lease the read may have written.
+   * interrupt during the read, or a failure without an answer from the store (`Lease.mayHaveWritten`),
+   * releases the lease the read may have written, in the background.
    */
   leadRead(
     key: K,
@@ -470,12 +461,10 @@ export class CacheAsideImpl<K, A, E, R> {
             : propagated
         }
         const error = failure.left
-        if (error.operation !== "setIfAbsent") {
-          return this.decide(key, userKey, full, flight, { _tag: "Unavailable", error }, restore)
-        }
-        // the key was read and found absent, the lease write refused (OOM, READONLY)
-        this.recorder.increment("misses")
-        return this.flights.background(flight, this.leaseRefused(key, userKey, full, error), undefined, restore)
+        // no answer (a timeout, a cut connection): the read may have written the lease all the
+        // same, which would hold every other process's get in the lock for `leaseTtl`
+        const next = this.readFailed(key, userKey, full, flight, error, restore)
+        return Lease.mayHaveWritten(error) ? Effect.zipRight(Lease.releaseInBackground(this, lease), next) : next
       },
       onSuccess: (stored) => {
         if (Option.isSome(stored)) {
@@ -486,6 +475,23 @@ export class CacheAsideImpl<K, A, E, R> {
         return this.flights.background(flight, load, () => Lease.releaseIfHeld(this.store, lease), restore)
       }
     })
+  }
+
+  /** A failed lease-read: served from the lookup, not cached. */
+  readFailed(
+    key: K,
+    userKey: string,
+    full: string,
+    flight: Flight<A, E>,
+    error: CacheUnavailable,
+    restore: Restore
+  ): Effect.Effect<Option.Option<A>, E> {
+    if (error.operation !== "setIfAbsent") {
+      return this.decide(key, userKey, full, flight, { _tag: "Unavailable", error }, restore)
+    }
+    // the key was read and found absent, the lease write refused (OOM, READONLY)
+    this.recorder.increment("misses")
+    return this.flights.background(flight, this.leaseRefused(key, userKey, full, error), undefined, restore)
   }
 
   /**

@@ -7,10 +7,16 @@
  * `get`, `getMany`, the lock waiter and the background refreshes all take leases through `take`
  * (scoped) or `use`; none of them touches a lease's bytes otherwise.
  *
+ * A lease write that fails without an answer from the store (a client-side timeout, a connection
+ * cut after the command was sent) may have written the lease all the same: it is released in the
+ * background (`mayHaveWritten`, `releaseInBackground`), so that other processes do not wait out
+ * `leaseTtl` on a lease nobody will fill.
+ *
  * @internal
  */
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
 import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
 import type { CacheStore, CacheUnavailable } from "../CacheStore.js"
@@ -38,15 +44,72 @@ const held: Taken = { _tag: "Held" }
 
 type Store = CacheStore["Type"]
 
-const acquire = (store: Store, key: string, ttl: Duration.Duration, over: Uint8Array | undefined) =>
+/**
+ * Who takes leases: the store, and where a release that nobody waits for runs (the cache's `fork`:
+ * its `FiberSet`, so closing the cache stops it).
+ *
+ * @internal
+ */
+export interface Owner {
+  readonly store: Store
+  readonly fork: (work: Effect.Effect<void>) => Effect.Effect<void>
+}
+
+/**
+ * Whether a store failure is (or wraps, at any depth) a circuit breaker's refusal: the command was
+ * never sent.
+ *
+ * @internal
+ */
+export const isBreakerOpen = (error: unknown): boolean => {
+  let current: unknown = error
+  for (let depth = 0; depth < 16 && typeof current === "object" && current !== null; depth++) {
+    if (Predicate.isTagged(current, "CircuitOpen")) return true
+    current = "cause" in current ? current.cause : undefined
+  }
+  return false
+}
+
+/**
+ * Whether a failed lease write (`getOrLease`, `setIfAbsent`, `compareAndSet`) may have written the
+ * lease all the same: the command may have run, its answer lost (a client-side timeout, a
+ * connection cut after it was sent). Not when the store answered with an error (`replied`: nothing
+ * was written), nor when a circuit breaker refused the call (nothing was sent).
+ *
+ * @internal
+ */
+export const mayHaveWritten = (error: CacheUnavailable): boolean => error.replied !== true && !isBreakerOpen(error)
+
+/**
+ * Releases `lease` in the owner's background (compare-and-delete: it removes our token or
+ * nothing), for a lease write whose outcome is unknown: the caller goes on at once.
+ *
+ * @internal
+ */
+export const releaseInBackground = (owner: Owner, lease: Lease): Effect.Effect<void> =>
+  owner.fork(releaseUnlessConsumed(owner.store, lease))
+
+/**
+ * What a failed lease write gave: `Unavailable`, with the lease it may have written released in
+ * the background (see `mayHaveWritten`).
+ *
+ * @internal
+ */
+export const failed = (owner: Owner, lease: Lease, error: CacheUnavailable): Effect.Effect<Taken> => {
+  const taken: Taken = { _tag: "Unavailable", error }
+  return mayHaveWritten(error) ? Effect.as(releaseInBackground(owner, lease), taken) : Effect.succeed(taken)
+}
+
+const acquire = (owner: Owner, key: string, ttl: Duration.Duration, over: Uint8Array | undefined) =>
   Effect.suspend((): Effect.Effect<Taken> => {
     const lease = fresh(key)
+    const store = owner.store
     const taking = over === undefined
       ? store.setIfAbsent(key, lease.bytes, ttl)
       : store.compareAndSet(key, over, lease.bytes, ttl)
-    return Effect.match(taking, {
-      onFailure: (error): Taken => ({ _tag: "Unavailable", error }),
-      onSuccess: (taken): Taken => taken ? { _tag: "Mine", lease } : held
+    return Effect.matchEffect(taking, {
+      onFailure: (error) => failed(owner, lease, error),
+      onSuccess: (taken) => Effect.succeed(taken ? { _tag: "Mine", lease } : held)
     })
   })
 
@@ -88,16 +151,18 @@ const release = (store: Store) => (taken: Taken): Effect.Effect<void> =>
 
 /**
  * Takes a lease on `key` for the scope: `SET NX` when `over` is undefined, else a compare-and-set
- * of `over` (the dead or corrupt bytes read) into the lease.
+ * of `over` (the dead or corrupt bytes read) into the lease. A write that failed but may have run
+ * is released at once, in the owner's background.
  *
  * @internal
  */
 export const take = (
-  store: Store,
+  owner: Owner,
   key: string,
   ttl: Duration.Duration,
   over?: Uint8Array | undefined
-): Effect.Effect<Taken, never, Scope.Scope> => Effect.acquireRelease(acquire(store, key, ttl, over), release(store))
+): Effect.Effect<Taken, never, Scope.Scope> =>
+  Effect.acquireRelease(acquire(owner, key, ttl, over), release(owner.store))
 
 /**
  * Takes a lease, runs `use` with it, and releases it on every exit unless a fill consumed it.
@@ -105,12 +170,12 @@ export const take = (
  * @internal
  */
 export const use = <X, E, R>(
-  store: Store,
+  owner: Owner,
   key: string,
   ttl: Duration.Duration,
   over: Uint8Array | undefined,
   f: (taken: Taken) => Effect.Effect<X, E, R>
-): Effect.Effect<X, E, R> => Effect.acquireUseRelease(acquire(store, key, ttl, over), f, release(store))
+): Effect.Effect<X, E, R> => Effect.acquireUseRelease(acquire(owner, key, ttl, over), f, release(owner.store))
 
 /**
  * Another loader's lease seen in the store, filled under without owning it (the lock off): never

@@ -44,15 +44,13 @@ export const inBackground = <K, A, E, R>(
   Effect.suspend(() => {
     if (impl.refreshing.has(full)) return Effect.void
     impl.refreshing.add(full)
-    const work = Lease.use(impl.store, impl.keys.hint(full), impl.config.leaseTtl, undefined, (taken) =>
+    const work = Lease.use(impl, impl.keys.hint(full), impl.config.leaseTtl, undefined, (taken) =>
       taken._tag === "Mine"
         ? Effect.asVoid(impl.loadAndFill(key, userKey, full, undefined, Lease.borrowed(full, bytes)))
         : Effect.void)
     return impl.fork(
       work,
-      Effect.sync(() =>
-        impl.refreshing.delete(full)
-      )
+      Effect.sync(() => impl.refreshing.delete(full))
     )
   })
 
@@ -94,7 +92,7 @@ export const reloadOverStale = <K, A, E, R>(
       )
     })
   ))
-  return Lease.use(impl.store, impl.keys.hint(full), impl.config.leaseTtl, undefined, (taken) => {
+  return Lease.use(impl, impl.keys.hint(full), impl.config.leaseTtl, undefined, (taken) => {
     if (taken._tag === "Held") return serveStale("another process is reloading it")
     const work = impl.loadAndFill(key, userKey, full, flight, Lease.borrowed(full, stale.bytes))
     return Effect.catchAll(
