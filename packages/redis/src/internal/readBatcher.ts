@@ -7,6 +7,7 @@
 import type { CacheUnavailable } from "@cache-aside/core/CacheStore"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { microtask } from "./commands.js"
 
 type Read = (result: Effect.Effect<Option.Option<Uint8Array>, CacheUnavailable>) => void
 
@@ -100,7 +101,7 @@ export const readBatcher = (
       }, failed)
     } catch (cause) {
       // a client that throws instead of rejecting fails these reads, never the process (this runs
-      // in a microtask, where a throw would be uncaught)
+      // in a microtask, where a throw would be an unhandled rejection)
       failed(cause)
     }
   }
@@ -115,7 +116,7 @@ export const readBatcher = (
     // the first read of a turn goes out at once (no added latency for a lone get); reads that
     // follow in the same turn gather into one call sent when the turn yields
     scheduled = true
-    queueMicrotask(flushLater)
+    microtask(flushLater)
     const fail = lease === undefined ? failGet : failLease
     try {
       reader.one(key, lease).then(
