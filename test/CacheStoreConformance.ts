@@ -8,7 +8,7 @@
  *
  * Keys: each test uses a random prefix, so stores that share a server between tests stay isolated.
  */
-import { CacheStore } from "@cache-aside/core/CacheStore"
+import { CacheStore, maxPatternBytes } from "@cache-aside/core/CacheStore"
 import * as Glob from "@cache-aside/core/Glob"
 import { assert, describe, it } from "@effect/vitest"
 import { deepStrictEqual } from "@effect/vitest/utils"
@@ -271,6 +271,29 @@ export const suite = (name: string, layer: Layer.Layer<CacheStore, unknown>): vo
         assertBytes(yield* store.get(`${p}keep`), text("keep"))
         assert.strictEqual(yield* store.deletePattern(`${ep}bulk:*`), 0)
       }), 30_000)
+
+    it.effect("deletePattern refuses a pattern over maxPatternBytes bytes of UTF-8, deleting nothing", () =>
+      Effect.gen(function*() {
+        const store = yield* CacheStore
+        const p = prefix()
+        const ep = Glob.escape(p)
+        yield* store.set(`${p}a`, text("a"), long)
+        // (`maxPatternBytes` stars after the prefix; 2,049 two-byte characters: 4,098 bytes, 2,049 code units)
+        for (const pattern of [`${ep}${"*".repeat(maxPatternBytes)}`, `${ep}*${"é".repeat(2049)}`]) {
+          const refused = yield* Effect.flip(store.deletePattern(pattern))
+          assert.strictEqual(refused.operation, "deletePattern")
+          assert.strictEqual(refused.replied, true)
+          assert.instanceOf(refused.cause, RangeError)
+          assert.include(refused.message, `more than the ${maxPatternBytes} allowed`)
+          assertBytes(yield* store.get(`${p}a`), text("a"))
+        }
+        // at the bound, and a long pattern of fewer bytes: matched as any other
+        const atBound = `${ep}${"*".repeat(maxPatternBytes - ep.length)}`
+        assert.strictEqual(new TextEncoder().encode(atBound).length, maxPatternBytes)
+        assert.strictEqual(yield* store.deletePattern(`${ep}*${"é".repeat(1500)}`), 0)
+        assert.strictEqual(yield* store.deletePattern(atBound), 1)
+        assertNone(yield* store.get(`${p}a`))
+      }))
 
     it.effect("an escaped pattern matches only the literal key", () =>
       Effect.gen(function*() {

@@ -10,6 +10,7 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import { Buffer } from "node:buffer"
 
 /**
  * The store could not be reached or answered with an error. `get` never fails with it: the read
@@ -124,7 +125,10 @@ export class CacheStore extends Context.Tag("@cache-aside/core/CacheStore")<Cach
   readonly compareAndDelete: (key: string, expected: Bytes) => Effect.Effect<boolean, CacheUnavailable>
   /** Deletes keys; returns how many existed. An empty list is a no-op. */
   readonly delete: (keys: ReadonlyArray<string>) => Effect.Effect<number, CacheUnavailable>
-  /** Deletes every key matching a glob pattern (incrementally, never blocking the server); returns how many. */
+  /**
+   * Deletes every key matching a glob pattern (incrementally, never blocking the server); returns how
+   * many. A pattern of more than `maxPatternBytes` bytes is refused (`patternRefusal`), nothing sent.
+   */
   readonly deletePattern: (pattern: string) => Effect.Effect<number, CacheUnavailable>
 }>() {}
 
@@ -183,3 +187,43 @@ export const mapOperations = (
     delete: (keys) => f("delete", store.delete(keys)),
     deletePattern: (pattern) => f("deletePattern", store.deletePattern(pattern))
   })
+
+/**
+ * The most bytes (UTF-8, as sent to Redis) a `deletePattern` pattern may have. Matching costs up
+ * to pattern × key length per key (on Redis, inside `SCAN`, which blocks every other client), so a
+ * long pattern is refused before any key is looked at. Four times `invalidatePattern`'s bound of
+ * 1,024 bytes over user keys: a cache's own patterns add the escaped key prefix, and escapes can
+ * double a pattern's bytes.
+ *
+ * @since 0.1.0
+ */
+export const maxPatternBytes = 4096
+
+/**
+ * How every store refuses a `deletePattern` pattern longer than `maxPatternBytes`:
+ * `CacheUnavailable` with `operation: "deletePattern"`, `replied: true` (no circuit breaker counts
+ * it) and a `RangeError` saying why; `undefined` for a pattern within the bound.
+ *
+ * @example
+ * ```ts
+ * import { CacheStore } from "@cache-aside/core"
+ * CacheStore.patternRefusal("user:*") // undefined
+ * CacheStore.patternRefusal("*a".repeat(5000))?.replied // true
+ * ```
+ *
+ * @since 0.1.0
+ */
+export const patternRefusal = (pattern: string): CacheUnavailable | undefined => {
+  // (a string's UTF-8 has at most three bytes per UTF-16 code unit)
+  if (pattern.length * 3 <= maxPatternBytes) return undefined
+  const bytes = Buffer.byteLength(pattern, "utf8")
+  if (bytes <= maxPatternBytes) return undefined
+  return new CacheUnavailable({
+    operation: "deletePattern",
+    cause: new RangeError(
+      `cache-aside: deletePattern's pattern has ${bytes} bytes in UTF-8, more than the ${maxPatternBytes} allowed; ` +
+        "nothing was deleted"
+    ),
+    replied: true
+  })
+}

@@ -11,8 +11,9 @@
  * caller still gets its value; the write is counted as a write error.
  *
  * `deletePattern` matches keys as Redis does (over their UTF-8 bytes, see `Glob`), so it removes the
- * keys Redis would. A pattern whose matching takes more than 50 million steps over the keys held
- * (a long pattern against long keys) is refused the same way, with nothing deleted.
+ * keys Redis would. A pattern longer than `CacheStore.maxPatternBytes` is refused as the Redis store
+ * refuses it, and a pattern whose matching takes more than 50 million steps over the keys held (a
+ * long pattern against long keys) the same way, with nothing deleted.
  *
  * @since 0.1.0
  */
@@ -22,7 +23,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { CacheStore, CacheUnavailable, InvalidStoreOptions } from "./CacheStore.js"
+import { CacheStore, CacheUnavailable, InvalidStoreOptions, patternRefusal } from "./CacheStore.js"
 import type { Bytes } from "./CacheStore.js"
 import * as Glob from "./Glob.js"
 import { Lru } from "./internal/lru.js"
@@ -202,6 +203,8 @@ class MemoryStore {
       delete: (keys) => Effect.sync(() => this.remove(keys)),
       deletePattern: (pattern) =>
         Effect.suspend(() => {
+          const refused = patternRefusal(pattern)
+          if (refused !== undefined) return Effect.fail(refused)
           // matched as Redis matches (over UTF-8 bytes), within a budget of steps: a long pattern
           // against long keys would otherwise hold the process for seconds
           const budget: Glob.Budget = { steps: maxPatternSteps, exceeded: false }

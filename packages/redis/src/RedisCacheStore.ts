@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { CacheStore, CacheUnavailable, InvalidStoreOptions } from "@cache-aside/core/CacheStore"
+import { CacheStore, CacheUnavailable, InvalidStoreOptions, patternRefusal } from "@cache-aside/core/CacheStore"
 import * as Glob from "@cache-aside/core/Glob"
 import type { Metrics } from "@cache-aside/core/Metrics"
 import * as ResilientCacheStore from "@cache-aside/core/ResilientCacheStore"
@@ -38,7 +38,8 @@ const unlinkBatch = 1000
 /**
  * Makes a Redis store on the `RedisClient` in context. Keys are passed to the client as they are
  * (the client's `keyPrefix`, if any, is added by the client); `deletePattern` matches the pattern
- * under the client's `keyPrefix` only.
+ * under the client's `keyPrefix` only, and refuses a pattern longer than
+ * `CacheStore.maxPatternBytes` (as every store does) without sending anything.
  *
  * @example
  * ```ts
@@ -67,7 +68,7 @@ export const make: Effect.Effect<CacheStore["Type"], never, RedisClient.RedisCli
       )
     }
 
-    const deletePattern = (pattern: string): Effect.Effect<number, CacheUnavailable> =>
+    const walk = (pattern: string): Effect.Effect<number, CacheUnavailable> =>
       Effect.gen(function*() {
         const match = escapedPrefix + pattern
         let cursor = "0"
@@ -89,6 +90,14 @@ export const make: Effect.Effect<CacheStore["Type"], never, RedisClient.RedisCli
           new CacheUnavailable({ operation: "deletePattern", cause: error.cause, replied: error.replied })
         )
       )
+
+    // a pattern too long to match cheaply (SCAN MATCH costs pattern × key length per key, and blocks
+    // every other client meanwhile) is refused as the memory store refuses it: no SCAN is sent
+    const deletePattern = (pattern: string): Effect.Effect<number, CacheUnavailable> =>
+      Effect.suspend(() => {
+        const refused = patternRefusal(pattern)
+        return refused === undefined ? walk(pattern) : Effect.fail(refused)
+      })
 
     return CacheStore.of({
       get: redis.getBuffer,

@@ -14,7 +14,7 @@ import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import { CacheStore, CacheUnavailable } from "../CacheStore.js"
+import { CacheStore, CacheUnavailable, patternRefusal } from "../CacheStore.js"
 import type { Operation } from "../CacheStore.js"
 import type { StoreRecorder } from "../Metrics.js"
 import { Breaker } from "./breaker.js"
@@ -333,9 +333,19 @@ export class ResilientStore {
           : this.guarded("delete", inner.delete(keys), timeout, config.invalidationRetry).pipe(
             Effect.catchAll(enqueue(keys.map(keyEntry)))
           ),
-      deletePattern: (pattern) =>
-        this.guarded("deletePattern", inner.deletePattern(pattern), config.patternTimeout, config.invalidationRetry)
+      // a pattern every store refuses (too long: `patternRefusal`) is the caller's error, neither
+      // retried nor queued for a replay that would fail forever
+      deletePattern: (pattern) => {
+        const refused = patternRefusal(pattern)
+        if (refused !== undefined) return Effect.fail(refused)
+        return this.guarded(
+          "deletePattern",
+          inner.deletePattern(pattern),
+          config.patternTimeout,
+          config.invalidationRetry
+        )
           .pipe(Effect.catchAll(enqueue([queue.makePattern(pattern)])))
+      }
     })
   }
 }
