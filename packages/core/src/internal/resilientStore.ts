@@ -133,21 +133,34 @@ export class ResilientStore {
     duration: Duration.Duration,
     retry: RetryPolicy
   ): Effect.Effect<A, CacheUnavailable> {
-    const { recorder } = this.env
     const limited = this.config.storeEnforcesTimeout && duration === this.config.timeout
       ? effect
       : this.limit(operation, effect, duration)
-    const attempt = this.breaker.call(operation, limited)
-    if (retry === undefined) return attempt
-    // The schedule is driven only after a first failure (its driver costs more CPU than a write
-    // that succeeds): it is handed that failure first, as `Effect.retry` over the whole would be.
-    return Effect.catchAll(attempt, (first) => {
-      if (!this.retryable(first)) return Effect.fail(first)
+    return this.retried(this.breaker.call(operation, limited), operation, limited, retry)
+  }
+
+  /**
+   * `first`, an attempt of `limited` under the breaker; after a failure worth retrying, more
+   * attempts under the breaker as `retry` allows. The schedule is driven only after a first failure
+   * (its driver costs more CPU than a write that succeeds): it is handed that failure first, as
+   * `Effect.retry` over the whole would be.
+   */
+  private retried<A>(
+    first: Effect.Effect<A, CacheUnavailable>,
+    operation: Operation,
+    limited: Effect.Effect<A, CacheUnavailable>,
+    retry: RetryPolicy
+  ): Effect.Effect<A, CacheUnavailable> {
+    if (retry === undefined) return first
+    return Effect.catchAll(first, (failure) => {
+      if (!this.retryable(failure)) return Effect.fail(failure)
+      const { recorder } = this.env
+      const attempt = this.breaker.call(operation, limited)
       let replayed = false
       const again = Effect.suspend(() => {
         if (!replayed) {
           replayed = true
-          return Effect.fail(first)
+          return Effect.fail(failure)
         }
         recorder.increment("retries")
         return attempt
@@ -297,9 +310,20 @@ export class ResilientStore {
     const droppedWrite = () => Effect.sync(() => recorder.increment("droppedWrites"))
     const read = <A>(operation: Operation, keys: ReadonlyArray<string>, effect: Effect.Effect<A, CacheUnavailable>) =>
       this.afterInvalidations(operation, keys, this.guarded(operation, effect, timeout, readRetry))
+    const slowWrite = <A>(operation: Operation, key: string, effect: Effect.Effect<A, CacheUnavailable>) =>
+      this.afterInvalidations(operation, [key], this.guarded(operation, effect, timeout, config.writeRetry))
+    // the fill path: nothing queued, breaker closed, no timer of ours: the first attempt goes
+    // straight through the closed breaker (a retry still goes through `breaker.call`)
     const write = <A>(operation: Operation, key: string, effect: Effect.Effect<A, CacheUnavailable>) =>
-      this.afterInvalidations(operation, [key], this.guarded(operation, effect, timeout, config.writeRetry)).pipe(
-        Effect.tapError(droppedWrite)
+      Effect.tapError(
+        storeEnforcesTimeout
+          ? Effect.suspend(() =>
+            queue.size === 0 && this.breaker.isClosed
+              ? this.retried(this.breaker.throughClosed(effect), operation, effect, config.writeRetry)
+              : slowWrite(operation, key, effect)
+          )
+          : slowWrite(operation, key, effect),
+        droppedWrite
       )
     // the hit path: nothing queued, breaker closed, no retry, no timer of ours: one step
     const fastGet = storeEnforcesTimeout && readRetry === undefined
