@@ -143,17 +143,21 @@ export class ResilientStore {
    * `first`, an attempt of `limited` under the breaker; after a failure worth retrying, more
    * attempts under the breaker as `retry` allows. The schedule is driven only after a first failure
    * (its driver costs more CPU than a write that succeeds): it is handed that failure first, as
-   * `Effect.retry` over the whole would be.
+   * `Effect.retry` over the whole would be. `gaveUp` runs on the final failure (as `tapError` over
+   * the whole would), in the same handler: no frame of its own on the success path.
    */
   private retried<A>(
     first: Effect.Effect<A, CacheUnavailable>,
     operation: Operation,
     limited: Effect.Effect<A, CacheUnavailable>,
-    retry: RetryPolicy
+    retry: RetryPolicy,
+    gaveUp?: () => Effect.Effect<void>
   ): Effect.Effect<A, CacheUnavailable> {
-    if (retry === undefined) return first
+    if (retry === undefined) return gaveUp === undefined ? first : Effect.tapError(first, gaveUp)
     return Effect.catchAll(first, (failure) => {
-      if (!this.retryable(failure)) return Effect.fail(failure)
+      if (!this.retryable(failure)) {
+        return gaveUp === undefined ? Effect.fail(failure) : Effect.zipRight(gaveUp(), Effect.fail(failure))
+      }
       const { recorder } = this.env
       const attempt = this.breaker.call(operation, limited)
       let replayed = false
@@ -165,7 +169,8 @@ export class ResilientStore {
         recorder.increment("retries")
         return attempt
       })
-      return Effect.retry(again, { schedule: retry, while: this.retryable })
+      const retried = Effect.retry(again, { schedule: retry, while: this.retryable })
+      return gaveUp === undefined ? retried : Effect.tapError(retried, gaveUp)
     })
   }
 
@@ -315,16 +320,13 @@ export class ResilientStore {
     // the fill path: nothing queued, breaker closed, no timer of ours: the first attempt goes
     // straight through the closed breaker (a retry still goes through `breaker.call`)
     const write = <A>(operation: Operation, key: string, effect: Effect.Effect<A, CacheUnavailable>) =>
-      Effect.tapError(
-        storeEnforcesTimeout
-          ? Effect.suspend(() =>
-            queue.size === 0 && this.breaker.isClosed
-              ? this.retried(this.breaker.throughClosed(effect), operation, effect, config.writeRetry)
-              : slowWrite(operation, key, effect)
-          )
-          : slowWrite(operation, key, effect),
-        droppedWrite
-      )
+      storeEnforcesTimeout
+        ? Effect.suspend(() =>
+          queue.size === 0 && this.breaker.isClosed
+            ? this.retried(this.breaker.throughClosed(effect), operation, effect, config.writeRetry, droppedWrite)
+            : Effect.tapError(slowWrite(operation, key, effect), droppedWrite)
+        )
+        : Effect.tapError(slowWrite(operation, key, effect), droppedWrite)
     // the hit path: nothing queued, breaker closed, no retry, no timer of ours: one step
     const fastGet = storeEnforcesTimeout && readRetry === undefined
     const readOne = <A>(operation: Operation, key: string, effect: Effect.Effect<A, CacheUnavailable>) =>
