@@ -210,23 +210,27 @@ export class Entries<A> {
 
   /** The fresh-for TTL of a value, jittered; `None` when it must not be cached. */
   ttlFor(value: Option.Option<A>): Effect.Effect<Option.Option<number>> {
-    const config = this.config
-    let millis: number
-    if (Option.isNone(value)) {
-      millis = config.negativeTtlMillis
-    } else if (config.ttl._tag === "Static") {
-      millis = config.ttl.millis
-    } else {
-      const decoded = this.dynamicTtl(value.value)
-      if (typeof decoded === "string") return this.invalidTtl(decoded)
-      millis = decoded
-    }
+    const millis = this.ttlMillis(value)
+    if (typeof millis !== "number") return millis
     if (!(millis >= 1)) return Effect.succeed(Option.none())
-    if (config.jitter === 0) return Effect.succeed(Option.some(millis))
-    return Effect.map(
-      Effect.randomWith((random) => random.next),
-      (r) => Option.some(Math.max(1, Math.round(millis * (1 - config.jitter * r))))
-    )
+    if (this.config.jitter === 0) return Effect.succeed(Option.some(millis))
+    return Effect.map(Effect.randomWith((random) => random.next), (r) => Option.some(this.jittered(millis, r)))
+  }
+
+  /**
+   * The fresh-for TTL of a value before jitter (below 1: not cached), decided now (a TTL function
+   * runs now); an invalid TTL function result is the effect that counts and logs it.
+   */
+  private ttlMillis(value: Option.Option<A>): number | Effect.Effect<Option.Option<number>> {
+    const config = this.config
+    if (Option.isNone(value)) return config.negativeTtlMillis
+    if (config.ttl._tag === "Static") return config.ttl.millis
+    const decoded = this.dynamicTtl(value.value)
+    return typeof decoded === "string" ? this.invalidTtl(decoded) : decoded
+  }
+
+  private jittered(millis: number, r: number): number {
+    return Math.max(1, Math.round(millis * (1 - this.config.jitter * r)))
   }
 
   /** The TTL function's answer in milliseconds, or why it is invalid. */
@@ -293,29 +297,47 @@ export class Entries<A> {
    * ERROR, and the loaded value is answered.
    */
   prepare(full: string, value: Option.Option<A>, delta: number): Effect.Effect<Prepared<A>> {
-    return Effect.flatMap(this.ttlFor(value), (ttl) => {
-      if (Option.isNone(value) && Option.isNone(ttl)) return Effect.succeed({ value, write: undefined })
-      const encoded = this.encode(full, value, Option.getOrElse(ttl, () => 0), delta)
-      // bytes just encoded are in no memo; they are remembered for the store hits that follow,
-      // unless a near cache answers those
-      const decoded = Either.flatMap(
-        encoded,
-        ({ bytes }) => this.decodeNew(full, bytes, this.config.nearCache === undefined)
+    // as `Effect.flatMap(this.ttlFor(value), ...)`, with the jitter applied in the same step
+    const millis = this.ttlMillis(value)
+    if (typeof millis !== "number") return Effect.flatMap(millis, (ttl) => this.prepared(full, value, delta, ttl))
+    if (!(millis >= 1) || this.config.jitter === 0) {
+      const ttl = millis >= 1 ? Option.some(millis) : Option.none()
+      return Effect.suspend(() => this.prepared(full, value, delta, ttl))
+    }
+    return Effect.flatMap(
+      Effect.randomWith((random) => random.next),
+      (r) => this.prepared(full, value, delta, Option.some(this.jittered(millis, r)))
+    )
+  }
+
+  /** `prepare` once the TTL is known. */
+  private prepared(
+    full: string,
+    value: Option.Option<A>,
+    delta: number,
+    ttl: Option.Option<number>
+  ): Effect.Effect<Prepared<A>> {
+    if (Option.isNone(value) && Option.isNone(ttl)) return Effect.succeed({ value, write: undefined })
+    const encoded = this.encode(full, value, Option.getOrElse(ttl, () => 0), delta)
+    // bytes just encoded are in no memo; they are remembered for the store hits that follow,
+    // unless a near cache answers those
+    const decoded = Either.flatMap(
+      encoded,
+      ({ bytes }) => this.decodeNew(full, bytes, this.config.nearCache === undefined)
+    )
+    if (Either.isLeft(decoded) || (decoded.right._tag !== "Value" && decoded.right._tag !== "NotFound")) {
+      this.recorder.increment("writeErrors")
+      const message = Either.isLeft(decoded) ? decoded.left.message : "unexpected entry"
+      return Effect.as(
+        Effect.logError(notCached(Either.isLeft(encoded) ? encoded.left.reason : undefined), message)
+          .pipe(Effect.annotateLogs({ namespace: this.config.namespace })),
+        { value, write: undefined }
       )
-      if (Either.isLeft(decoded) || (decoded.right._tag !== "Value" && decoded.right._tag !== "NotFound")) {
-        this.recorder.increment("writeErrors")
-        const message = Either.isLeft(decoded) ? decoded.left.message : "unexpected entry"
-        return Effect.as(
-          Effect.logError(notCached(Either.isLeft(encoded) ? encoded.left.reason : undefined), message)
-            .pipe(Effect.annotateLogs({ namespace: this.config.namespace })),
-          { value, write: undefined }
-        )
-      }
-      const answer = decoded.right._tag === "Value" ? Option.some(decoded.right.value) : Option.none<A>()
-      return Effect.succeed({
-        value: answer,
-        write: Option.isSome(ttl) && Either.isRight(encoded) ? encoded.right : undefined
-      })
+    }
+    const answer = decoded.right._tag === "Value" ? Option.some(decoded.right.value) : Option.none<A>()
+    return Effect.succeed({
+      value: answer,
+      write: Option.isSome(ttl) && Either.isRight(encoded) ? encoded.right : undefined
     })
   }
 }
