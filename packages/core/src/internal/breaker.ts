@@ -107,6 +107,20 @@ export class Breaker {
     return Effect.matchCauseEffect(effect, this.closedOutcome) as Effect.Effect<A, CacheUnavailable>
   }
 
+  /**
+   * As `throughClosed`, then `orElse` on a failure, after the breaker has seen it: one frame for
+   * both, where `Effect.catchAll` around `throughClosed` adds one to every call.
+   */
+  throughClosedOr<A>(
+    effect: Effect.Effect<A, CacheUnavailable>,
+    orElse: (error: CacheUnavailable) => Effect.Effect<A, CacheUnavailable>
+  ): Effect.Effect<A, CacheUnavailable> {
+    return Effect.matchCauseEffect(effect, {
+      onFailure: (cause) => Effect.catchAll(this.closedOutcome.onFailure(cause), orElse),
+      onSuccess: this.closedOutcome.onSuccess as (value: A) => Effect.Effect<A>
+    })
+  }
+
   /** One call under the breaker: through when closed; otherwise refused, starting the probe when due. */
   call<A>(operation: Operation, effect: Effect.Effect<A, CacheUnavailable>): Effect.Effect<A, CacheUnavailable> {
     return Effect.suspend(() =>

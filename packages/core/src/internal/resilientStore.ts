@@ -141,10 +141,8 @@ export class ResilientStore {
 
   /**
    * `first`, an attempt of `limited` under the breaker; after a failure worth retrying, more
-   * attempts under the breaker as `retry` allows. The schedule is driven only after a first failure
-   * (its driver costs more CPU than a write that succeeds): it is handed that failure first, as
-   * `Effect.retry` over the whole would be. `gaveUp` runs on the final failure (as `tapError` over
-   * the whole would), in the same handler: no frame of its own on the success path.
+   * attempts under the breaker as `retry` allows. `gaveUp` runs on the final failure (as `tapError`
+   * over the whole would), in the same handler: no frame of its own on the success path.
    */
   private retried<A>(
     first: Effect.Effect<A, CacheUnavailable>,
@@ -154,7 +152,22 @@ export class ResilientStore {
     gaveUp?: () => Effect.Effect<void>
   ): Effect.Effect<A, CacheUnavailable> {
     if (retry === undefined) return gaveUp === undefined ? first : Effect.tapError(first, gaveUp)
-    return Effect.catchAll(first, (failure) => {
+    return Effect.catchAll(first, this.retryAfter(operation, limited, retry, gaveUp))
+  }
+
+  /**
+   * What follows a first attempt's failure: more attempts of `limited` under the breaker as `retry`
+   * allows, or the failure as it is; `gaveUp` on the final failure. The schedule is driven only
+   * after a first failure (its driver costs more CPU than a write that succeeds): it is handed that
+   * failure first, as `Effect.retry` over the whole would be.
+   */
+  private retryAfter<A>(
+    operation: Operation,
+    limited: Effect.Effect<A, CacheUnavailable>,
+    retry: Schedule.Schedule<unknown, CacheUnavailable>,
+    gaveUp: (() => Effect.Effect<void>) | undefined
+  ): (failure: CacheUnavailable) => Effect.Effect<A, CacheUnavailable> {
+    return (failure) => {
       if (!this.retryable(failure)) {
         return gaveUp === undefined ? Effect.fail(failure) : Effect.zipRight(gaveUp(), Effect.fail(failure))
       }
@@ -171,7 +184,7 @@ export class ResilientStore {
       })
       const retried = Effect.retry(again, { schedule: retry, while: this.retryable })
       return gaveUp === undefined ? retried : Effect.tapError(retried, gaveUp)
-    })
+    }
   }
 
   /**
@@ -319,11 +332,17 @@ export class ResilientStore {
       this.afterInvalidations(operation, [key], this.guarded(operation, effect, timeout, config.writeRetry))
     // the fill path: nothing queued, breaker closed, no timer of ours: the first attempt goes
     // straight through the closed breaker (a retry still goes through `breaker.call`)
+    const { writeRetry } = config
+    // one frame for the breaker's outcome and the retry after a failure (the breaker sees it first)
+    const fastWrite = <A>(operation: Operation, effect: Effect.Effect<A, CacheUnavailable>) =>
+      writeRetry === undefined
+        ? Effect.tapError(this.breaker.throughClosed(effect), droppedWrite)
+        : this.breaker.throughClosedOr(effect, this.retryAfter(operation, effect, writeRetry, droppedWrite))
     const write = <A>(operation: Operation, key: string, effect: Effect.Effect<A, CacheUnavailable>) =>
       storeEnforcesTimeout
         ? Effect.suspend(() =>
           queue.size === 0 && this.breaker.isClosed
-            ? this.retried(this.breaker.throughClosed(effect), operation, effect, config.writeRetry, droppedWrite)
+            ? fastWrite(operation, effect)
             : Effect.tapError(slowWrite(operation, key, effect), droppedWrite)
         )
         : Effect.tapError(slowWrite(operation, key, effect), droppedWrite)
