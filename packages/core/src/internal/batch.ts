@@ -78,7 +78,8 @@ export const getMany = <K, A, E, R>(
           const held = near.get(fulls[i]!)
           if (held !== undefined) return Effect.succeed(held)
           const [flight, outcome] = byFull.get(fulls[i]!)!
-          return outcome === Retry ? impl.retry(key, flight) : outcome
+          // a get again (its leader was interrupted) may wait for a load: interruptible, as `get`'s retry
+          return outcome === Retry ? restore(impl.retry(key, flight)) : outcome
         })
       })
     })

@@ -155,6 +155,16 @@ export class CacheAsideImpl<K, A, E, R> {
     )
   }
 
+  /**
+   * Runs a lease's release in the background: in the cache's `FiberSet` while the cache is open;
+   * once its scope has begun to close, as a daemon (the closed set would interrupt it before it
+   * starts, leaving the lease for every process to wait on until `leaseTtl`). Either way bounded by
+   * the store's own time limits, and nobody waits for it: a closing cache never waits for a store call.
+   */
+  forkRelease(release: Effect.Effect<void>): Effect.Effect<void> {
+    return Effect.suspend(() => this.flights.closed ? Effect.asVoid(Effect.forkDaemon(release)) : this.fork(release))
+  }
+
   read(full: string): Effect.Effect<Read<A>> {
     this.near?.cache.begin(full)
     return Effect.match(this.store.get(full), {
@@ -450,14 +460,15 @@ export class CacheAsideImpl<K, A, E, R> {
     this.near?.cache.begin(full)
     // one step for the read's every exit (the caller's mask is `lead`'s): an interrupt releases the
     // lease the read may have written, in the background (an interrupted caller, a closing scope
-    // or a frozen Redis, never waits for a store call of its own finalizer)
+    // or a frozen Redis, never waits for a store call of its own finalizer), also once the cache's
+    // scope has closed (`forkRelease`)
     return Effect.matchCauseEffect(restore(this.store.getOrLease(full, lease.bytes, this.config.leaseTtl)), {
       onFailure: (cause) => {
         const failure = Cause.failureOrCause(cause)
         if (Either.isRight(failure)) {
           const propagated = Effect.failCause(failure.right)
           return Cause.isInterruptedOnly(cause)
-            ? Effect.zipRight(this.fork(Lease.releaseUnlessConsumed(this.store, lease)), propagated)
+            ? Effect.zipRight(Lease.releaseInBackground(this, lease), propagated)
             : propagated
         }
         const error = failure.left

@@ -52,7 +52,8 @@ type Store = CacheStore["Type"]
  */
 export interface Owner {
   readonly store: Store
-  readonly fork: (work: Effect.Effect<void>) => Effect.Effect<void>
+  /** Runs a release in the owner's background (see `CacheAsideImpl.forkRelease`). */
+  readonly forkRelease: (release: Effect.Effect<void>) => Effect.Effect<void>
 }
 
 /**
@@ -87,7 +88,7 @@ export const mayHaveWritten = (error: CacheUnavailable): boolean => error.replie
  * @internal
  */
 export const releaseInBackground = (owner: Owner, lease: Lease): Effect.Effect<void> =>
-  owner.fork(releaseUnlessConsumed(owner.store, lease))
+  owner.forkRelease(releaseUnlessConsumed(owner.store, lease))
 
 /**
  * What a failed lease write gave: `Unavailable`, with the lease it may have written released in
