@@ -87,11 +87,20 @@ class QueuedCommand extends Command {
   /**
    * The command in RESP, the bytes ioredis' own `toWritable` makes, written into one buffer: its
    * string concatenations (about six strings per argument) were a third of a hit's allocations.
+   *
+   * A command already settled is written as `PING`: that is a resend (ioredis writes a connection's
+   * unanswered commands again on the next connection) of a command its caller gave up on (timed
+   * out). Run late, it would write a lease or a value that nobody owns any more, and nobody would
+   * release it; the `PING` keeps the replies in step with ioredis' queue (its answer goes nowhere).
    */
   override toWritable(socket: object): string | Buffer {
+    if (this.settled) return ping
     return resp(this.name, this.args) ?? super.toWritable(socket)
   }
 }
+
+/** What a resent command given up on is written as (see `QueuedCommand.toWritable`). */
+const ping = Buffer.from("*1\r\n$4\r\nPING\r\n")
 
 const CR = 13
 const LF = 10
