@@ -2,7 +2,7 @@
  * What a get costs, counted rather than timed (timings drown in a shared machine's noise): the
  * Effect primitives a get evaluates, in every fiber it runs (its background load included), seen by
  * a `Supervisor` with op supervision, as `bench/src/cost.ts` counts them. The bounds sit a little
- * above today's counts (memory store: hit 12, miss 55; forks: none per hit, one per miss), so a
+ * above today's counts (memory store: hit 12, miss 56; forks: none per hit, one per miss), so a
  * change that adds steps to the read path fails here, and whoever makes it raises the bound on
  * purpose, with the benchmark that justifies it.
  */
