@@ -17,6 +17,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import type * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
 import { CacheUnavailable } from "../CacheStore.js"
@@ -61,6 +62,21 @@ export const cooldownFor = (config: Pick<Config, "cooldownMillis" | "maxCooldown
 ): number => {
   const base = Math.min(config.maxCooldownMillis, config.cooldownMillis * 2 ** Math.min(reopened, 52))
   return Math.max(0, Math.round(base * (1 - config.jitter * r)))
+}
+
+/**
+ * Whether a store failure is (or wraps, at any depth) a circuit breaker's refusal: the command was
+ * never sent (and the store logged it once).
+ *
+ * @internal
+ */
+export const isBreakerOpen = (error: unknown): boolean => {
+  let current: unknown = error
+  for (let depth = 0; depth < 16 && typeof current === "object" && current !== null; depth++) {
+    if (Predicate.isTagged(current, "CircuitOpen")) return true
+    current = "cause" in current ? current.cause : undefined
+  }
+  return false
 }
 
 /** @internal */

@@ -25,6 +25,7 @@ import * as Codec from "../Codec.js"
 import * as Glob from "../Glob.js"
 import type { Recorder } from "../Metrics.js"
 import * as batch from "./batch.js"
+import { isBreakerOpen } from "./breaker.js"
 import { Entries } from "./entry.js"
 import type { Found, Read } from "./entry.js"
 import type { AnyFlight, Restore } from "./flight.js"
@@ -132,7 +133,7 @@ export class CacheAsideImpl<K, A, E, R> {
     this.recorder.increment("cacheErrors")
     if (event !== undefined) this.recorder.increment(event)
     // a circuit breaker's refusal: logged once by the store
-    if (Lease.isBreakerOpen(error)) return Effect.void
+    if (isBreakerOpen(error)) return Effect.void
     return Effect.logWarning("cache-aside: cache store unavailable", error.message).pipe(
       Effect.annotateLogs({ ...this.logAnnotations, operation: error.operation })
     )

@@ -16,11 +16,11 @@
  */
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Predicate from "effect/Predicate"
 import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
 import type { CacheStore, CacheUnavailable } from "../CacheStore.js"
 import * as Codec from "../Codec.js"
+import { isBreakerOpen } from "./breaker.js"
 
 /** @internal */
 export class Lease {
@@ -45,8 +45,7 @@ const held: Taken = { _tag: "Held" }
 type Store = CacheStore["Type"]
 
 /**
- * Who takes leases: the store, and where a release that nobody waits for runs (the cache's `fork`:
- * its `FiberSet`, so closing the cache stops it).
+ * Who takes leases: the store, and where a release that nobody waits for runs (`forkRelease`).
  *
  * @internal
  */
@@ -54,21 +53,6 @@ export interface Owner {
   readonly store: Store
   /** Runs a release in the owner's background (see `CacheAsideImpl.forkRelease`). */
   readonly forkRelease: (release: Effect.Effect<void>) => Effect.Effect<void>
-}
-
-/**
- * Whether a store failure is (or wraps, at any depth) a circuit breaker's refusal: the command was
- * never sent.
- *
- * @internal
- */
-export const isBreakerOpen = (error: unknown): boolean => {
-  let current: unknown = error
-  for (let depth = 0; depth < 16 && typeof current === "object" && current !== null; depth++) {
-    if (Predicate.isTagged(current, "CircuitOpen")) return true
-    current = "cause" in current ? current.cause : undefined
-  }
-  return false
 }
 
 /**

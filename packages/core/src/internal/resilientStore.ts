@@ -136,23 +136,8 @@ export class ResilientStore {
     const limited = this.config.storeEnforcesTimeout && duration === this.config.timeout
       ? effect
       : this.limit(operation, effect, duration)
-    return this.retried(this.breaker.call(operation, limited), operation, limited, retry)
-  }
-
-  /**
-   * `first`, an attempt of `limited` under the breaker; after a failure worth retrying, more
-   * attempts under the breaker as `retry` allows. `gaveUp` runs on the final failure (as `tapError`
-   * over the whole would), in the same handler: no frame of its own on the success path.
-   */
-  private retried<A>(
-    first: Effect.Effect<A, CacheUnavailable>,
-    operation: Operation,
-    limited: Effect.Effect<A, CacheUnavailable>,
-    retry: RetryPolicy,
-    gaveUp?: () => Effect.Effect<void>
-  ): Effect.Effect<A, CacheUnavailable> {
-    if (retry === undefined) return gaveUp === undefined ? first : Effect.tapError(first, gaveUp)
-    return Effect.catchAll(first, this.retryAfter(operation, limited, retry, gaveUp))
+    const first = this.breaker.call(operation, limited)
+    return retry === undefined ? first : Effect.catchAll(first, this.retryAfter(operation, limited, retry, undefined))
   }
 
   /**
