@@ -10,7 +10,7 @@ import { RedisCacheStore } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
 import { assertSome } from "@effect/vitest/utils"
 import { Context, Effect, Layer, Option, Redacted, Schedule, Schema } from "effect"
-import { Redis } from "ioredis"
+import { plainClient } from "./utils/PlainClient.js"
 import { RedisServer } from "./utils/RedisServer.js"
 
 /** One process: its own Redis connection and metrics, and a cache (lock on, the default). */
@@ -38,10 +38,7 @@ describe("a lease-read whose answer was lost (Redis)", () => {
   it.scopedLive("its lease is released: another process's get does not wait in the lock", () =>
     Effect.gen(function*() {
       const server = yield* RedisServer.make
-      const raw = yield* Effect.acquireRelease(
-        Effect.sync(() => new Redis(server.url)),
-        (redis) => Effect.sync(() => redis.disconnect())
-      )
+      const raw = yield* plainClient(server)
       const here = yield* processOn(server)
       assertSome(yield* here.cache.get(0), "v0") // connected, the lease-read's script loaded
       // the release's script too: a release sent as EVALSHA to a server that does not know it yet

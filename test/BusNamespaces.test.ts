@@ -11,6 +11,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { assertSome, assertTrue, deepStrictEqual, strictEqual } from "@effect/vitest/utils"
 import { Context, type Duration, Effect, Exit, Fiber, Layer, Option, Redacted, Schedule, Schema, Scope } from "effect"
 import { Redis } from "ioredis"
+import { plainClient } from "./utils/PlainClient.js"
 import { RedisServer } from "./utils/RedisServer.js"
 
 const channelPrefix = "cache-aside-bus:"
@@ -74,9 +75,6 @@ const within = (done: Effect.Effect<boolean>, polls = 1000) =>
 /** Like `within`, and fails the test with `what` when it never held. */
 const eventually = (what: string, done: Effect.Effect<boolean>) =>
   Effect.flatMap(within(done), (ok) => Effect.sync(() => assert.isTrue(ok, what)))
-
-const plainClient = (server: RedisServer["Type"]) =>
-  Effect.acquireRelease(Effect.sync(() => new Redis(server.url)), (redis) => Effect.sync(() => redis.disconnect()))
 
 /** The bus channels the server has subscribers for, sorted, as bus namespaces. */
 const busChannels = (raw: Redis) =>

@@ -10,6 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { assertSome, strictEqual } from "@effect/vitest/utils"
 import { Duration, Effect, Fiber, Layer, Option, Redacted, Schema } from "effect"
 import { Redis } from "ioredis"
+import { plainClient } from "./utils/PlainClient.js"
 import { RedisServer } from "./utils/RedisServer.js"
 
 const setup = (server: RedisServer["Type"], commandTimeout?: Duration.DurationInput) =>
@@ -28,9 +29,6 @@ const setup = (server: RedisServer["Type"], commandTimeout?: Duration.DurationIn
       Effect.flatMap(Metrics.Metrics, (m) => m.snapshot(namespace)).pipe(Effect.provide(context))
     return { context, snapshot }
   })
-
-const plainClient = (server: RedisServer["Type"]) =>
-  Effect.acquireRelease(Effect.sync(() => new Redis(server.url)), (redis) => Effect.sync(() => redis.disconnect()))
 
 /** Every value in the database: how many are leases (NUL-prefixed) and how many entries. */
 const census = (redis: Redis, fulls: ReadonlyArray<string>) =>

@@ -10,7 +10,7 @@ import { CacheAside, CacheStore, Codec, Metrics } from "@cache-aside/core"
 import { RedisCacheStore } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Option, Redacted, Schema, Scope } from "effect"
-import { Redis } from "ioredis"
+import { plainClient } from "./utils/PlainClient.js"
 import { RedisServer } from "./utils/RedisServer.js"
 
 /** The store, with every `getOrLease` answer held after Redis has answered it (`written` told). */
@@ -33,10 +33,7 @@ describe("a lease-read interrupted after its cache closed", () => {
     () =>
       Effect.gen(function*() {
         const server = yield* RedisServer.make
-        const plain = yield* Effect.acquireRelease(
-          Effect.sync(() => new Redis(server.url)),
-          (redis) => Effect.sync(() => redis.disconnect())
-        )
+        const plain = yield* plainClient(server)
         const redisLayer = () =>
           RedisCacheStore.layer({ url: Redacted.make(server.url), commandTimeout: "2 seconds" }).pipe(
             Layer.provideMerge(Metrics.layer)

@@ -48,6 +48,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import { Redis } from "ioredis"
 import * as CacheAsideInternal from "../packages/core/src/internal/cacheAside.js"
+import { plainClient } from "./utils/PlainClient.js"
 import { RedisServer } from "./utils/RedisServer.js"
 
 class Down extends Schema.TaggedError<Down>()("Down", {}) {}
@@ -563,10 +564,7 @@ const runOnce = (
 const property = (near: boolean) =>
   Effect.gen(function*() {
     const server = yield* RedisServer.make
-    const plain = yield* Effect.acquireRelease(
-      Effect.sync(() => new Redis(server.url)),
-      (redis) => Effect.sync(() => redis.disconnect())
-    )
+    const plain = yield* plainClient(server)
     const processes = [
       yield* Layer.build(processLayer(server.url, near)),
       yield* Layer.build(processLayer(server.url, near)),

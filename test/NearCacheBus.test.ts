@@ -8,8 +8,8 @@ import { RedisCacheBus, RedisClient } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
 import { assertSome, assertSuccess, deepStrictEqual } from "@effect/vitest/utils"
 import { Context, type Duration, Effect, Exit, Layer, Option, Redacted, Runtime, Schedule, Schema } from "effect"
-import { Redis } from "ioredis"
 import { createHash } from "node:crypto"
+import { plainClient } from "./utils/PlainClient.js"
 import { RedisServer } from "./utils/RedisServer.js"
 
 const namespace = "cache:nbus:"
@@ -64,9 +64,6 @@ const eventually = (what: string, done: () => boolean) =>
     Effect.retry(Schedule.intersect(Schedule.spaced("5 millis"), Schedule.recurs(1000))),
     Effect.orDie
   )
-
-const plainClient = (server: RedisServer["Type"]) =>
-  Effect.acquireRelease(Effect.sync(() => new Redis(server.url)), (redis) => Effect.sync(() => redis.disconnect()))
 
 describe("RedisCacheBus", () => {
   it.scopedLive("a message reaches the other instance, and its sender's own subscribers once; malformed messages are ignored", () =>

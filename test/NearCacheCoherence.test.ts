@@ -9,11 +9,11 @@ import { CacheAside, Metrics } from "@cache-aside/core"
 import { RedisCacheBus } from "@cache-aside/redis"
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Data, Effect, Layer, Option, Redacted, Schedule, type Scope } from "effect"
-import { Redis } from "ioredis"
 import * as ChildProcess from "node:child_process"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { type Config, marker, type Summary, Version } from "./fixtures/coherence-child.js"
+import { plainClient } from "./utils/PlainClient.js"
 import { RedisServer } from "./utils/RedisServer.js"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
@@ -88,10 +88,7 @@ describe("near cache coherence across processes", () => {
     () =>
       Effect.gen(function*() {
         const server = yield* RedisServer.make
-        const raw = yield* Effect.acquireRelease(
-          Effect.sync(() => new Redis(server.url)),
-          (redis) => Effect.sync(() => redis.disconnect())
-        )
+        const raw = yield* plainClient(server)
         const namespace = "coherence"
         const keys = ["a", "b", "c", "d", "e", "f"]
         const config: Config = {

@@ -16,6 +16,7 @@ import { Cause, Context, Effect, Exit, Layer, Option, Redacted, Schedule, Schema
 import * as FastCheck from "effect/FastCheck"
 import { Redis } from "ioredis"
 import { Buffer } from "node:buffer"
+import { plainClient } from "./utils/PlainClient.js"
 import { RedisServer } from "./utils/RedisServer.js"
 
 /** A string's bytes as Redis would hold it if it could: UTF-8, a lone surrogate as its three WTF-8 bytes. */
@@ -54,10 +55,7 @@ class Server extends Context.Tag("test/PatternBytes/Server")<Server, {
     this,
     Effect.gen(function*() {
       const server = yield* RedisServer.make
-      const raw = yield* Effect.acquireRelease(
-        Effect.sync(() => new Redis(server.url)),
-        (redis) => Effect.sync(() => redis.disconnect())
-      )
+      const raw = yield* plainClient(server)
       const redis = yield* Layer.build(
         RedisCacheStore.layer({ url: Redacted.make(server.url), commandTimeout: "5 seconds" }).pipe(
           Layer.provideMerge(Metrics.layer)
@@ -133,10 +131,7 @@ describe("invalidatePattern with non-ASCII keys on Redis", () => {
     () =>
       Effect.gen(function*() {
         const server = yield* RedisServer.make
-        const raw = yield* Effect.acquireRelease(
-          Effect.sync(() => new Redis(server.url)),
-          (redis) => Effect.sync(() => redis.disconnect())
-        )
+        const raw = yield* plainClient(server)
         const version = new Map<string, number>()
         const process = Effect.gen(function*() {
           // two processes: each its own store and bus connections; a long heartbeat (a stall of a

@@ -14,8 +14,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
-import { Redis } from "ioredis"
 import type { Socket } from "node:net"
+import { plainClient } from "./utils/PlainClient.js"
 import { RedisServer } from "./utils/RedisServer.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
@@ -26,10 +26,7 @@ describe("a command given up on, then its connection cut", () => {
     () =>
       Effect.gen(function*() {
         const server = yield* RedisServer.make
-        const plain = yield* Effect.acquireRelease(
-          Effect.sync(() => new Redis(server.url)),
-          (redis) => Effect.sync(() => redis.disconnect())
-        )
+        const plain = yield* plainClient(server)
         const redis = yield* RedisClient.make({ url: Redacted.make(server.url), commandTimeout: "200 millis" })
         yield* redis.getOrLeaseBuffer("warm", text("lease-warm"), 60_000) // connected, the script known
         const before = yield* server.commandCalls
